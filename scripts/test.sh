@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need, starts a Kafka-protocol broker (Tansu, served
+# by `tickflow broker` with SQLite storage) and moto (S3/Glue) on free 127.0.0.1 ports, runs
+# every test with their addresses in the environment, and stops the services on exit, also
+# when tests fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MOTO_VERSION=5.2.5
+CACHE="${TICKFLOW_CACHE:-$HOME/.cache/tickflow}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/tickflow-test.XXXXXX")"
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$RUN_DIR"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port, name, log
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not start; its log:" >&2
+  cat "$3" >&2
+  exit 1
+}
+
+# moto, pinned, in its own virtualenv.
+VENV="$CACHE/venv-moto-$MOTO_VERSION"
+if [ ! -x "$VENV/bin/moto_server" ]; then
+  echo "installing moto $MOTO_VERSION into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet "moto[server]==$MOTO_VERSION"
+fi
+
+echo "building tickflow (target dir $CARGO_TARGET_DIR)"
+cargo build --locked --bins --tests
+
+KAFKA_PORT=$(free_port)
+"$CARGO_TARGET_DIR/debug/tickflow" broker --port "$KAFKA_PORT" --data-dir "$RUN_DIR/broker" \
+  >"$RUN_DIR/broker.log" 2>&1 &
+PIDS+=($!)
+MOTO_PORT=$(free_port)
+"$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN_DIR/moto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$KAFKA_PORT" "broker" "$RUN_DIR/broker.log"
+wait_port "$MOTO_PORT" "moto" "$RUN_DIR/moto.log"
+
+export TICKFLOW_TEST_KAFKA="127.0.0.1:$KAFKA_PORT"
+export TICKFLOW_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
+echo "broker on $TICKFLOW_TEST_KAFKA, moto on $TICKFLOW_TEST_AWS_ENDPOINT"
+
+cargo test --locked "$@"

@@ -1,0 +1,98 @@
+//! The `tickflow` command line: the only place that prints for humans, and the only place
+//! where errors become `anyhow` reports.
+
+mod demo;
+mod serve;
+mod simulate;
+mod tail;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::AppConfig;
+
+/// tickflow: ticks to event-time OHLC/VWAP bars, exactly once, from Kafka to an S3 lake.
+#[derive(Debug, Parser)]
+#[command(name = "tickflow", version, about, long_about = None)]
+pub struct Cli {
+    /// Application config file [default: config/tickflow.yaml if present, else built-in defaults].
+    #[arg(long, global = true, env = "TICKFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `warn,tickflow=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKFLOW_LOG",
+        default_value = "warn,tickflow=info"
+    )]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline on an embedded broker and registry, then show what happened.
+    Demo(demo::DemoArgs),
+    /// Produce simulated (or replayed) trade ticks to a Kafka topic.
+    Simulate(simulate::SimulateArgs),
+    /// Print records of a topic, decoded through the schema registry, as JSON lines.
+    Tail(tail::TailArgs),
+    /// Serve the built-in Confluent-compatible schema registry.
+    Registry(serve::RegistryArgs),
+    /// Serve the embedded Kafka-protocol broker (Tansu) for local work and tests.
+    #[cfg(feature = "embedded-broker")]
+    Broker(serve::BrokerArgs),
+}
+
+/// Runs the command line and turns errors into a message and exit code 1.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => demo::run(args, load_config(&cli.config)?).await,
+            Command::Simulate(args) => simulate::run(args, load_config(&cli.config)?).await,
+            Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
+            Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
+            #[cfg(feature = "embedded-broker")]
+            Command::Broker(args) => serve::broker(args).await,
+        }
+    })
+}
+
+fn load_config(path: &Option<PathBuf>) -> anyhow::Result<AppConfig> {
+    Ok(AppConfig::load(path.as_deref())?)
+}
+
+/// Formats UTC microseconds as RFC 3339 with millisecond precision.
+pub(crate) fn fmt_micros(t: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(t)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+        .unwrap_or_else(|| t.to_string())
+}

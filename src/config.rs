@@ -1,0 +1,405 @@
+//! Application configuration (`config/tickflow.yaml`): where Kafka, the schema registry, state,
+//! metrics and AWS are. Every setting can be overridden from the environment with
+//! `TICKFLOW_<SECTION>__<FIELD>` (for example `TICKFLOW_KAFKA__BOOTSTRAP_SERVERS`).
+//!
+//! Loading never guesses: an unknown key, a wrong type or a bad duration is reported with the
+//! file, line and column and the dotted path of the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sim::SimConfig;
+
+/// The file read when no `--config` is given, if it exists.
+pub const DEFAULT_CONFIG_PATH: &str = "config/tickflow.yaml";
+
+/// Prefix of environment variables that override configuration fields.
+pub const ENV_PREFIX: &str = "TICKFLOW_";
+
+/// Problems with the configuration: always the user's to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{file}: cannot read configuration: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or a field has the wrong name, type or value.
+    #[error("{file}:{line}:{column}: {field}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
+    /// An environment override names no known field or holds an unusable value.
+    #[error("environment variable {var}: {field}: {message}")]
+    Env {
+        var: String,
+        field: String,
+        message: String,
+    },
+}
+
+/// Everything tickflow needs to know about its surroundings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// Kafka (or any Kafka-protocol broker) connection.
+    pub kafka: KafkaConfig,
+    /// Confluent-compatible schema registry.
+    pub registry: RegistryConfig,
+    /// Local state (RocksDB stores, the built-in registry's files).
+    pub state: StateConfig,
+    /// Prometheus metrics endpoint.
+    pub metrics: MetricsConfig,
+    /// AWS region and endpoint (S3, Glue, Athena).
+    pub aws: AwsConfig,
+    /// Defaults of `tickflow simulate`; command-line flags override them.
+    pub simulator: SimConfig,
+}
+
+/// Kafka connection settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Comma-separated `host:port` list of brokers.
+    pub bootstrap_servers: String,
+    /// Extra librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*).
+    pub properties: BTreeMap<String, String>,
+    /// How long to wait for the broker to answer at start before failing.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            properties: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Schema registry settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Base URL of a Confluent-compatible registry (Confluent, Karapace, Redpanda, Apicurio,
+    /// or `tickflow registry`).
+    pub url: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8081".into(),
+        }
+    }
+}
+
+/// Local state settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// Directory holding all local state of this instance.
+    pub dir: PathBuf,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("./state"),
+        }
+    }
+}
+
+/// Metrics endpoint settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address the Prometheus `/metrics` endpoint listens on; empty disables it.
+    pub addr: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// AWS settings; credentials always come from the standard chain, never from this file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AwsConfig {
+    /// AWS region of S3, Glue and Athena.
+    pub region: String,
+    /// Endpoint override for S3-compatible stores and local emulators; unset for AWS itself.
+    pub endpoint: Option<String>,
+}
+
+impl Default for AwsConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".into(),
+            endpoint: None,
+        }
+    }
+}
+
+impl AppConfig {
+    /// Loads the configuration: `path` if given (it must exist), else
+    /// [`DEFAULT_CONFIG_PATH`] if it exists, else built-in defaults; then applies
+    /// `TICKFLOW_*` overrides from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (file, text) = match path {
+            Some(p) => (p.display().to_string(), read(p)?),
+            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
+                DEFAULT_CONFIG_PATH.to_string(),
+                read(Path::new(DEFAULT_CONFIG_PATH))?,
+            ),
+            None => ("<defaults>".to_string(), String::new()),
+        };
+        Self::from_yaml(&file, &text, std::env::vars())
+    }
+
+    /// Parses YAML `text` (reported as `file` in errors) and applies the overrides found in
+    /// `env`: pairs of variable name and value.
+    pub fn from_yaml(
+        file: &str,
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let config: AppConfig = parse_yaml(file, text)?;
+        let overrides = env_overrides(env);
+        if overrides.is_empty() {
+            return Ok(config);
+        }
+        apply_overrides(&config, &overrides)
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
+/// Deserializes any YAML document with errors that carry file, line, column and field path.
+/// An empty document yields the type's defaults.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|err| {
+        let field = field_name(&err.path().to_string());
+        let inner = err.into_inner();
+        let (line, column) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        ConfigError::Invalid {
+            file: file.to_string(),
+            line,
+            column,
+            message: strip_location(&strip_path(&inner.to_string(), &field)),
+            field,
+        }
+    })
+}
+
+/// serde_yaml starts some messages with the path of the map the error is in; the full field
+/// path is reported separately.
+fn strip_path(message: &str, field: &str) -> String {
+    match message.split_once(": ") {
+        Some((prefix, rest)) if field.starts_with(prefix) => rest.to_string(),
+        _ => message.to_string(),
+    }
+}
+
+fn field_name(path: &str) -> String {
+    if path == "." || path.is_empty() {
+        "(top level)".to_string()
+    } else {
+        path.to_string()
+    }
+}
+
+/// serde_yaml appends " at line L column C" to messages; the location is reported separately.
+fn strip_location(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// One `TICKFLOW_SECTION__FIELD=value` override, with the path it sets.
+#[derive(Debug)]
+struct Override {
+    var: String,
+    path: Vec<String>,
+    value: String,
+}
+
+const SECTIONS: [&str; 6] = ["kafka", "registry", "state", "metrics", "aws", "simulator"];
+
+/// Picks the variables that name a configuration section; others (`TICKFLOW_LOG`, ...) are not
+/// configuration overrides and are left alone.
+fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
+    let mut out: Vec<Override> = env
+        .into_iter()
+        .filter_map(|(var, value)| {
+            let rest = var.strip_prefix(ENV_PREFIX)?;
+            let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
+            (path.len() >= 2 && SECTIONS.contains(&path[0].as_str())).then_some(Override {
+                var,
+                path,
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.var.cmp(&b.var));
+    out
+}
+
+fn apply_overrides(config: &AppConfig, overrides: &[Override]) -> Result<AppConfig, ConfigError> {
+    let mut tree = serde_yaml::to_value(config).expect("configuration serializes");
+    for o in overrides {
+        let value: serde_yaml::Value = serde_yaml::from_str(&o.value)
+            .unwrap_or_else(|_| serde_yaml::Value::String(o.value.clone()));
+        set_path(&mut tree, &o.path, value);
+    }
+    serde_path_to_error::deserialize(tree).map_err(|err| {
+        let field = field_name(&err.path().to_string());
+        let var = overrides
+            .iter()
+            .find(|o| field.starts_with(&o.path.join(".")) || o.path.join(".").starts_with(&field))
+            .map(|o| o.var.clone())
+            .unwrap_or_else(|| {
+                overrides
+                    .iter()
+                    .map(|o| o.var.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+        ConfigError::Env {
+            var,
+            field,
+            message: strip_location(&err.into_inner().to_string()),
+        }
+    })
+}
+
+fn set_path(tree: &mut serde_yaml::Value, path: &[String], value: serde_yaml::Value) {
+    let mut node = tree;
+    for key in &path[..path.len() - 1] {
+        if !node.is_mapping() {
+            *node = serde_yaml::Value::Mapping(Default::default());
+        }
+        let map = node.as_mapping_mut().expect("mapping");
+        node = map
+            .entry(serde_yaml::Value::String(key.clone()))
+            .or_insert(serde_yaml::Value::Mapping(Default::default()));
+    }
+    if !node.is_mapping() {
+        *node = serde_yaml::Value::Mapping(Default::default());
+    }
+    let last = serde_yaml::Value::String(path[path.len() - 1].clone());
+    node.as_mapping_mut().expect("mapping").insert(last, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let c = AppConfig::from_yaml("t.yaml", "", no_env()).unwrap();
+        assert_eq!(c, AppConfig::default());
+    }
+
+    #[test]
+    fn shipped_config_loads() {
+        let text = std::fs::read_to_string("config/tickflow.yaml").unwrap();
+        AppConfig::from_yaml("config/tickflow.yaml", &text, no_env()).unwrap();
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_field() {
+        let text = "kafka:\n  bootstrap_servers: a:1\n  bootstrap_servrs: b:2\n";
+        let err = AppConfig::from_yaml("c.yaml", text, no_env()).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("c.yaml:3:3: kafka.bootstrap_servrs: unknown field `bootstrap_servrs`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let text = "kafka:\n  connect_timeout: soon\n";
+        let msg = AppConfig::from_yaml("c.yaml", text, no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("c.yaml:2:20: kafka.connect_timeout: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn malformed_yaml_is_located() {
+        let text = "kafka:\n  bootstrap_servers: \"a\n";
+        let msg = AppConfig::from_yaml("c.yaml", text, no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with("c.yaml:3:1: "), "{msg}");
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let env = vec![
+            ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(), "k:9".into()),
+            (
+                "TICKFLOW_AWS__ENDPOINT".into(),
+                "http://127.0.0.1:5000".into(),
+            ),
+            ("TICKFLOW_KAFKA__CONNECT_TIMEOUT".into(), "3s".into()),
+            ("TICKFLOW_LOG".into(), "debug".into()),
+        ];
+        let c = AppConfig::from_yaml("c.yaml", "kafka:\n  bootstrap_servers: x:1\n", env).unwrap();
+        assert_eq!(c.kafka.bootstrap_servers, "k:9");
+        assert_eq!(c.kafka.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn unknown_env_field_is_named() {
+        let env = vec![("TICKFLOW_KAFKA__BOOTSTRAP".into(), "k:9".into())];
+        let msg = AppConfig::from_yaml("c.yaml", "", env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with(
+                "environment variable TICKFLOW_KAFKA__BOOTSTRAP: kafka.bootstrap: unknown field"
+            ),
+            "{msg}"
+        );
+    }
+}

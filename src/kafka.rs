@@ -1,0 +1,112 @@
+//! Shared Kafka plumbing for the source and sink stages: client configuration, a reachability
+//! check that fails fast, and topic creation.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::types::RDKafkaErrorCode;
+
+use crate::config::KafkaConfig;
+
+/// Errors talking to the broker (external).
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// The broker did not answer in time.
+    #[error("cannot reach Kafka at {servers} within {timeout:?}: {message}")]
+    Unreachable {
+        servers: String,
+        timeout: Duration,
+        message: String,
+    },
+    /// Creating a topic failed.
+    #[error("cannot create topic {topic}: {message}")]
+    CreateTopic { topic: String, message: String },
+    /// Any other client error.
+    #[error("kafka: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+}
+
+/// librdkafka configuration for `cfg`: bootstrap servers plus the pass-through properties.
+pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in &cfg.properties {
+        c.set(k, v);
+    }
+    c
+}
+
+/// Fails with [`KafkaError::Unreachable`] unless a broker answers a metadata request within
+/// `cfg.connect_timeout`.
+pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
+    let unreachable = |message: String| KafkaError::Unreachable {
+        servers: cfg.bootstrap_servers.clone(),
+        timeout: cfg.connect_timeout,
+        message,
+    };
+    let consumer: BaseConsumer = client_config(cfg)
+        .set("socket.connection.setup.timeout.ms", "5000")
+        .create()
+        .map_err(|e| unreachable(e.to_string()))?;
+    consumer
+        .fetch_metadata(None, cfg.connect_timeout)
+        .map(|_| ())
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+/// Creates `topic` with `partitions` partitions and `configs` if it does not exist, and returns
+/// its partition count (which may differ from `partitions` when it already existed).
+pub async fn ensure_topic(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<i32, KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    for (k, v) in configs {
+        new = new.set(k, v);
+    }
+    let opts = AdminOptions::new().operation_timeout(Some(cfg.connect_timeout));
+    let results = admin.create_topics([&new], &opts).await?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(KafkaError::CreateTopic {
+                    topic: topic.into(),
+                    message: code.to_string(),
+                });
+            }
+        }
+    }
+    partition_count(cfg, topic)
+}
+
+/// The number of partitions of `topic`, waiting briefly for metadata to show a new topic.
+pub fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<i32, KafkaError> {
+    let consumer: BaseConsumer = client_config(cfg).create()?;
+    let deadline = std::time::Instant::now() + cfg.connect_timeout;
+    loop {
+        let md = consumer.fetch_metadata(Some(topic), cfg.connect_timeout)?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len() as i32)
+            .unwrap_or(0);
+        if n > 0 {
+            return Ok(n);
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(KafkaError::CreateTopic {
+                topic: topic.into(),
+                message: "topic has no partitions in the broker's metadata".into(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,157 @@
+//! Producing keyed records to a Kafka topic with librdkafka, with delivery accounted for.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+
+use crate::config::KafkaConfig;
+use crate::kafka::client_config;
+
+/// Errors producing to Kafka (external).
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// The producer could not be created (bad properties).
+    #[error("cannot create Kafka producer: {0}")]
+    Create(String),
+    /// A record could not be handed to the producer.
+    #[error("cannot produce to {topic}: {message}")]
+    Send { topic: String, message: String },
+    /// Some records were not acknowledged by the broker.
+    #[error("{failed} records to {topic} were not delivered; first error: {first}")]
+    Delivery {
+        topic: String,
+        failed: u64,
+        first: String,
+    },
+    /// Outstanding records were not acknowledged before the timeout.
+    #[error("flushing {topic} did not finish within {timeout:?}")]
+    FlushTimeout { topic: String, timeout: Duration },
+}
+
+/// Counts acknowledgements and keeps the first failure.
+#[derive(Default)]
+struct DeliveryTracker {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+/// librdkafka context that feeds the tracker.
+struct TrackingContext(Arc<DeliveryTracker>);
+
+impl ClientContext for TrackingContext {}
+
+impl ProducerContext for TrackingContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.0.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                self.0.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.0.first_error.lock().expect("tracker lock");
+                first.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// A producer bound to one topic. Idempotent with `acks=all` by default, and partitioned like
+/// the Java client (murmur2 of the key) so that keys land where Kafka Streams would put them.
+pub struct KafkaSink {
+    topic: String,
+    producer: ThreadedProducer<TrackingContext>,
+    tracker: Arc<DeliveryTracker>,
+}
+
+impl KafkaSink {
+    /// A producer for `topic`. `cfg.properties` override the defaults.
+    pub fn new(cfg: &KafkaConfig, topic: &str) -> Result<Self, SinkError> {
+        let tracker = Arc::new(DeliveryTracker::default());
+        let mut c = client_config(&KafkaConfig {
+            properties: Default::default(),
+            ..cfg.clone()
+        });
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("compression.type", "lz4");
+        for (k, v) in &cfg.properties {
+            c.set(k, v);
+        }
+        let producer = c
+            .create_with_context(TrackingContext(tracker.clone()))
+            .map_err(|e| SinkError::Create(e.to_string()))?;
+        Ok(Self {
+            topic: topic.into(),
+            producer,
+            tracker,
+        })
+    }
+
+    /// The topic this sink writes to.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Queues one record, waiting while the local queue is full.
+    pub fn send(&self, key: &[u8], value: &[u8]) -> Result<(), SinkError> {
+        let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((RdError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => {
+                    return Err(SinkError::Send {
+                        topic: self.topic.clone(),
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records acknowledged by the broker so far.
+    pub fn delivered(&self) -> u64 {
+        self.tracker.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Waits until every queued record is acknowledged; fails if any was not delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), SinkError> {
+        self.producer
+            .flush(timeout)
+            .map_err(|_| SinkError::FlushTimeout {
+                topic: self.topic.clone(),
+                timeout,
+            })?;
+        let failed = self.tracker.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            let first = self
+                .tracker
+                .first_error
+                .lock()
+                .expect("tracker lock")
+                .clone();
+            return Err(SinkError::Delivery {
+                topic: self.topic.clone(),
+                failed,
+                first: first.unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! A Kafka consumer-group member that hands out raw records with their coordinates.
+
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+
+use crate::config::KafkaConfig;
+use crate::kafka::client_config;
+
+/// Errors reading from Kafka (external).
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The consumer could not be created or subscribed.
+    #[error("cannot consume {topics}: {message}")]
+    Subscribe { topics: String, message: String },
+    /// The broker reported an error while fetching.
+    #[error("fetch failed: {0}")]
+    Fetch(String),
+}
+
+/// One record as read from Kafka, bytes untouched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    /// Topic it was read from.
+    pub topic: String,
+    /// Partition it was read from.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+    /// Key bytes, if any.
+    pub key: Option<Vec<u8>>,
+    /// Value bytes, if any.
+    pub value: Option<Vec<u8>>,
+    /// Broker or producer timestamp, milliseconds, if any.
+    pub timestamp_ms: Option<i64>,
+}
+
+/// A member of consumer group `group` reading `topics` from the earliest offset the group
+/// has not committed.
+pub struct KafkaSource {
+    consumer: BaseConsumer,
+}
+
+impl KafkaSource {
+    /// Joins `group` and subscribes to `topics`.
+    pub fn subscribe(cfg: &KafkaConfig, group: &str, topics: &[&str]) -> Result<Self, SourceError> {
+        let err = |e: rdkafka::error::KafkaError| SourceError::Subscribe {
+            topics: topics.join(","),
+            message: e.to_string(),
+        };
+        let mut c = client_config(&KafkaConfig {
+            properties: Default::default(),
+            ..cfg.clone()
+        });
+        c.set("group.id", group)
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50");
+        for (k, v) in &cfg.properties {
+            c.set(k, v);
+        }
+        let consumer: BaseConsumer = c.create().map_err(err)?;
+        consumer.subscribe(topics).map_err(err)?;
+        Ok(Self { consumer })
+    }
+
+    /// The next record, or `None` if none arrived within `timeout` (or the consumer served a
+    /// non-message event such as a rebalance: `None` does not mean the topic is drained).
+    pub fn poll(&self, timeout: Duration) -> Result<Option<RawRecord>, SourceError> {
+        match self.consumer.poll(timeout) {
+            None => Ok(None),
+            Some(Err(e)) => Err(SourceError::Fetch(e.to_string())),
+            Some(Ok(m)) => Ok(Some(RawRecord {
+                topic: m.topic().to_string(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                value: m.payload().map(<[u8]>::to_vec),
+                timestamp_ms: m.timestamp().to_millis(),
+            })),
+        }
+    }
+
+    /// Reads until `count` records have arrived or nothing arrives for `idle`.
+    pub fn read_up_to(&self, count: usize, idle: Duration) -> Result<Vec<RawRecord>, SourceError> {
+        let mut out = Vec::with_capacity(count);
+        let mut last_seen = std::time::Instant::now();
+        while out.len() < count && last_seen.elapsed() < idle {
+            if let Some(r) = self.poll(Duration::from_millis(100))? {
+                out.push(r);
+                last_seen = std::time::Instant::now();
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,5 @@
+//! Input stages: records enter tickflow here, from Kafka through a consumer group.
+
+mod kafka;
+
+pub use kafka::{KafkaSource, RawRecord, SourceError};

@@ -1,0 +1,216 @@
+//! The `tickflow` binary as a user meets it: the demo from an empty directory, the simulator
+//! and tail against the test broker, and clear failures on bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tickflow(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("TICKFLOW_") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickflow(dir.path(), &["--help"], &[]);
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    for cmd in ["demo", "simulate", "tail", "registry", "broker"] {
+        assert!(
+            stdout.contains(&format!("  {cmd} ")),
+            "{cmd} missing from:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn demo_runs_from_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickflow(dir.path(), &["demo", "--duration", "2s"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        stdout.contains("embedded Kafka-protocol broker"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("everything produced was read back"),
+        "{stdout}"
+    );
+    assert!(
+        dir.path()
+            .join("tickflow-demo/registry/registry.json")
+            .exists()
+    );
+}
+
+#[test]
+fn missing_config_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickflow(
+        dir.path(),
+        &["--config", "nope.yaml", "simulate", "--count", "1"],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("nope.yaml: cannot read configuration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn malformed_config_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "kafka:\n  bootstrap_servers: x:1\nsimulator:\n  sed: 4\n",
+    )
+    .unwrap();
+    let out = tickflow(
+        dir.path(),
+        &["--config", "c.yaml", "simulate", "--count", "1"],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error: c.yaml:4:3: simulator.sed: unknown field `sed`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unreachable_broker_fails_fast_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let servers = format!("127.0.0.1:{port}");
+    let started = Instant::now();
+    let out = tickflow(
+        dir.path(),
+        &["simulate", "--count", "10"],
+        &[
+            ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS", &servers),
+            ("TICKFLOW_KAFKA__CONNECT_TIMEOUT", "2s"),
+        ],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot reach Kafka at {servers} within 2s")),
+        "{stderr}"
+    );
+    // A hang guard, not a performance assertion: the timeout is 2 s.
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn unreadable_replay_row_names_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("idx.csv"),
+        "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD\n\
+         NYA,1965-12-31,528.69,528.69,528.69,528.69,528.69,0,528.69\n\
+         NYA,1966-01-03,527.21,oops,527.21,527.21,527.21,0,527.21\n",
+    )
+    .unwrap();
+    let out = tickflow(dir.path(), &["simulate", "--replay", "idx.csv"], &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("idx.csv:3: column 4"), "{stderr}");
+}
+
+/// A replayed CSV goes to the broker and comes back through `tail`, decoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_then_tail() {
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("idx.csv"),
+        "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD\n\
+         HSI,1986-12-31,2568.3,2570,2560,2565,2565,1000,330.0\n",
+    )
+    .unwrap();
+    let topic = common::unique("replay");
+    let env = [
+        (
+            "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS",
+            kafka.bootstrap_servers.as_str(),
+        ),
+        ("TICKFLOW_REGISTRY__URL", registry.url.as_str()),
+    ];
+    let path = dir.path().to_path_buf();
+    let t = topic.clone();
+    let env_owned: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (produced, tailed) = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env_owned
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let p = tickflow(
+            &path,
+            &[
+                "simulate",
+                "--replay",
+                "idx.csv",
+                "--topic",
+                &t,
+                "--partitions",
+                "2",
+            ],
+            &env,
+        );
+        let t = tickflow(&path, &["tail", "--topic", &t, "-n", "4"], &env);
+        (p, t)
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = text(&produced);
+    assert!(produced.status.success(), "{stdout}{stderr}");
+    assert!(stdout.starts_with("produced 4 ticks to "), "{stdout}");
+    let (stdout, stderr) = text(&tailed);
+    assert!(tailed.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    let volume: i64 = lines
+        .iter()
+        .map(|l| l["value"]["size"].as_i64().unwrap())
+        .sum();
+    assert_eq!(volume, 1000);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["key"] == "HSI" && l["value"]["venue"] == "INDX")
+    );
+}

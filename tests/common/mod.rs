@@ -1,0 +1,53 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tickflow::codec::registry::SchemaRegistry;
+use tickflow::config::KafkaConfig;
+
+/// The broker started by `scripts/test.sh`. Tests that need it fail (they do not skip) when it
+/// is missing, so that a run without services cannot pass by testing nothing.
+pub fn kafka() -> KafkaConfig {
+    let servers = std::env::var("TICKFLOW_TEST_KAFKA")
+        .expect("TICKFLOW_TEST_KAFKA is not set: run the tests with scripts/test.sh, which starts the broker");
+    KafkaConfig {
+        bootstrap_servers: servers,
+        connect_timeout: Duration::from_secs(10),
+        ..KafkaConfig::default()
+    }
+}
+
+/// A topic name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A built-in registry serving from a temporary directory on an ephemeral port.
+pub struct TestRegistry {
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestRegistry {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir) -> Self {
+        let registry = Arc::new(SchemaRegistry::open(dir.path()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(registry.serve(listener));
+        Self { url, dir, task }
+    }
+
+    /// Stops serving and hands back the state directory.
+    pub fn stop(self) -> tempfile::TempDir {
+        self.task.abort();
+        self.dir
+    }
+}

@@ -16,3 +16,4 @@ pub mod metrics;
 pub mod sim;
 pub mod sink;
 pub mod source;
+pub mod topology;

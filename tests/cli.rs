@@ -34,12 +34,40 @@ fn help_lists_every_command() {
     let out = tickflow(dir.path(), &["--help"], &[]);
     let (stdout, _) = text(&out);
     assert!(out.status.success());
-    for cmd in ["demo", "simulate", "tail", "registry", "broker"] {
+    for cmd in [
+        "demo", "simulate", "validate", "graph", "tail", "registry", "broker",
+    ] {
         assert!(
             stdout.contains(&format!("  {cmd} ")),
             "{cmd} missing from:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn validate_reports_every_problem_and_fails() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tickflow(
+        root,
+        &["validate", "tests/topologies/bad_everything.yaml"],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert_eq!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("bad_everything.yaml:"))
+            .count(),
+        12,
+        "{stderr}"
+    );
+    let out = tickflow(root, &["validate", "topologies/ohlc_vwap.yaml"], &[]);
+    assert!(out.status.success());
+    assert_eq!(
+        text(&out).0,
+        "topologies/ohlc_vwap.yaml: ok (application ohlc-vwap, 1 sources, 1 operators, 1 sinks)\n"
+    );
 }
 
 #[test]

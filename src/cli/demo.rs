@@ -15,6 +15,7 @@ use super::simulate::{SimulateArgs, produce};
 use crate::codec::registry::SchemaRegistry;
 use crate::codec::{Decoder, RecordKind, RegistryClient, Tick, split_header};
 use crate::config::{AppConfig, KafkaConfig};
+use crate::metrics::Metrics;
 use crate::source::KafkaSource;
 
 /// Flags of `tickflow demo`.
@@ -70,6 +71,7 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
         out_of_order: None,
         late: None,
         replay: None,
+        metrics: false,
     };
     let cfg = sim.sim_config(&app.simulator);
     let summary = produce(
@@ -78,7 +80,7 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
         &cfg,
         sim.ticks(&cfg)?,
         sim.pace()?,
-        true,
+        &Metrics::new(),
     )
     .await?;
     println!(

@@ -5,6 +5,7 @@ mod demo;
 mod serve;
 mod simulate;
 mod tail;
+mod topology;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +42,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Produce simulated (or replayed) trade ticks to a Kafka topic.
     Simulate(simulate::SimulateArgs),
+    /// Check a topology file and report every problem with file:line:column.
+    Validate(topology::ValidateArgs),
+    /// Print a topology's graph of topics and operators (text, Mermaid or DOT).
+    Graph(topology::GraphArgs),
     /// Print records of a topic, decoded through the schema registry, as JSON lines.
     Tail(tail::TailArgs),
     /// Serve the built-in Confluent-compatible schema registry.
@@ -78,6 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         match cli.command {
             Command::Demo(args) => demo::run(args, load_config(&cli.config)?).await,
             Command::Simulate(args) => simulate::run(args, load_config(&cli.config)?).await,
+            Command::Validate(args) => topology::validate(args),
+            Command::Graph(args) => topology::graph(args),
             Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka;
+use crate::metrics::Metrics;
 use crate::sim::{self, Pace, RunSummary, Session, SimConfig, TickStream};
 use crate::sink::KafkaSink;
 
@@ -53,6 +54,9 @@ pub struct SimulateArgs {
     /// Replay daily bars from a CSV in the indexProcessed.csv layout instead of simulating.
     #[arg(long)]
     pub replay: Option<PathBuf>,
+    /// Serve Prometheus metrics on `metrics.addr` while producing.
+    #[arg(long)]
+    pub metrics: bool,
 }
 
 impl SimulateArgs {
@@ -124,7 +128,19 @@ pub async fn run(args: SimulateArgs, app: AppConfig) -> anyhow::Result<()> {
     let cfg = args.sim_config(&app.simulator);
     let ticks = args.ticks(&cfg)?;
     let pace = args.pace()?;
-    let summary = produce(&app.kafka, &app.registry.url, &cfg, ticks, pace, true).await?;
+    let metrics = Metrics::new();
+    let server = if args.metrics {
+        let listener = tokio::net::TcpListener::bind(&app.metrics.addr)
+            .await
+            .with_context(|| format!("metrics.addr {}", app.metrics.addr))?;
+        Some(tokio::spawn(metrics.clone().serve(listener)))
+    } else {
+        None
+    };
+    let summary = produce(&app.kafka, &app.registry.url, &cfg, ticks, pace, &metrics).await?;
+    if let Some(server) = server {
+        server.abort();
+    }
     println!(
         "produced {} ticks to {} in {:.2}s ({:.0} ticks/s, {:.1} MB); event time {}",
         summary.ticks,
@@ -147,7 +163,7 @@ pub async fn produce(
     cfg: &SimConfig,
     ticks: Box<dyn Iterator<Item = Tick> + Send>,
     pace: Pace,
-    show_progress: bool,
+    metrics: &Metrics,
 ) -> anyhow::Result<RunSummary> {
     let k = kafka_cfg.clone();
     tokio::task::spawn_blocking(move || kafka::check_reachable(&k)).await??;
@@ -159,21 +175,35 @@ pub async fn produce(
         .context("registering the tick schema")?;
     let encoder = Encoder::<Tick>::new(RecordKind::Tick, id);
     let sink = KafkaSink::new(kafka_cfg, &cfg.topic)?;
-    let bar = progress_bar(show_progress);
+    let bar = progress_bar();
+    let m = metrics.clone();
     let summary = tokio::task::spawn_blocking(move || {
+        let mut counted = RunSummary::default();
         let result = sim::produce_ticks(ticks, &encoder, &sink, pace, |s| {
             bar.set_position(s.ticks);
             bar.set_message(format!("{:.0} ticks/s", s.rate()));
+            count_progress(&m, &mut counted, s);
         });
         bar.finish_and_clear();
+        if let Ok(s) = &result {
+            count_progress(&m, &mut counted, s);
+        }
         result
     })
     .await??;
     Ok(summary)
 }
 
-fn progress_bar(show: bool) -> ProgressBar {
-    if !show || !std::io::stderr().is_terminal() {
+/// Adds what was produced since the last call to the counters (once per batch, not per tick).
+fn count_progress(m: &Metrics, counted: &mut RunSummary, now: &RunSummary) {
+    m.sim_ticks.inc_by(now.ticks - counted.ticks);
+    m.sim_bytes.inc_by(now.bytes - counted.bytes);
+    counted.ticks = now.ticks;
+    counted.bytes = now.bytes;
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new_spinner();

@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::sim::SimConfig;
 
+mod locate;
+pub mod topology;
+
+pub use topology::{TopologySpec, ValidationErrors};
+
 /// The file read when no `--config` is given, if it exists.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tickflow.yaml";
 

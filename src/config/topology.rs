@@ -1,0 +1,623 @@
+//! Topology YAML: what one application computes. Parsed with every structural error located
+//! (file:line:column and field), then validated without IO, reporting every problem at once.
+//!
+//! ```yaml
+//! application: ohlc-vwap
+//! sources:
+//!   ticks: { topic: ticks.raw }
+//! operators:
+//!   - window:
+//!       id: bars
+//!       input: ticks
+//!       tumbling: [1s, 1m, 5m, 1h]
+//!       grace: 5s
+//!       aggregates: [open, high, low, close, volume, vwap, trade_count]
+//!       late_topic: ticks.late
+//! sinks:
+//!   - { input: bars, topic: "bars.{resolution}" }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use super::ConfigError;
+use super::locate::Locations;
+
+/// One application: its sources, operators and sinks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Application id: names the consumer group, internal topics and state directory.
+    pub application: String,
+    /// Named input streams, each read from a Kafka topic.
+    pub sources: BTreeMap<String, SourceSpec>,
+    /// Steps, each reading one named stream and producing the stream named by its id.
+    #[serde(default)]
+    pub operators: Vec<OperatorEntry>,
+    /// Streams written to Kafka topics.
+    #[serde(default)]
+    pub sinks: Vec<SinkSpec>,
+}
+
+/// A Kafka topic read as a stream of ticks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    /// Topic to consume.
+    pub topic: String,
+    /// Value format of the topic.
+    #[serde(default)]
+    pub format: ValueFormat,
+    /// Field whose value is the record key.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// Field holding the event time.
+    #[serde(default = "default_event_time")]
+    pub event_time: String,
+}
+
+fn default_key() -> String {
+    "symbol".into()
+}
+
+fn default_event_time() -> String {
+    "event_time".into()
+}
+
+/// How record values are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueFormat {
+    /// Avro in the Confluent wire format, schemas from the registry.
+    #[default]
+    Avro,
+}
+
+/// One operator, written as a single-key map: `- window: {...}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct OperatorEntry(#[serde(with = "serde_yaml::with::singleton_map")] pub OperatorSpec);
+
+impl std::ops::Deref for OperatorEntry {
+    type Target = OperatorSpec;
+    fn deref(&self) -> &OperatorSpec {
+        &self.0
+    }
+}
+
+/// The operators.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorSpec {
+    /// Keeps the records for which every condition holds.
+    Filter(FilterSpec),
+    /// Re-keys the stream by another field, repartitioning through an internal topic.
+    GroupBy(GroupBySpec),
+    /// Windowed aggregation into bars.
+    Window(WindowSpec),
+}
+
+impl OperatorSpec {
+    /// The operator's id, which is also the name of the stream it produces.
+    pub fn id(&self) -> &str {
+        match self {
+            OperatorSpec::Filter(f) => &f.id,
+            OperatorSpec::GroupBy(g) => &g.id,
+            OperatorSpec::Window(w) => &w.id,
+        }
+    }
+
+    /// The stream it reads.
+    pub fn input(&self) -> &str {
+        match self {
+            OperatorSpec::Filter(f) => &f.input,
+            OperatorSpec::GroupBy(g) => &g.input,
+            OperatorSpec::Window(w) => &w.input,
+        }
+    }
+
+    /// The YAML key of the operator kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OperatorSpec::Filter(_) => "filter",
+            OperatorSpec::GroupBy(_) => "group_by",
+            OperatorSpec::Window(_) => "window",
+        }
+    }
+}
+
+/// `filter`: keeps records for which all conditions hold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterSpec {
+    /// Id, and the name of the output stream.
+    pub id: String,
+    /// Input stream.
+    pub input: String,
+    /// Conditions, all of which must hold.
+    #[serde(rename = "where")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One comparison of a field with a constant.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Tick field.
+    pub field: String,
+    /// Comparison.
+    pub op: CompareOp,
+    /// Constant: a number, a string, or a list of them for `in`.
+    pub value: serde_yaml::Value,
+}
+
+/// Comparison operators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CompareOp {
+    /// Equal.
+    Eq,
+    /// Not equal.
+    Ne,
+    /// Less than.
+    Lt,
+    /// At most.
+    Le,
+    /// Greater than.
+    Gt,
+    /// At least.
+    Ge,
+    /// One of a list.
+    In,
+}
+
+/// `group_by`: re-keys by a field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupBySpec {
+    /// Id, and the name of the output stream.
+    pub id: String,
+    /// Input stream.
+    pub input: String,
+    /// Field whose value becomes the key.
+    pub field: String,
+}
+
+/// `window`: event-time windows aggregated into bars.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Id, and the name of the output stream.
+    pub id: String,
+    /// Input stream.
+    pub input: String,
+    /// Tumbling window sizes, e.g. `[1s, 1m, 5m]`.
+    #[serde(default)]
+    pub tumbling: Vec<DurationLit>,
+    /// Hopping windows: size and advance.
+    #[serde(default)]
+    pub hopping: Vec<HoppingSpec>,
+    /// Session windows: a gap of inactivity closes the session.
+    pub session: Option<SessionSpec>,
+    /// How long after a window's end ticks are still accepted.
+    #[serde(default)]
+    pub grace: DurationLit,
+    /// What each bar holds: names, or single-key maps for field aggregates (`{max: price}`).
+    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
+    pub aggregates: Vec<Aggregate>,
+    /// When bars are emitted.
+    #[serde(default, with = "serde_yaml::with::singleton_map")]
+    pub emit: Emit,
+    /// Topic that receives ticks for windows already closed.
+    pub late_topic: Option<String>,
+}
+
+/// A hopping window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoppingSpec {
+    /// Window length.
+    pub size: DurationLit,
+    /// Distance between window starts.
+    pub advance: DurationLit,
+}
+
+/// A session window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSpec {
+    /// Inactivity that ends a session.
+    pub gap: DurationLit,
+}
+
+/// Emit policy.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Emit {
+    /// Once, when the window closes.
+    #[default]
+    Final,
+    /// The current bar, at most once per interval per key while the window is open.
+    Update(DurationLit),
+}
+
+/// Aggregates a bar can hold.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    /// Price of the earliest tick by event time (ties by offset).
+    Open,
+    /// Highest price.
+    High,
+    /// Lowest price.
+    Low,
+    /// Price of the latest tick by event time (ties by offset).
+    Close,
+    /// Sum of sizes.
+    Volume,
+    /// Volume-weighted average price.
+    Vwap,
+    /// Number of ticks.
+    TradeCount,
+    /// Sum of price times size.
+    Turnover,
+    /// Minimum of a numeric field.
+    Min(String),
+    /// Maximum of a numeric field.
+    Max(String),
+    /// Sum of a numeric field.
+    Sum(String),
+    /// Mean of a numeric field.
+    Mean(String),
+}
+
+/// A stream written to Kafka.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkSpec {
+    /// Stream to write.
+    pub input: String,
+    /// Topic; `{resolution}` is replaced by the window's resolution (`bars.{resolution}`).
+    pub topic: String,
+    /// Value format.
+    #[serde(default)]
+    pub format: ValueFormat,
+}
+
+/// A duration as written (`5m`), with its value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct DurationLit {
+    /// The text in the YAML, used in names such as `bars.5m`.
+    pub text: String,
+    /// The value.
+    pub value: Duration,
+}
+
+impl<'de> Deserialize<'de> for DurationLit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let value = humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration like 500ms, 5s, 1m, 1h ({e})"
+            ))
+        })?;
+        Ok(Self { text, value })
+    }
+}
+
+impl fmt::Display for DurationLit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Every problem `tickflow validate` found, each located.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+pub struct ValidationErrors(pub Vec<ConfigError>);
+
+/// Tick fields a topology may refer to, and whether they are numeric.
+const TICK_FIELDS: [(&str, bool); 9] = [
+    ("symbol", false),
+    ("venue", false),
+    ("price", true),
+    ("size", true),
+    ("event_time", true),
+    ("trade_id", true),
+    ("side", false),
+    ("conditions", false),
+    ("currency", false),
+];
+
+impl TopologySpec {
+    /// Parses and validates the topology in `text` (`file` names it in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Self, ValidationErrors> {
+        let spec: TopologySpec =
+            super::parse_yaml(file, text).map_err(|e| ValidationErrors(vec![e]))?;
+        let problems = spec.validate();
+        if problems.is_empty() {
+            return Ok(spec);
+        }
+        let at = Locations::of(text);
+        let errors = problems
+            .into_iter()
+            .map(|(field, message)| {
+                let (line, column) = at.find(&field);
+                ConfigError::Invalid {
+                    file: file.into(),
+                    line,
+                    column,
+                    field,
+                    message,
+                }
+            })
+            .collect();
+        Err(ValidationErrors(errors))
+    }
+
+    /// Reads and validates a topology file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ValidationErrors> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            ValidationErrors(vec![ConfigError::Read {
+                file: path.display().to_string(),
+                source,
+            }])
+        })?;
+        Self::parse(&path.display().to_string(), &text)
+    }
+
+    /// Every semantic problem, as (field path, message); no IO.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.application.is_empty()
+            || !self
+                .application
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            out.push((
+                "application".into(),
+                "must be non-empty and use only letters, digits, `.`, `_` and `-`".into(),
+            ));
+        }
+        if self.sources.is_empty() {
+            out.push(("sources".into(), "at least one source is needed".into()));
+        }
+        for (name, s) in &self.sources {
+            for (field, value) in [("key", &s.key), ("event_time", &s.event_time)] {
+                if !TICK_FIELDS.iter().any(|(f, _)| f == value) {
+                    out.push((format!("sources.{name}.{field}"), unknown_field(value)));
+                }
+            }
+        }
+        let streams = self.check_ids(&mut out);
+        for (i, op) in self.operators.iter().enumerate() {
+            let path = format!("operators[{i}].{}", op.kind());
+            if !streams.contains_key(op.input()) {
+                out.push((
+                    format!("{path}.input"),
+                    unknown_stream(op.input(), &streams),
+                ));
+            }
+            match &op.0 {
+                OperatorSpec::Filter(f) => check_filter(&path, f, &mut out),
+                OperatorSpec::GroupBy(g) => {
+                    check_field(&format!("{path}.field"), &g.field, false, &mut out)
+                }
+                OperatorSpec::Window(w) => check_window(&path, w, &mut out),
+            }
+        }
+        for (i, sink) in self.sinks.iter().enumerate() {
+            if !streams.contains_key(sink.input.as_str()) {
+                out.push((
+                    format!("sinks[{i}].input"),
+                    unknown_stream(&sink.input, &streams),
+                ));
+            }
+            if sink.topic.is_empty() {
+                out.push((format!("sinks[{i}].topic"), "must not be empty".into()));
+            }
+        }
+        if let Some(cycle) = self.find_cycle() {
+            let i = self
+                .operators
+                .iter()
+                .position(|o| o.id() == cycle[0])
+                .unwrap_or(0);
+            let kind = self.operators.get(i).map_or("", |o| o.kind());
+            out.push((
+                format!("operators[{i}].{kind}.input"),
+                format!("operators form a cycle: {}", cycle.join(" -> ")),
+            ));
+        }
+        out
+    }
+
+    /// Stream names (sources and operator ids) with where each is defined; reports clashes.
+    fn check_ids(&self, out: &mut Vec<(String, String)>) -> HashMap<&str, String> {
+        let mut streams: HashMap<&str, String> = self
+            .sources
+            .keys()
+            .map(|k| (k.as_str(), format!("sources.{k}")))
+            .collect();
+        for (i, op) in self.operators.iter().enumerate() {
+            let path = format!("operators[{i}].{}.id", op.kind());
+            if op.id().is_empty() {
+                out.push((path, "must not be empty".into()));
+            } else if let Some(first) = streams.get(op.id()) {
+                out.push((
+                    path,
+                    format!("stream `{}` is already defined at {first}", op.id()),
+                ));
+            } else {
+                streams.insert(op.id(), path);
+            }
+        }
+        streams
+    }
+
+    /// A cycle among operators, as the ids along it, if there is one.
+    fn find_cycle(&self) -> Option<Vec<String>> {
+        let input_of: HashMap<&str, &str> =
+            self.operators.iter().map(|o| (o.id(), o.input())).collect();
+        for op in &self.operators {
+            let start = op.id();
+            let mut seen = vec![start];
+            let mut at = start;
+            while let Some(next) = input_of.get(at) {
+                if *next == start {
+                    let mut ids: Vec<String> = seen.iter().rev().map(|s| s.to_string()).collect();
+                    ids.push(ids[0].clone());
+                    return Some(ids);
+                }
+                if seen.contains(next) {
+                    break;
+                }
+                seen.push(next);
+                at = next;
+            }
+        }
+        None
+    }
+}
+
+fn unknown_field(name: &str) -> String {
+    let known: Vec<&str> = TICK_FIELDS.iter().map(|(f, _)| *f).collect();
+    format!(
+        "unknown tick field `{name}`, expected one of {}",
+        known.join(", ")
+    )
+}
+
+fn unknown_stream(name: &str, streams: &HashMap<&str, String>) -> String {
+    let known: BTreeSet<&str> = streams.keys().copied().collect();
+    format!(
+        "stream `{name}` is not defined; defined streams: {}",
+        known.into_iter().collect::<Vec<_>>().join(", ")
+    )
+}
+
+fn check_field(path: &str, field: &str, numeric: bool, out: &mut Vec<(String, String)>) {
+    match TICK_FIELDS.iter().find(|(f, _)| *f == field) {
+        None => out.push((path.into(), unknown_field(field))),
+        Some((_, is_num)) if numeric && !is_num => {
+            out.push((path.into(), format!("field `{field}` is not numeric")))
+        }
+        Some(_) => {}
+    }
+}
+
+fn check_filter(path: &str, f: &FilterSpec, out: &mut Vec<(String, String)>) {
+    if f.conditions.is_empty() {
+        out.push((
+            format!("{path}.where"),
+            "needs at least one condition".into(),
+        ));
+    }
+    for (i, c) in f.conditions.iter().enumerate() {
+        let at = format!("{path}.where[{i}]");
+        let numeric = TICK_FIELDS.iter().any(|(n, num)| *n == c.field && *num);
+        check_field(&format!("{at}.field"), &c.field, false, out);
+        let scalar_ok = |v: &serde_yaml::Value| {
+            if numeric {
+                v.is_number()
+            } else {
+                v.is_string()
+            }
+        };
+        let ok = match (c.op, &c.value) {
+            (CompareOp::In, serde_yaml::Value::Sequence(vs)) => {
+                !vs.is_empty() && vs.iter().all(scalar_ok)
+            }
+            (CompareOp::In, _) => false,
+            (_, v) => scalar_ok(v),
+        };
+        if !ok {
+            let kind = if numeric { "a number" } else { "a string" };
+            let shape = if c.op == CompareOp::In {
+                format!("a non-empty list of {kind}s")
+            } else {
+                kind.to_string()
+            };
+            out.push((
+                format!("{at}.value"),
+                format!("must be {shape} for field `{}`", c.field),
+            ));
+        }
+    }
+}
+
+fn check_window(path: &str, w: &WindowSpec, out: &mut Vec<(String, String)>) {
+    let kinds = [
+        !w.tumbling.is_empty(),
+        !w.hopping.is_empty(),
+        w.session.is_some(),
+    ];
+    if kinds.iter().filter(|k| **k).count() != 1 {
+        out.push((
+            path.into(),
+            "give exactly one of tumbling, hopping or session".into(),
+        ));
+    }
+    for (i, d) in w.tumbling.iter().enumerate() {
+        if d.value.is_zero() {
+            out.push((
+                format!("{path}.tumbling[{i}]"),
+                "window size must be positive".into(),
+            ));
+        }
+    }
+    for (i, h) in w.hopping.iter().enumerate() {
+        if h.size.value.is_zero() || h.advance.value.is_zero() || h.advance.value > h.size.value {
+            out.push((
+                format!("{path}.hopping[{i}]"),
+                "need 0 < advance <= size".into(),
+            ));
+        }
+    }
+    if let Some(s) = &w.session
+        && s.gap.value.is_zero()
+    {
+        out.push((format!("{path}.session.gap"), "must be positive".into()));
+    }
+    let mut seen = BTreeSet::new();
+    for (i, size) in w.tumbling.iter().enumerate() {
+        if !seen.insert(size.value) {
+            out.push((
+                format!("{path}.tumbling[{i}]"),
+                format!("window size {size} is listed twice"),
+            ));
+        }
+    }
+    if w.aggregates.is_empty() {
+        out.push((
+            format!("{path}.aggregates"),
+            "needs at least one aggregate".into(),
+        ));
+    }
+    for (i, a) in w.aggregates.iter().enumerate() {
+        if let Aggregate::Min(f) | Aggregate::Max(f) | Aggregate::Sum(f) | Aggregate::Mean(f) = a {
+            check_field(&format!("{path}.aggregates[{i}]"), f, true, out);
+        }
+        if w.aggregates[..i].contains(a) {
+            out.push((
+                format!("{path}.aggregates[{i}]"),
+                "aggregate is listed twice".into(),
+            ));
+        }
+    }
+    if let Emit::Update(d) = &w.emit
+        && d.value.is_zero()
+    {
+        out.push((
+            format!("{path}.emit"),
+            "update interval must be positive".into(),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests;

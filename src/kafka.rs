@@ -31,8 +31,17 @@ pub enum KafkaError {
 
 /// librdkafka configuration for `cfg`: bootstrap servers plus the pass-through properties.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
+    client_config_with(cfg, &[])
+}
+
+/// Like [`client_config`], with a stage's own `defaults` set first, so that the user's
+/// `kafka.properties` override them.
+pub fn client_config_with(cfg: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    for (k, v) in defaults {
+        c.set(*k, *v);
+    }
     for (k, v) in &cfg.properties {
         c.set(k, v);
     }

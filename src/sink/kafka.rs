@@ -11,7 +11,7 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 
 use crate::config::KafkaConfig;
-use crate::kafka::client_config;
+use crate::kafka::client_config_with;
 
 /// Errors producing to Kafka (external).
 #[derive(Debug, thiserror::Error)]
@@ -76,20 +76,18 @@ impl KafkaSink {
     /// A producer for `topic`. `cfg.properties` override the defaults.
     pub fn new(cfg: &KafkaConfig, topic: &str) -> Result<Self, SinkError> {
         let tracker = Arc::new(DeliveryTracker::default());
-        let mut c = client_config(&KafkaConfig {
-            properties: Default::default(),
-            ..cfg.clone()
-        });
-        c.set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "5")
-            .set("batch.num.messages", "10000")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("compression.type", "lz4");
-        for (k, v) in &cfg.properties {
-            c.set(k, v);
-        }
+        let c = client_config_with(
+            cfg,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("partitioner", "murmur2_random"),
+                ("linger.ms", "5"),
+                ("batch.num.messages", "10000"),
+                ("queue.buffering.max.messages", "1000000"),
+                ("compression.type", "lz4"),
+            ],
+        );
         let producer = c
             .create_with_context(TrackingContext(tracker.clone()))
             .map_err(|e| SinkError::Create(e.to_string()))?;

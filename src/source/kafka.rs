@@ -6,7 +6,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::KafkaConfig;
-use crate::kafka::client_config;
+use crate::kafka::client_config_with;
 
 /// Errors reading from Kafka (external).
 #[derive(Debug, thiserror::Error)]
@@ -49,18 +49,16 @@ impl KafkaSource {
             topics: topics.join(","),
             message: e.to_string(),
         };
-        let mut c = client_config(&KafkaConfig {
-            properties: Default::default(),
-            ..cfg.clone()
-        });
-        c.set("group.id", group)
-            .set("auto.offset.reset", "earliest")
-            .set("enable.auto.commit", "false")
-            .set("enable.partition.eof", "false")
-            .set("fetch.wait.max.ms", "50");
-        for (k, v) in &cfg.properties {
-            c.set(k, v);
-        }
+        let c = client_config_with(
+            cfg,
+            &[
+                ("group.id", group),
+                ("auto.offset.reset", "earliest"),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+                ("fetch.wait.max.ms", "50"),
+            ],
+        );
         let consumer: BaseConsumer = c.create().map_err(err)?;
         consumer.subscribe(topics).map_err(err)?;
         Ok(Self { consumer })

@@ -33,6 +33,17 @@ wait_port() { # port, name, log
   exit 1
 }
 
+# RocksDB's bindings need libclang at build time.
+if command -v dpkg >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing libclang-dev (for RocksDB's bindings)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
+  else
+    echo "libclang is missing: install libclang-dev (RocksDB's bindings need it)" >&2
+    exit 1
+  fi
+fi
+
 # moto, pinned, in its own virtualenv.
 VENV="$CACHE/venv-moto-$MOTO_VERSION"
 if [ ! -x "$VENV/bin/moto_server" ]; then

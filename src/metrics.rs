@@ -1,7 +1,7 @@
 //! Every metric tickflow exports, in one explicit Prometheus registry, and the `/metrics`
 //! endpoint. Names follow `tickflow_<thing>_<unit>[_total]`.
 
-use prometheus::{Encoder, IntCounter, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
 
 /// The metrics of one tickflow process.
 #[derive(Clone)]
@@ -11,32 +11,67 @@ pub struct Metrics {
     pub sim_ticks: IntCounter,
     /// Encoded bytes the simulator handed to Kafka.
     pub sim_bytes: IntCounter,
+    /// Input records a topology processed.
+    pub records: IntCounter,
+    /// Bars a topology produced.
+    pub bars: IntCounter,
+    /// (tick, resolution) pairs routed to the late topic.
+    pub late_ticks: IntCounter,
+    /// Records sent to the dead-letter topic, by reason.
+    pub dead_letters: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
 }
 
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let sim_ticks = IntCounter::new(
-            "tickflow_sim_ticks_total",
-            "Ticks produced by the simulator",
-        )
-        .expect("valid metric");
-        let sim_bytes = IntCounter::new(
-            "tickflow_sim_bytes_total",
-            "Encoded tick bytes produced by the simulator",
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                "tickflow_dead_letters_total",
+                "Records sent to the dead-letter topic, by reason",
+            ),
+            &["reason"],
         )
         .expect("valid metric");
         registry
-            .register(Box::new(sim_ticks.clone()))
-            .expect("unique metric");
-        registry
-            .register(Box::new(sim_bytes.clone()))
+            .register(Box::new(dead_letters.clone()))
             .expect("unique metric");
         Self {
+            sim_ticks: counter(
+                &registry,
+                "tickflow_sim_ticks_total",
+                "Ticks produced by the simulator",
+            ),
+            sim_bytes: counter(
+                &registry,
+                "tickflow_sim_bytes_total",
+                "Encoded tick bytes produced by the simulator",
+            ),
+            records: counter(
+                &registry,
+                "tickflow_records_total",
+                "Input records processed by the topology",
+            ),
+            bars: counter(
+                &registry,
+                "tickflow_bars_total",
+                "Bars produced by the topology",
+            ),
+            late_ticks: counter(
+                &registry,
+                "tickflow_late_ticks_total",
+                "Ticks that arrived after their window closed, per resolution",
+            ),
+            dead_letters,
             registry,
-            sim_ticks,
-            sim_bytes,
         }
     }
 

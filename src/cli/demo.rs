@@ -13,10 +13,12 @@ use clap::Args;
 use super::fmt_micros;
 use super::simulate::{SimulateArgs, produce};
 use crate::codec::registry::SchemaRegistry;
-use crate::codec::{Decoder, RecordKind, RegistryClient, Tick, split_header};
+use crate::codec::{Bar, Decoder, RecordKind, RegistryClient, Tick, split_header, watermark_of};
+use crate::config::TopologySpec;
 use crate::config::{AppConfig, KafkaConfig};
 use crate::metrics::Metrics;
 use crate::source::KafkaSource;
+use crate::topology::runtime::RunOptions;
 
 /// Flags of `tickflow demo`.
 #[derive(Debug, Clone, Args)]
@@ -67,11 +69,14 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
         rate: args.rate.clone(),
         count: None,
         duration: Some(args.duration),
-        trades_per_second: None,
+        // A calm market: a few minutes of market time, so that there are several 1-minute
+        // bars and some ticks arrive after their window closed.
+        trades_per_second: Some(300.0),
         out_of_order: None,
         late: None,
         replay: None,
         metrics: false,
+        end_watermark: true,
     };
     let cfg = sim.sim_config(&app.simulator);
     let summary = produce(
@@ -92,10 +97,11 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
         summary.elapsed.as_secs_f64(),
         summary.rate()
     );
-    let ticks = read_back(&kafka, &registry_url, &cfg.topic, summary.ticks as usize).await?;
+    crate::sim::end_of_input(&kafka, &cfg.topic, &summary)?;
+    let with_watermarks = summary.ticks as usize + args.partitions as usize;
+    let ticks = read_back(&kafka, &registry_url, &cfg.topic, with_watermarks).await?;
     let report = Readback::of(&ticks, cfg.out_of_order_bound.as_micros() as i64);
     print!("{}", report.render());
-    server.abort();
     if report.ticks != summary.ticks as usize {
         bail!(
             "read back {} ticks, produced {}",
@@ -103,11 +109,100 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
             summary.ticks
         );
     }
+    let bars = run_flagship(&args, &app, &kafka, &registry_url).await?;
+    print!("{}", render_bars(&bars));
+    server.abort();
     println!(
-        "● everything produced was read back; the registry's state is in {}",
+        "● demo files (registry, state stores) are in {}",
         args.dir.display()
     );
     Ok(())
+}
+
+/// The flagship topology, compiled in so that the demo runs from any directory.
+const FLAGSHIP: &str = include_str!("../../topologies/ohlc_vwap.yaml");
+
+/// Runs the flagship topology over the simulated ticks until it is idle, then reads back the
+/// 1-minute bars.
+#[cfg(feature = "embedded-broker")]
+async fn run_flagship(
+    args: &DemoArgs,
+    app: &AppConfig,
+    kafka: &KafkaConfig,
+    registry_url: &str,
+) -> anyhow::Result<Vec<Bar>> {
+    let spec = TopologySpec::parse("topologies/ohlc_vwap.yaml", FLAGSHIP)?;
+    let state = args.dir.join("state");
+    if state.exists() {
+        std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
+    }
+    let mut app = app.clone();
+    app.kafka = kafka.clone();
+    app.registry.url = registry_url.to_string();
+    app.state.dir = state;
+    let options = RunOptions {
+        commit_interval: Duration::from_secs(1),
+        stop_when_idle: Some(Duration::from_secs(3)),
+        instance_id: None,
+    };
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stats = super::run::run_topology(&spec, &app, options, Metrics::new(), stop).await?;
+    println!(
+        "● ran topology {} (1s/1m/5m/1h bars, RocksDB state): {} records in, {} bars out, {} late ticks to ticks.late",
+        spec.application, stats.records, stats.bars, stats.late
+    );
+    let records = read_topic(kafka, "bars.1m", stats.bars as usize).await?;
+    let client = RegistryClient::new(registry_url)?;
+    let mut decoder = Decoder::<Bar>::new(RecordKind::Bar);
+    let mut bars = Vec::with_capacity(records.len());
+    for bytes in records {
+        let (id, _) = split_header(&bytes)?;
+        if !decoder.knows(id) {
+            client.teach(&mut decoder, id).await?;
+        }
+        bars.push(decoder.decode(&bytes)?);
+    }
+    Ok(bars)
+}
+
+fn render_bars(bars: &[Bar]) -> String {
+    let mut s = format!(
+        "● {} one-minute bars in bars.1m; those of AAPL:\n",
+        bars.len()
+    );
+    s += "  symbol  window start (UTC)          open      high       low     close    volume      vwap  trades\n";
+    let mut aapl: Vec<&Bar> = bars.iter().filter(|b| b.symbol == "AAPL").collect();
+    aapl.sort_by_key(|b| b.window_start);
+    for b in aapl {
+        s += &format!(
+            "  {:<6}  {}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8.2}  {:>8}  {:>8.3}  {:>6}\n",
+            b.symbol,
+            fmt_micros(b.window_start),
+            b.open,
+            b.high,
+            b.low,
+            b.close,
+            b.volume,
+            b.vwap,
+            b.trade_count
+        );
+    }
+    s
+}
+
+/// Reads up to `count` record values of `topic` from the beginning.
+async fn read_topic(
+    kafka: &KafkaConfig,
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Vec<u8>>> {
+    let (k, t) = (kafka.clone(), topic.to_string());
+    let group = format!("tickflow-demo-{}", uuid::Uuid::new_v4().simple());
+    let records = tokio::task::spawn_blocking(move || {
+        KafkaSource::subscribe(&k, &group, &[&t])?.read_up_to(count, Duration::from_secs(2))
+    })
+    .await??;
+    Ok(records.into_iter().filter_map(|r| r.value).collect())
 }
 
 /// Without the embedded broker there is nothing to run the demo on.
@@ -129,6 +224,10 @@ async fn read_back(
             .read_up_to(count, Duration::from_secs(10))
     })
     .await??;
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|r| watermark_of(r.key.as_deref(), r.value.as_deref()).is_none())
+        .collect();
     let client = RegistryClient::new(registry_url)?;
     let mut decoder = Decoder::<Tick>::new(RecordKind::Tick);
     let mut out = Vec::with_capacity(records.len());

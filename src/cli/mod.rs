@@ -2,6 +2,7 @@
 //! where errors become `anyhow` reports.
 
 mod demo;
+mod run;
 mod serve;
 mod simulate;
 mod tail;
@@ -40,6 +41,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the whole pipeline on an embedded broker and registry, then show what happened.
     Demo(demo::DemoArgs),
+    /// Run a topology: consume ticks, compute windowed bars, produce them to Kafka.
+    Run(run::RunArgs),
     /// Produce simulated (or replayed) trade ticks to a Kafka topic.
     Simulate(simulate::SimulateArgs),
     /// Check a topology file and report every problem with file:line:column.
@@ -82,6 +85,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Demo(args) => demo::run(args, load_config(&cli.config)?).await,
+            Command::Run(args) => run::run(args, load_config(&cli.config)?).await,
             Command::Simulate(args) => simulate::run(args, load_config(&cli.config)?).await,
             Command::Validate(args) => topology::validate(args),
             Command::Graph(args) => topology::graph(args),

@@ -57,6 +57,10 @@ pub struct SimulateArgs {
     /// Serve Prometheus metrics on `metrics.addr` while producing.
     #[arg(long)]
     pub metrics: bool,
+    /// At the end, write a watermark record to every partition one day past the last event
+    /// time, so that a topology closes every window (end of input).
+    #[arg(long)]
+    pub end_watermark: bool,
 }
 
 impl SimulateArgs {
@@ -138,6 +142,9 @@ pub async fn run(args: SimulateArgs, app: AppConfig) -> anyhow::Result<()> {
         None
     };
     let summary = produce(&app.kafka, &app.registry.url, &cfg, ticks, pace, &metrics).await?;
+    if args.end_watermark {
+        sim::end_of_input(&app.kafka, &cfg.topic, &summary)?;
+    }
     if let Some(server) = server {
         server.abort();
     }

@@ -11,6 +11,25 @@ pub use avro::{Decoder, Encoder, RecordKind, split_header};
 pub use client::RegistryClient;
 pub use model::{Bar, DeadLetter, Tick};
 
+/// Key of a watermark control record: a record in a tick topic that tells the engine that no
+/// tick older than its event time will follow in that partition, so windows can close even
+/// when the input goes quiet. Its value is the event time, 8 bytes big-endian (microseconds).
+/// Being part of the log, it makes window closing a deterministic function of the input.
+pub const WATERMARK_KEY: &[u8] = b"\0tickflow.watermark";
+
+/// The value of a watermark record for event time `t`.
+pub fn watermark_value(t: i64) -> [u8; 8] {
+    t.to_be_bytes()
+}
+
+/// The event time of a watermark record, or `None` if the record is not one.
+pub fn watermark_of(key: Option<&[u8]>, value: Option<&[u8]>) -> Option<i64> {
+    if key != Some(WATERMARK_KEY) {
+        return None;
+    }
+    Some(i64::from_be_bytes(value?.try_into().ok()?))
+}
+
 /// Errors of encoding, decoding and talking to the schema registry.
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::codec::{Encoder, Tick};
+use crate::codec::{Encoder, Tick, WATERMARK_KEY, watermark_value};
+use crate::config::KafkaConfig;
+use crate::kafka;
 use crate::sink::KafkaSink;
 
 use super::SimError;
@@ -87,4 +89,23 @@ fn should_stop(
         progress(summary);
     }
     pace.duration.is_some_and(|d| summary.elapsed >= d)
+}
+
+/// Ends the input of a run: writes a watermark one day past the last event time to every
+/// partition of `topic`, so that a topology closes every window of up to a day (plus grace).
+pub fn end_of_input(
+    kafka_cfg: &KafkaConfig,
+    topic: &str,
+    summary: &RunSummary,
+) -> Result<(), SimError> {
+    let Some((_, last)) = summary.event_time_range else {
+        return Ok(());
+    };
+    let t = last + 86_400_000_000;
+    let sink = KafkaSink::new(kafka_cfg, topic)?;
+    for p in 0..kafka::partition_count(kafka_cfg, topic)? {
+        sink.send_to_partition(topic, p, WATERMARK_KEY, &watermark_value(t))?;
+    }
+    sink.flush(Duration::from_secs(30))?;
+    Ok(())
 }

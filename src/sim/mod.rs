@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use driver::{Pace, RunSummary, produce_ticks};
+pub use driver::{Pace, RunSummary, end_of_input, produce_ticks};
 pub use market::{Disorder, MarketSim, TickStream};
 pub use replay::{ReplayRow, replay_ticks};
 pub use session::Session;
@@ -60,6 +60,9 @@ pub enum SimError {
     /// A tick could not be encoded (a bug: generated ticks always fit the schema).
     #[error(transparent)]
     Codec(#[from] crate::codec::CodecError),
+    /// Kafka metadata could not be read.
+    #[error(transparent)]
+    Kafka(#[from] crate::kafka::KafkaError),
     /// Kafka refused or lost ticks.
     #[error(transparent)]
     Sink(#[from] crate::sink::SinkError),

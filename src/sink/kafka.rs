@@ -103,9 +103,33 @@ impl KafkaSink {
         &self.topic
     }
 
-    /// Queues one record, waiting while the local queue is full.
+    /// Queues one record to this sink's topic, waiting while the local queue is full.
     pub fn send(&self, key: &[u8], value: &[u8]) -> Result<(), SinkError> {
-        let mut record = BaseRecord::to(&self.topic).key(key).payload(value);
+        self.send_record(BaseRecord::to(&self.topic).key(key).payload(value))
+    }
+
+    /// Queues one record to another topic (partitioned by key).
+    pub fn send_to(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), SinkError> {
+        self.send_record(BaseRecord::to(topic).key(key).payload(value))
+    }
+
+    /// Queues one record to a given partition of a topic.
+    pub fn send_to_partition(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), SinkError> {
+        self.send_record(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value),
+        )
+    }
+
+    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -113,9 +137,9 @@ impl KafkaSink {
                     record = r;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
+                Err((e, r)) => {
                     return Err(SinkError::Send {
-                        topic: self.topic.clone(),
+                        topic: r.topic.to_string(),
                         message: e.to_string(),
                     });
                 }

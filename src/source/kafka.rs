@@ -83,7 +83,7 @@ impl KafkaSource {
 
     /// Reads until `count` records have arrived or nothing arrives for `idle`.
     pub fn read_up_to(&self, count: usize, idle: Duration) -> Result<Vec<RawRecord>, SourceError> {
-        let mut out = Vec::with_capacity(count);
+        let mut out = Vec::with_capacity(count.min(1 << 16));
         let mut last_seen = std::time::Instant::now();
         while out.len() < count && last_seen.elapsed() < idle {
             if let Some(r) = self.poll(Duration::from_millis(100))? {

@@ -1,6 +1,8 @@
 //! The validated topology as a graph of topics and operators: what `tickflow graph` prints and
 //! what the runtime will be built from.
 
+pub mod runtime;
+
 use std::collections::HashMap;
 use std::fmt::Write;
 

@@ -1,0 +1,85 @@
+//! `tickflow run`: run a topology until stopped.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::{AppConfig, TopologySpec};
+use crate::metrics::Metrics;
+use crate::topology::runtime::{self, RunOptions, RunStats};
+
+/// Flags of `tickflow run`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Topology YAML file.
+    #[arg(long, short = 't')]
+    pub topology: PathBuf,
+    /// Longest time between commits of state and input position.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub commit_interval: Duration,
+    /// Stop after a final commit when no record arrived for this long (batch jobs, tests).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub stop_when_idle: Option<Duration>,
+    /// Static group membership id (`group.instance.id`), stable across restarts of this
+    /// instance, so that it takes its partitions back at once.
+    #[arg(long, env = "TICKFLOW_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+}
+
+/// Runs `tickflow run`: until SIGINT/SIGTERM (committing first), or until idle.
+pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
+    let spec = TopologySpec::load(&args.topology)?;
+    let metrics = Metrics::new();
+    let server = serve_metrics(&app, &metrics).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    tokio::spawn(async move {
+        super::serve::shutdown_signal().await;
+        s.store(true, Ordering::Relaxed);
+    });
+    let options = RunOptions {
+        commit_interval: args.commit_interval,
+        stop_when_idle: args.stop_when_idle,
+        instance_id: args.instance_id,
+    };
+    let stats = run_topology(&spec, &app, options, metrics, stop).await?;
+    if let Some(server) = server {
+        server.abort();
+    }
+    println!(
+        "{}: {} records, {} bars, {} late, {} dead letters, {} filtered out",
+        spec.application, stats.records, stats.bars, stats.late, stats.dead_letters, stats.filtered
+    );
+    Ok(())
+}
+
+/// Runs a topology with the given options (shared with `tickflow demo`).
+pub async fn run_topology(
+    spec: &TopologySpec,
+    app: &AppConfig,
+    options: RunOptions,
+    metrics: Metrics,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<RunStats> {
+    runtime::run(spec, app, options, metrics, stop)
+        .await
+        .with_context(|| format!("running {}", spec.application))
+}
+
+async fn serve_metrics(
+    app: &AppConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    if app.metrics.addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(&app.metrics.addr)
+        .await
+        .with_context(|| format!("metrics.addr {}: cannot listen", app.metrics.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /metrics");
+    Ok(Some(tokio::spawn(metrics.clone().serve(listener))))
+}

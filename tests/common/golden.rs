@@ -1,0 +1,226 @@
+//! Brute-force recomputation of bars from a partitioned tick log, written independently of the
+//! engine's operators, and readers for what the engine produced.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tickflow::codec::{
+    Bar, DeadLetter, Decoder, RecordKind, RegistryClient, Tick, split_header, watermark_of,
+};
+use tickflow::config::KafkaConfig;
+use tickflow::source::{KafkaSource, RawRecord};
+
+/// A tick or a watermark at its position in the log.
+pub enum Entry {
+    Tick(i64, Tick),
+    Watermark(i64),
+}
+
+/// Bar identity: (symbol, resolution, window start).
+pub type BarId = (String, String, i64);
+
+/// A late (partition, offset, resolution) triple.
+pub type LateTick = (i32, i64, String);
+
+/// Reads `count` records of `topics` from the beginning (giving up when nothing arrives for
+/// 30 s), then checks that no more follow.
+pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
+    let group = super::unique("golden-reader");
+    let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();
+    let mut records = source.read_up_to(count, Duration::from_secs(30)).unwrap();
+    records.extend(
+        source
+            .read_up_to(usize::MAX, Duration::from_secs(1))
+            .unwrap(),
+    );
+    assert_eq!(records.len(), count, "records in {topics:?}");
+    records
+}
+
+/// Reads at least `count` records of `topics` (replays after a crash may add identical
+/// duplicates), then whatever follows within 2 s.
+pub fn read_at_least(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
+    let group = super::unique("golden-reader");
+    let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();
+    let mut records = source.read_up_to(count, Duration::from_secs(30)).unwrap();
+    records.extend(
+        source
+            .read_up_to(usize::MAX, Duration::from_secs(2))
+            .unwrap(),
+    );
+    assert!(
+        records.len() >= count,
+        "{} records in {topics:?}, expected at least {count}",
+        records.len()
+    );
+    records
+}
+
+/// Decodes a tick topic into per-partition logs in offset order.
+pub async fn tick_log(
+    records: &[RawRecord],
+    registry: &RegistryClient,
+) -> BTreeMap<i32, Vec<Entry>> {
+    let mut decoder = Decoder::<Tick>::new(RecordKind::Tick);
+    let mut log: BTreeMap<i32, Vec<(i64, Entry)>> = BTreeMap::new();
+    for r in records {
+        let entry = match watermark_of(r.key.as_deref(), r.value.as_deref()) {
+            Some(t) => Entry::Watermark(t),
+            None => {
+                let bytes = r.value.as_deref().unwrap();
+                let (id, _) = split_header(bytes).unwrap();
+                if !decoder.knows(id) {
+                    registry.teach(&mut decoder, id).await.unwrap();
+                }
+                Entry::Tick(r.offset, decoder.decode(bytes).unwrap())
+            }
+        };
+        log.entry(r.partition).or_default().push((r.offset, entry));
+    }
+    log.into_iter()
+        .map(|(p, mut v)| {
+            v.sort_by_key(|(o, _)| *o);
+            (p, v.into_iter().map(|(_, e)| e).collect())
+        })
+        .collect()
+}
+
+/// Expected bars and late (partition, offset, resolution) triples for tumbling windows of
+/// `sizes` (name, microseconds) with `grace`, when every window is closed by the end.
+pub fn expected(
+    log: &BTreeMap<i32, Vec<Entry>>,
+    sizes: &[(&str, i64)],
+    grace: i64,
+) -> (BTreeMap<BarId, Bar>, BTreeSet<LateTick>) {
+    let mut windows: BTreeMap<BarId, Vec<(i64, i64, f64, i64)>> = BTreeMap::new();
+    let mut late = BTreeSet::new();
+    for (p, entries) in log {
+        let mut stream_time = i64::MIN;
+        for e in entries {
+            match e {
+                Entry::Watermark(t) => stream_time = stream_time.max(*t),
+                Entry::Tick(offset, t) => {
+                    stream_time = stream_time.max(t.event_time);
+                    for (name, size) in sizes {
+                        let start = t.event_time.div_euclid(*size) * size;
+                        if start + size + grace <= stream_time {
+                            late.insert((*p, *offset, name.to_string()));
+                        } else {
+                            windows
+                                .entry((t.symbol.clone(), name.to_string(), start))
+                                .or_default()
+                                .push((t.event_time, *offset, t.price, t.size));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let size_of = |name: &str| sizes.iter().find(|(n, _)| *n == name).unwrap().1;
+    let bars = windows
+        .into_iter()
+        .map(|((symbol, res, start), ticks)| {
+            let first = ticks.iter().min_by_key(|t| (t.0, t.1)).unwrap();
+            let last = ticks.iter().max_by_key(|t| (t.0, t.1)).unwrap();
+            let volume: i64 = ticks.iter().map(|t| t.3).sum();
+            let turnover: f64 = ticks.iter().map(|t| t.2 * t.3 as f64).sum();
+            let bar = Bar {
+                symbol: symbol.clone(),
+                resolution: res.clone(),
+                window_start: start,
+                window_end: start + size_of(&res),
+                open: first.2,
+                high: ticks.iter().map(|t| t.2).fold(f64::MIN, f64::max),
+                low: ticks.iter().map(|t| t.2).fold(f64::MAX, f64::min),
+                close: last.2,
+                volume,
+                vwap: turnover / volume as f64,
+                turnover,
+                trade_count: ticks.len() as i64,
+                first_tick_time: first.0,
+                last_tick_time: last.0,
+            };
+            ((symbol, res, start), bar)
+        })
+        .collect();
+    (bars, late)
+}
+
+/// Decodes bar topics; identical duplicates (a replay after a crash) collapse, different ones
+/// fail the test.
+pub async fn bars_of(records: &[RawRecord], registry: &RegistryClient) -> BTreeMap<BarId, Bar> {
+    let mut decoder = Decoder::<Bar>::new(RecordKind::Bar);
+    let mut out: BTreeMap<BarId, Bar> = BTreeMap::new();
+    for r in records {
+        let bytes = r.value.as_deref().unwrap();
+        let (id, _) = split_header(bytes).unwrap();
+        if !decoder.knows(id) {
+            registry.teach(&mut decoder, id).await.unwrap();
+        }
+        let bar = decoder.decode(bytes).unwrap();
+        assert_eq!(r.key.as_deref(), Some(bar.symbol.as_bytes()));
+        let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
+        if let Some(previous) = out.insert(id.clone(), bar.clone()) {
+            assert_eq!(previous, bar, "two different bars for {id:?}");
+        }
+    }
+    out
+}
+
+/// Decodes a late topic into (partition, offset, resolution) triples.
+pub async fn late_of(
+    records: &[RawRecord],
+    registry: &RegistryClient,
+) -> BTreeSet<(i32, i64, String)> {
+    let mut decoder = Decoder::<DeadLetter>::new(RecordKind::DeadLetter);
+    let mut out = BTreeSet::new();
+    for r in records {
+        let bytes = r.value.as_deref().unwrap();
+        let (id, _) = split_header(bytes).unwrap();
+        if !decoder.knows(id) {
+            registry.teach(&mut decoder, id).await.unwrap();
+        }
+        let d = decoder.decode(bytes).unwrap();
+        assert_eq!(d.reason, "late");
+        let res = d.detail.split_whitespace().next().unwrap().to_string();
+        out.insert((d.partition, d.offset, res));
+    }
+    out
+}
+
+/// Compares engine bars with expected ones field by field (VWAP and turnover within 1e-9
+/// relative).
+pub fn assert_bars_equal(got: &BTreeMap<BarId, Bar>, want: &BTreeMap<BarId, Bar>) {
+    let missing: Vec<_> = want
+        .keys()
+        .filter(|k| !got.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?}, extra {extra:?} (of {} / {})",
+        want.len(),
+        got.len()
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    for (id, w) in want {
+        let g = &got[id];
+        let same = g.open == w.open
+            && g.high == w.high
+            && g.low == w.low
+            && g.close == w.close
+            && g.volume == w.volume
+            && g.trade_count == w.trade_count
+            && g.window_end == w.window_end
+            && g.first_tick_time == w.first_tick_time
+            && g.last_tick_time == w.last_tick_time
+            && close(g.vwap, w.vwap)
+            && close(g.turnover, w.turnover);
+        assert!(same, "bar {id:?} differs:\n got  {g:?}\n want {w:?}");
+    }
+}

@@ -80,15 +80,20 @@ fn demo_runs_from_an_empty_directory() {
         stdout.contains("embedded Kafka-protocol broker"),
         "{stdout}"
     );
-    assert!(
-        stdout.contains("everything produced was read back"),
-        "{stdout}"
-    );
+    assert!(stdout.contains("● read back "), "{stdout}");
+    assert!(stdout.contains("● ran topology ohlc-vwap"), "{stdout}");
+    assert!(stdout.contains("one-minute bars in bars.1m"), "{stdout}");
+    let aapl_bars = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with("AAPL    20"))
+        .count();
+    assert!(aapl_bars >= 2, "AAPL's 1-minute bars printed:\n{stdout}");
     assert!(
         dir.path()
             .join("tickflow-demo/registry/registry.json")
             .exists()
     );
+    assert!(dir.path().join("tickflow-demo/state/ohlc-vwap").is_dir());
 }
 
 #[test]

@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use common::golden::{assert_bars_equal, bars_of, expected, late_of, read_all, tick_log};
-use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
+use common::golden::{
+    assert_bars_equal, bars_of, expected, late_of, read_all, simulate_into, tick_log,
+};
+use tickflow::codec::RegistryClient;
 use tickflow::config::{AppConfig, TopologySpec};
-use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
-use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
-use tickflow::sink::KafkaSink;
+use tickflow::sim::SimConfig;
 use tickflow::topology::runtime::{RunOptions, run};
 
-const START: i64 = 1_795_703_400_000_000;
 const COUNT: u64 = 500_000;
 const S: i64 = 1_000_000;
 
@@ -29,36 +28,13 @@ async fn bars_equal_brute_force_recomputation() {
     let client = RegistryClient::new(&registry.url).unwrap();
     let id = common::unique("golden");
     let input = format!("{id}.ticks");
-    ensure_topic(&kafka, &input, 8, &[]).await.unwrap();
-
     // 500,000 ticks of 200 symbols, 1% out of order (up to 2 s), 0.5% late (1-5 min).
     let cfg = SimConfig {
         out_of_order_fraction: 0.01,
         late_fraction: 0.005,
         ..SimConfig::default()
     };
-    let ticks =
-        TickStream::from_config(&cfg, universe(None, 200).unwrap(), START, Some(COUNT)).unwrap();
-    let schema_id = client
-        .register_value(&input, RecordKind::Tick)
-        .await
-        .unwrap();
-    let (k, t) = (kafka.clone(), input.clone());
-    tokio::task::spawn_blocking(move || {
-        let sink = KafkaSink::new(&k, &t).unwrap();
-        let summary = produce_ticks(
-            ticks,
-            &Encoder::<Tick>::new(RecordKind::Tick, schema_id),
-            &sink,
-            Pace::default(),
-            |_| {},
-        )
-        .unwrap();
-        assert_eq!(summary.ticks, COUNT);
-        end_of_input(&k, &t, &summary).unwrap();
-    })
-    .await
-    .unwrap();
+    simulate_into(&kafka, &client, &input, cfg, 200, COUNT).await;
 
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {input} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"

@@ -9,14 +9,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::golden::{
-    assert_bars_equal, bars_of, expected, late_of, read_all, read_at_least, tick_log,
+    assert_bars_equal, bars_of, expected, late_of, read_all, read_at_least, simulate_into, tick_log,
 };
-use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
-use tickflow::kafka::ensure_topic;
-use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
-use tickflow::sink::KafkaSink;
+use tickflow::codec::RegistryClient;
+use tickflow::sim::SimConfig;
 
-const START: i64 = 1_795_703_400_000_000;
 const COUNT: u64 = 300_000;
 const S: i64 = 1_000_000;
 
@@ -63,26 +60,11 @@ async fn sigterm_and_sigkill_mid_stream_change_nothing() {
     let client = RegistryClient::new(&registry.url).unwrap();
     let id = common::unique("restart");
     let input = format!("{id}.ticks");
-    ensure_topic(&kafka, &input, 8, &[]).await.unwrap();
     let cfg = SimConfig {
         late_fraction: 0.005,
         ..SimConfig::default()
     };
-    let ticks =
-        TickStream::from_config(&cfg, universe(None, 100).unwrap(), START, Some(COUNT)).unwrap();
-    let schema_id = client
-        .register_value(&input, RecordKind::Tick)
-        .await
-        .unwrap();
-    let (k, t) = (kafka.clone(), input.clone());
-    tokio::task::spawn_blocking(move || {
-        let sink = KafkaSink::new(&k, &t).unwrap();
-        let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
-        let summary = produce_ticks(ticks, &encoder, &sink, Pace::default(), |_| {}).unwrap();
-        end_of_input(&k, &t, &summary).unwrap();
-    })
-    .await
-    .unwrap();
+    simulate_into(&kafka, &client, &input, cfg, 100, COUNT).await;
 
     let dir = tempfile::tempdir().unwrap();
     let topology = dir.path().join("t.yaml");

@@ -316,9 +316,7 @@ impl Engine {
                         self.stats.filtered += 1;
                     }
                 }
-                Err(e) => {
-                    self.dead_letter(m, &self.plan.dlq_topic.clone(), reason(&e), e.to_string())?
-                }
+                Err(e) => self.dead_letter(m, reason(&e), e.to_string())?,
             }
         }
         self.tasks.get_mut(&p).expect("task exists").next_offset = Some(offset + 1);
@@ -367,16 +365,17 @@ impl Engine {
         Ok(())
     }
 
+    /// Sends a record that cannot be processed to the dead-letter topic, counted by reason.
     fn dead_letter(
         &mut self,
         m: &BorrowedMessage<'_>,
-        topic: &str,
         reason: &str,
         detail: String,
     ) -> Result<(), RuntimeError> {
         self.stats.dead_letters += 1;
         self.metrics.dead_letters.with_label_values(&[reason]).inc();
-        self.send_envelope(m, topic, reason, detail)
+        let topic = self.plan.dlq_topic.clone();
+        self.send_envelope(m, &topic, reason, detail)
     }
 
     fn send_envelope(

@@ -5,9 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tickflow::codec::{
-    Bar, DeadLetter, Decoder, RecordKind, RegistryClient, Tick, split_header, watermark_of,
+    Bar, DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header, watermark_of,
 };
 use tickflow::config::KafkaConfig;
+use tickflow::kafka::ensure_topic;
+use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
+use tickflow::sink::KafkaSink;
+
+/// Market start of every simulation in the tests: Thursday 2026-11-26 09:30 New York.
+pub const START: i64 = 1_795_703_400_000_000;
 use tickflow::source::{KafkaSource, RawRecord};
 
 /// A tick or a watermark at its position in the log.
@@ -21,6 +27,35 @@ pub type BarId = (String, String, i64);
 
 /// A late (partition, offset, resolution) triple.
 pub type LateTick = (i32, i64, String);
+
+/// Creates `topic` with 8 partitions and produces a seeded simulation of `count` ticks of the
+/// first `symbols` symbols to it, then the end-of-input watermarks.
+pub async fn simulate_into(
+    kafka: &KafkaConfig,
+    registry: &RegistryClient,
+    topic: &str,
+    cfg: SimConfig,
+    symbols: usize,
+    count: u64,
+) {
+    ensure_topic(kafka, topic, 8, &[]).await.unwrap();
+    let ticks = TickStream::from_config(&cfg, universe(None, symbols).unwrap(), START, Some(count))
+        .unwrap();
+    let schema_id = registry
+        .register_value(topic, RecordKind::Tick)
+        .await
+        .unwrap();
+    let (k, t) = (kafka.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let sink = KafkaSink::new(&k, &t).unwrap();
+        let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
+        let summary = produce_ticks(ticks, &encoder, &sink, Pace::default(), |_| {}).unwrap();
+        assert_eq!(summary.ticks, count);
+        end_of_input(&k, &t, &summary).unwrap();
+    })
+    .await
+    .unwrap();
+}
 
 /// Reads `count` records of `topics` from the beginning (giving up when nothing arrives for
 /// 30 s), then checks that no more follow.

@@ -264,6 +264,7 @@ mod tests {
             trade_count: 3,
             first_tick_time: 60_000_001,
             last_tick_time: 119_000_000,
+            extras: [("max_price".to_string(), 2.0)].into_iter().collect(),
         };
         let enc = Encoder::<Bar>::new(RecordKind::Bar, 2);
         let mut dec = Decoder::<Bar>::new(RecordKind::Bar);

@@ -1,6 +1,8 @@
 //! The records tickflow reads and writes, as Rust types whose serde form matches the Avro
 //! schemas in `schemas/` field for field.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One trade print (`schemas/tick.avsc`).
@@ -57,6 +59,8 @@ pub struct Bar {
     pub first_tick_time: i64,
     /// Event time of the latest trade.
     pub last_tick_time: i64,
+    /// Field aggregates the topology asked for (`min_price`, `mean_size`, ...), in name order.
+    pub extras: BTreeMap<String, f64>,
 }
 
 /// A record that could not be processed, with why (`schemas/dead_letter.avsc`).

@@ -274,6 +274,20 @@ pub enum Aggregate {
     Mean(String),
 }
 
+impl Aggregate {
+    /// For a field aggregate, its name in a bar's `extras` (`max_price`); `None` for the
+    /// standard ones, which every bar carries.
+    pub fn extra_name(&self) -> Option<String> {
+        match self {
+            Aggregate::Min(f) => Some(format!("min_{f}")),
+            Aggregate::Max(f) => Some(format!("max_{f}")),
+            Aggregate::Sum(f) => Some(format!("sum_{f}")),
+            Aggregate::Mean(f) => Some(format!("mean_{f}")),
+            _ => None,
+        }
+    }
+}
+
 /// A stream written to Kafka.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -318,6 +332,9 @@ impl fmt::Display for DurationLit {
 #[derive(Debug, thiserror::Error)]
 #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct ValidationErrors(pub Vec<ConfigError>);
+
+/// Numeric fields that `min`, `max`, `sum` and `mean` aggregate.
+pub const AGGREGATABLE: [&str; 2] = ["price", "size"];
 
 /// Tick fields a topology may refer to, and whether they are numeric.
 const TICK_FIELDS: [(&str, bool); 9] = [
@@ -600,7 +617,19 @@ fn check_window(path: &str, w: &WindowSpec, out: &mut Vec<(String, String)>) {
     }
     for (i, a) in w.aggregates.iter().enumerate() {
         if let Aggregate::Min(f) | Aggregate::Max(f) | Aggregate::Sum(f) | Aggregate::Mean(f) = a {
-            check_field(&format!("{path}.aggregates[{i}]"), f, true, out);
+            let at = format!("{path}.aggregates[{i}]");
+            check_field(&at, f, true, out);
+            if !AGGREGATABLE.contains(&f.as_str())
+                && TICK_FIELDS.iter().any(|(n, num)| n == f && *num)
+            {
+                out.push((
+                    at,
+                    format!(
+                        "field aggregates are computed over {}, not `{f}`",
+                        AGGREGATABLE.join(" and ")
+                    ),
+                ));
+            }
         }
         if w.aggregates[..i].contains(a) {
             out.push((

@@ -3,6 +3,7 @@
 //! store.
 
 use crate::codec::Tick;
+use crate::config::topology::Aggregate;
 
 /// Everything a bar needs, updated tick by tick in any arrival order.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +84,22 @@ impl Accumulator {
         } else {
             self.turnover / self.volume as f64
         }
+    }
+
+    /// The value of a field aggregate over price or size; `None` for other aggregates.
+    pub fn field_aggregate(&self, a: &Aggregate) -> Option<f64> {
+        let n = self.count as f64;
+        Some(match a {
+            Aggregate::Min(f) if f == "price" => self.low,
+            Aggregate::Max(f) if f == "price" => self.high,
+            Aggregate::Sum(f) if f == "price" => self.price_sum,
+            Aggregate::Mean(f) if f == "price" => self.price_sum / n,
+            Aggregate::Min(f) if f == "size" => self.size_min as f64,
+            Aggregate::Max(f) if f == "size" => self.size_max as f64,
+            Aggregate::Sum(f) if f == "size" => self.volume as f64,
+            Aggregate::Mean(f) if f == "size" => self.volume as f64 / n,
+            _ => return None,
+        })
     }
 
     /// Fixed little-endian layout for the state store.
@@ -176,6 +193,15 @@ mod tests {
         assert_eq!(a.turnover, turnover);
         assert_eq!(a.vwap(), turnover / 200.0);
         assert_eq!(Accumulator::from_bytes(&a.to_bytes()), Some(a));
+        let field = |s: &str| -> Aggregate { serde_yaml::from_str(s).unwrap() };
+        assert_eq!(a.field_aggregate(&field("!max size")), Some(100.0));
+        assert_eq!(
+            a.field_aggregate(&field("!mean price")),
+            Some((10.0 + 9.0 + 12.0 + 8.0) / 4.0)
+        );
+        assert_eq!(a.field_aggregate(&field("!sum size")), Some(200.0));
+        assert_eq!(a.field_aggregate(&field("!min price")), Some(8.0));
+        assert_eq!(a.field_aggregate(&field("open")), None);
         assert_eq!(Accumulator::from_bytes(&[0; 3]), None);
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{Accumulator, OpError, Output};
 use crate::codec::{Bar, Tick};
-use crate::config::topology::{Emit, WindowSpec};
+use crate::config::topology::{Aggregate, Emit, WindowSpec};
 
 /// One resolution: a window size, its advance (equal for tumbling windows) and its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +78,7 @@ pub type WindowChange = ((u16, String, i64), Option<Accumulator>);
 /// The windowed aggregation of one task.
 pub struct WindowOperator {
     defs: Vec<WindowDef>,
+    extras: Vec<Aggregate>,
     grace: i64,
     update_every: Option<i64>,
     stream_time: i64,
@@ -94,6 +95,12 @@ impl WindowOperator {
     pub fn new(spec: &WindowSpec) -> Result<Self, OpError> {
         Ok(Self {
             defs: WindowDef::from_spec(spec)?,
+            extras: spec
+                .aggregates
+                .iter()
+                .filter(|a| a.extra_name().is_some())
+                .cloned()
+                .collect(),
             grace: spec.grace.value.as_micros() as i64,
             update_every: match &spec.emit {
                 Emit::Final => None,
@@ -227,6 +234,11 @@ impl WindowOperator {
             trade_count: a.count,
             first_tick_time: a.open_at.0,
             last_tick_time: a.close_at.0,
+            extras: self
+                .extras
+                .iter()
+                .filter_map(|x| Some((x.extra_name()?, a.field_aggregate(x)?)))
+                .collect(),
         }
     }
 

@@ -174,6 +174,7 @@ pub fn expected(
                 trade_count: ticks.len() as i64,
                 first_tick_time: first.0,
                 last_tick_time: last.0,
+                extras: Default::default(),
             };
             ((symbol, res, start), bar)
         })
@@ -254,6 +255,7 @@ pub fn assert_bars_equal(got: &BTreeMap<BarId, Bar>, want: &BTreeMap<BarId, Bar>
             && g.window_end == w.window_end
             && g.first_tick_time == w.first_tick_time
             && g.last_tick_time == w.last_tick_time
+            && g.extras == w.extras
             && close(g.vwap, w.vwap)
             && close(g.turnover, w.turnover);
         assert!(same, "bar {id:?} differs:\n got  {g:?}\n want {w:?}");

@@ -148,3 +148,24 @@ fn changes_restore_the_same_state() {
     restored.advance_to(i64::MAX / 2, &mut b);
     assert_eq!(a, b);
 }
+
+#[test]
+fn field_aggregates_land_in_extras() {
+    let spec: WindowSpec = serde_yaml::from_str(
+        "id: w\ninput: t\ntumbling: [1m]\naggregates: [open, {max: price}, {mean: size}]\n",
+    )
+    .unwrap();
+    let mut op = WindowOperator::new(&spec).unwrap();
+    let mut out = Vec::new();
+    let mut t = tick("A", S, 5.0);
+    op.process("A", &t, 0, &mut out);
+    t.price = 7.0;
+    t.size = 300;
+    op.process("A", &t, 1, &mut out);
+    op.advance_to(120 * S, &mut out);
+    let Some(Output::Bar(bar)) = out.first() else {
+        panic!("{out:?}")
+    };
+    let extras: Vec<(&str, f64)> = bar.extras.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(extras, vec![("max_price", 7.0), ("mean_size", 200.0)]);
+}

@@ -221,7 +221,11 @@ async fn replay_then_tail() {
             ],
             &env,
         );
-        let t = tickflow(&path, &["tail", "--topic", &t, "-n", "4"], &env);
+        let t = tickflow(
+            &path,
+            &["tail", "--topic", &t, "-n", "4", "--idle", "60s"],
+            &env,
+        );
         (p, t)
     })
     .await

@@ -5,13 +5,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use tickflow::codec::{Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header};
 use tickflow::kafka::ensure_topic;
 use tickflow::sim::{Pace, SimConfig, TickStream, produce_ticks, universe};
 use tickflow::sink::KafkaSink;
-use tickflow::source::KafkaSource;
 
 const START: i64 = 1_795_703_400_000_000;
 const COUNT: u64 = 200_000;
@@ -45,15 +43,10 @@ async fn two_hundred_thousand_ticks_round_trip() {
     assert_eq!(summary.ticks, COUNT);
 
     let (k, t) = (kafka.clone(), topic.clone());
-    let records = tokio::task::spawn_blocking(move || {
-        let group = common::unique("roundtrip-group");
-        KafkaSource::subscribe(&k, &group, &[&t])
-            .unwrap()
-            .read_up_to(COUNT as usize + 1, Duration::from_secs(15))
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let records =
+        tokio::task::spawn_blocking(move || common::golden::read_all(&k, &[&t], COUNT as usize))
+            .await
+            .unwrap();
 
     let mut decoder = Decoder::<Tick>::new(RecordKind::Tick);
     let mut by_partition: BTreeMap<i32, Vec<(i64, Tick)>> = BTreeMap::new();

@@ -49,7 +49,7 @@ async fn bars_equal_brute_force_recomputation() {
     app.state.dir = state.path().to_path_buf();
     let options = RunOptions {
         commit_interval: Duration::from_millis(500),
-        stop_when_idle: Some(Duration::from_secs(20)),
+        stop_when_idle: Some(Duration::from_secs(30)),
         instance_id: None,
     };
     let stats = run(

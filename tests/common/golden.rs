@@ -58,7 +58,8 @@ pub async fn simulate_into(
 }
 
 /// Reads `count` records of `topics` from the beginning (giving up when nothing arrives for
-/// 30 s), then checks that no more follow.
+/// 60 s: Tansu's SQLite storage can pause fetches for seconds on a busy machine), then checks
+/// that no more follow.
 pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
     let group = super::unique("golden-reader");
     let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();

@@ -5,7 +5,7 @@
 //! `end + grace <= stream time`; a tick for a closed window is late and is reported, never
 //! silently dropped. Window starts are aligned to the epoch.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use super::{Accumulator, OpError, Output};
 use crate::codec::{Bar, Tick};
@@ -72,6 +72,13 @@ pub struct WindowId {
     pub start: i64,
 }
 
+/// An open window's aggregate, and whether it changed since the last commit.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    acc: Accumulator,
+    dirty: bool,
+}
+
 /// A change to persist: `None` deletes the window.
 pub type WindowChange = ((u16, String, i64), Option<Accumulator>);
 
@@ -82,10 +89,9 @@ pub struct WindowOperator {
     grace: i64,
     update_every: Option<i64>,
     stream_time: i64,
-    windows: BTreeMap<WindowId, Accumulator>,
+    windows: BTreeMap<WindowId, Slot>,
     keys: Vec<String>,
     key_ids: HashMap<String, u32>,
-    changed: HashSet<WindowId>,
     removed: Vec<WindowId>,
     last_update: HashMap<WindowId, i64>,
 }
@@ -110,7 +116,6 @@ impl WindowOperator {
             windows: BTreeMap::new(),
             keys: Vec::new(),
             key_ids: HashMap::new(),
-            changed: HashSet::new(),
             removed: Vec::new(),
             last_update: HashMap::new(),
         })
@@ -158,16 +163,20 @@ impl WindowOperator {
                     closed.get_or_insert(id);
                     continue;
                 }
-                self.windows
+                let slot = self
+                    .windows
                     .entry(id)
-                    .and_modify(|a| a.add(tick, offset))
-                    .or_insert_with(|| Accumulator::new(tick, offset));
-                self.changed.insert(id);
+                    .and_modify(|s| s.acc.add(tick, offset))
+                    .or_insert_with(|| Slot {
+                        acc: Accumulator::new(tick, offset),
+                        dirty: false,
+                    });
+                slot.dirty = true;
                 if let Some(every) = self.update_every {
                     let last = self.last_update.get(&id).copied().unwrap_or(i64::MIN);
                     if self.stream_time >= last.saturating_add(every) {
                         self.last_update.insert(id, self.stream_time);
-                        out.push(Output::Bar(self.bar(id, &self.windows[&id])));
+                        out.push(Output::Bar(self.bar(id, &self.windows[&id].acc)));
                     }
                 }
             }
@@ -199,8 +208,8 @@ impl WindowOperator {
             if id.end.saturating_add(self.grace) > self.stream_time {
                 break;
             }
-            let (id, acc) = self.windows.pop_first().expect("non-empty");
-            closing.push((id, acc));
+            let (id, slot) = self.windows.pop_first().expect("non-empty");
+            closing.push((id, slot.acc));
         }
         closing.sort_by(|(a, _), (b, _)| {
             (a.end, a.res, &self.keys[a.key as usize], a.start).cmp(&(
@@ -212,7 +221,6 @@ impl WindowOperator {
         });
         for (id, acc) in closing {
             out.push(Output::Bar(self.bar(id, &acc)));
-            self.changed.remove(&id);
             self.last_update.remove(&id);
             self.removed.push(id);
         }
@@ -242,16 +250,19 @@ impl WindowOperator {
         }
     }
 
-    /// Windows changed or removed since the last call, for the state store.
+    /// Windows changed or removed since the last call, for the state store. Walks the open
+    /// windows once per commit instead of tracking changes per tick.
     pub fn take_changes(&mut self) -> Vec<WindowChange> {
-        let mut out: Vec<WindowChange> =
-            Vec::with_capacity(self.changed.len() + self.removed.len());
+        let mut out: Vec<WindowChange> = Vec::with_capacity(self.removed.len());
         for id in self.removed.drain(..) {
             out.push(((id.res, self.keys[id.key as usize].clone(), id.start), None));
         }
-        for id in self.changed.drain() {
-            let acc = self.windows.get(&id).copied();
-            out.push(((id.res, self.keys[id.key as usize].clone(), id.start), acc));
+        for (id, slot) in self.windows.iter_mut().filter(|(_, s)| s.dirty) {
+            slot.dirty = false;
+            out.push((
+                (id.res, self.keys[id.key as usize].clone(), id.start),
+                Some(slot.acc),
+            ));
         }
         out
     }
@@ -273,7 +284,7 @@ impl WindowOperator {
                 key: self.intern(&key),
                 start,
             };
-            self.windows.insert(id, acc);
+            self.windows.insert(id, Slot { acc, dirty: false });
         }
     }
 }

@@ -57,33 +57,32 @@ pub async fn simulate_into(
     .unwrap();
 }
 
-/// Reads `count` records of `topics` from the beginning (giving up when nothing arrives for
-/// 60 s: Tansu's SQLite storage can pause fetches for seconds on a busy machine), then checks
-/// that no more follow.
-pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
+/// Reads `count` records of `topics` from the beginning with a fresh group (giving up when
+/// nothing arrives for 60 s: Tansu's SQLite storage can pause fetches for seconds on a busy
+/// machine), then whatever follows within 2 s.
+fn read_from_start(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
     let group = super::unique("golden-reader");
     let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();
-    let mut records = source.read_up_to(count, Duration::from_secs(30)).unwrap();
-    records.extend(
-        source
-            .read_up_to(usize::MAX, Duration::from_secs(1))
-            .unwrap(),
-    );
-    assert_eq!(records.len(), count, "records in {topics:?}");
-    records
-}
-
-/// Reads at least `count` records of `topics` (replays after a crash may add identical
-/// duplicates), then whatever follows within 2 s.
-pub fn read_at_least(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
-    let group = super::unique("golden-reader");
-    let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();
-    let mut records = source.read_up_to(count, Duration::from_secs(30)).unwrap();
+    let mut records = source.read_up_to(count, Duration::from_secs(60)).unwrap();
     records.extend(
         source
             .read_up_to(usize::MAX, Duration::from_secs(2))
             .unwrap(),
     );
+    records
+}
+
+/// Reads exactly `count` records of `topics`: none missing, none extra.
+pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
+    let records = read_from_start(kafka, topics, count);
+    assert_eq!(records.len(), count, "records in {topics:?}");
+    records
+}
+
+/// Reads at least `count` records of `topics` (replays after a crash may add identical
+/// duplicates).
+pub fn read_at_least(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
+    let records = read_from_start(kafka, topics, count);
     assert!(
         records.len() >= count,
         "{} records in {topics:?}, expected at least {count}",

@@ -66,12 +66,12 @@ fn main() {
             }
             if (offset + 1) % COMMIT_EVERY == 0 {
                 store
-                    .commit(&op.take_changes(), offset as i64 + 1, op.stream_time())
+                    .commit(&op.take_changes(), offset as i64 + 1, op.stream_time(), &[])
                     .unwrap();
             }
         }
         store
-            .commit(&op.take_changes(), TICKS as i64, op.stream_time())
+            .commit(&op.take_changes(), TICKS as i64, op.stream_time(), &[])
             .unwrap();
         rates.push(TICKS as f64 / started.elapsed().as_secs_f64());
         bars_total = bars;

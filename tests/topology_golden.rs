@@ -1,7 +1,8 @@
-//! The flagship computation is correct to the last tick: a seeded simulation with
+//! The engine's computation is correct to the last tick: a seeded simulation with
 //! out-of-order and late ticks goes through the broker and `tickflow`'s engine, and every bar
 //! at every resolution equals a brute-force recomputation from the same partitioned log; every
-//! late tick is on the late topic.
+//! late tick is on the late topic. Once for the flagship (bars per symbol) and once re-keyed
+//! by venue through a repartition topic.
 
 mod common;
 
@@ -10,97 +11,180 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use common::golden::{
-    assert_bars_equal, bars_of, expected, late_of, read_all, simulate_into, tick_log,
+    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, simulate_into, tick_log,
 };
 use tickflow::codec::RegistryClient;
-use tickflow::config::{AppConfig, TopologySpec};
+use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::metrics::Metrics;
 use tickflow::sim::SimConfig;
-use tickflow::topology::runtime::{RunOptions, run};
+use tickflow::topology::runtime::{RunOptions, RunStats, run};
 
-const COUNT: u64 = 500_000;
 const S: i64 = 1_000_000;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bars_equal_brute_force_recomputation() {
-    let kafka = common::kafka();
-    let registry = common::TestRegistry::start().await;
-    let client = RegistryClient::new(&registry.url).unwrap();
-    let id = common::unique("golden");
-    let input = format!("{id}.ticks");
-    // 500,000 ticks of 200 symbols, 1% out of order (up to 2 s), 0.5% late (1-5 min).
-    let cfg = SimConfig {
+/// 1% out of order (up to 2 s), and `late` of the ticks late by 1-5 min.
+fn disorderly(late: f64) -> SimConfig {
+    SimConfig {
         out_of_order_fraction: 0.01,
-        late_fraction: 0.005,
+        late_fraction: late,
         ..SimConfig::default()
-    };
-    simulate_into(&kafka, &client, &input, cfg, 200, COUNT).await;
+    }
+}
 
-    let topology = format!(
-        "application: {id}\nsources:\n  ticks: {{ topic: {input} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
-    );
-    let spec = TopologySpec::parse("golden.yaml", &topology).unwrap();
+/// Runs `topology` until its input is idle.
+async fn run_until_idle(kafka: &KafkaConfig, registry: &str, topology: &str) -> RunStats {
+    let spec = TopologySpec::parse("golden.yaml", topology).unwrap();
     let state = tempfile::tempdir().unwrap();
     let mut app = AppConfig {
         kafka: kafka.clone(),
         ..AppConfig::default()
     };
-    app.registry.url = registry.url.clone();
+    app.registry.url = registry.to_string();
     app.state.dir = state.path().to_path_buf();
     let options = RunOptions {
         commit_interval: Duration::from_millis(500),
         stop_when_idle: Some(Duration::from_secs(30)),
         instance_id: None,
     };
-    let stats = run(
-        &spec,
-        &app,
-        options,
-        Metrics::new(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        stats.records,
-        COUNT + 8,
-        "every tick and watermark read once"
-    );
-    assert_eq!(stats.dead_letters, 0);
+    let stop = Arc::new(AtomicBool::new(false));
+    run(&spec, &app, options, Metrics::new(), stop)
+        .await
+        .unwrap()
+}
 
-    let (k, i) = (kafka.clone(), input.clone());
-    let input_records =
-        tokio::task::spawn_blocking(move || read_all(&k, &[&i], COUNT as usize + 8))
-            .await
-            .unwrap();
-    let log = tick_log(&input_records, &client).await;
-    let (want_bars, want_late) =
-        expected(&log, &[("1s", S), ("1m", 60 * S), ("5m", 300 * S)], 5 * S);
+/// Checks the bar topics `{id}.bars.<resolution>` and the late topic `{id}.late` against a
+/// brute-force recomputation from the input topic under `rules`.
+async fn check_outputs(
+    kafka: &KafkaConfig,
+    client: &RegistryClient,
+    id: &str,
+    input_records: usize,
+    stats: &RunStats,
+    rules: &Rules<'_>,
+) {
+    let (k, i) = (kafka.clone(), format!("{id}.ticks"));
+    let input = tokio::task::spawn_blocking(move || read_all(&k, &[&i], input_records))
+        .await
+        .unwrap();
+    let log = tick_log(&input, client).await;
+    let (want_bars, want_late) = expected_with(&log, rules);
     assert!(
-        want_late.len() > 1000,
+        want_late.len() > 500,
         "the run has late ticks ({})",
         want_late.len()
     );
-
-    let bar_topics = ["1s", "1m", "5m"].map(|r| format!("{id}.bars.{r}"));
-    let (k, b, n) = (kafka.clone(), bar_topics.clone(), stats.bars as usize);
+    let bar_topics: Vec<String> = rules
+        .windows
+        .iter()
+        .map(|(r, _, _)| format!("{id}.bars.{r}"))
+        .collect();
+    let (k, n) = (kafka.clone(), stats.bars as usize);
     let bar_records = tokio::task::spawn_blocking(move || {
-        read_all(&k, &b.iter().map(String::as_str).collect::<Vec<_>>(), n)
+        read_all(
+            &k,
+            &bar_topics.iter().map(String::as_str).collect::<Vec<_>>(),
+            n,
+        )
     })
     .await
     .unwrap();
-    let got_bars = bars_of(&bar_records, &client).await;
-    assert_bars_equal(&got_bars, &want_bars);
+    assert_bars_equal(&bars_of(&bar_records, client).await, &want_bars);
 
     let (k, l, n) = (kafka.clone(), format!("{id}.late"), stats.late as usize);
     let late_records = tokio::task::spawn_blocking(move || read_all(&k, &[&l], n))
         .await
         .unwrap();
-    let got_late = late_of(&late_records, &client).await;
+    let got_late = late_of(&late_records, client).await;
     assert_eq!(
         got_late.len(),
         late_records.len(),
         "each late (tick, resolution) once"
     );
     assert_eq!(got_late, want_late);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bars_equal_brute_force_recomputation() {
+    const COUNT: u64 = 500_000;
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("golden");
+    // 500,000 ticks of 200 symbols over 8 partitions.
+    simulate_into(
+        &kafka,
+        &client,
+        &format!("{id}.ticks"),
+        disorderly(0.005),
+        200,
+        COUNT,
+    )
+    .await;
+
+    let topology = format!(
+        "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m, 1h]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
+    );
+    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    assert_eq!(
+        stats.records,
+        COUNT + 8,
+        "every tick and watermark read once"
+    );
+    assert_eq!((stats.dead_letters, stats.forwarded), (0, 0));
+
+    let rules = Rules {
+        windows: &[
+            ("1s", S, S),
+            ("1m", 60 * S, 60 * S),
+            ("5m", 300 * S, 300 * S),
+            ("1h", 3600 * S, 3600 * S),
+        ],
+        grace: 5 * S,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+    };
+    check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_by_venue_repartitions_and_equals_brute_force() {
+    const COUNT: u64 = 200_000;
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("golden-venue");
+    simulate_into(
+        &kafka,
+        &client,
+        &format!("{id}.ticks"),
+        disorderly(0.01),
+        100,
+        COUNT,
+    )
+    .await;
+
+    let topology = format!(
+        "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - filter: {{ id: round_lots, input: ticks, where: [{{ field: size, op: ge, value: 100 }}] }}\n  - group_by: {{ id: by_venue, input: round_lots, field: venue }}\n  - window:\n      id: venue_bars\n      input: by_venue\n      hopping: [{{ size: 1m, advance: 30s }}, {{ size: 5m, advance: 1m }}]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: {id}.late\nsinks:\n  - {{ input: venue_bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
+    );
+    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    assert_eq!((stats.dead_letters, stats.duplicates), (0, 0));
+    assert!(
+        stats.forwarded > COUNT / 2 && stats.filtered > 0,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.forwarded + stats.filtered,
+        COUNT,
+        "each tick forwarded or filtered once"
+    );
+
+    let rules = Rules {
+        windows: &[
+            ("1m-every-30s", 60 * S, 30 * S),
+            ("5m-every-1m", 300 * S, 60 * S),
+        ],
+        grace: 5 * S,
+        key: |t| t.venue.clone(),
+        keep: |t| t.size >= 100,
+    };
+    check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }

@@ -50,10 +50,17 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
     if let Some(server) = server {
         server.abort();
     }
-    println!(
+    let mut line = format!(
         "{}: {} records, {} bars, {} late, {} dead letters, {} filtered out",
         spec.application, stats.records, stats.bars, stats.late, stats.dead_letters, stats.filtered
     );
+    if stats.forwarded > 0 || stats.duplicates > 0 {
+        line += &format!(
+            ", {} repartitioned, {} replayed duplicates skipped",
+            stats.forwarded, stats.duplicates
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 

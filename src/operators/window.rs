@@ -149,6 +149,29 @@ impl WindowOperator {
     /// Aggregates one tick read at `offset` under `key`, then closes what stream time allows.
     pub fn process(&mut self, key: &str, tick: &Tick, offset: i64, out: &mut Vec<Output>) {
         self.stream_time = self.stream_time.max(tick.event_time);
+        self.ingest(key, tick, offset, self.stream_time, out);
+        self.close(out);
+    }
+
+    /// Aggregates one tick of a repartitioned stream. It is late at a resolution when its
+    /// window had closed by `source_time`, the stream time of the partition it was first read
+    /// from, so lateness does not depend on how source partitions interleave. `ordinal` breaks
+    /// OHLC ties between equal event times. Stream time (the watermark closing windows) moves
+    /// only through [`WindowOperator::advance_to`]: a window is open here as long as the
+    /// slowest source partition has not passed its end + grace, so a tick judged on time by
+    /// its own source partition always finds its window open.
+    pub fn process_from(
+        &mut self,
+        key: &str,
+        tick: &Tick,
+        ordinal: i64,
+        source_time: i64,
+        out: &mut Vec<Output>,
+    ) {
+        self.ingest(key, tick, ordinal, source_time, out);
+    }
+
+    fn ingest(&mut self, key: &str, tick: &Tick, offset: i64, now: i64, out: &mut Vec<Output>) {
         let key_id = self.intern(key);
         for (r, def) in self.defs.iter().enumerate() {
             let mut closed = None;
@@ -159,7 +182,7 @@ impl WindowOperator {
                     key: key_id,
                     start,
                 };
-                if id.end.saturating_add(self.grace) <= self.stream_time {
+                if id.end.saturating_add(self.grace) <= now {
                     closed.get_or_insert(id);
                     continue;
                 }
@@ -174,8 +197,8 @@ impl WindowOperator {
                 slot.dirty = true;
                 if let Some(every) = self.update_every {
                     let last = self.last_update.get(&id).copied().unwrap_or(i64::MIN);
-                    if self.stream_time >= last.saturating_add(every) {
-                        self.last_update.insert(id, self.stream_time);
+                    if now >= last.saturating_add(every) {
+                        self.last_update.insert(id, now);
                         out.push(Output::Bar(self.bar(id, &self.windows[&id].acc)));
                     }
                 }
@@ -185,13 +208,12 @@ impl WindowOperator {
                     offset,
                     resolution: def.name.clone(),
                     detail: format!(
-                        "{} window [{}, {}) of {key} closed at stream time {} (grace {} us)",
-                        def.name, id.start, id.end, self.stream_time, self.grace
+                        "{} window [{}, {}) of {key} closed at stream time {now} (grace {} us)",
+                        def.name, id.start, id.end, self.grace
                     ),
                 });
             }
         }
-        self.close(out);
     }
 
     /// Moves stream time to at least `t` (a watermark) and closes what that allows.

@@ -12,6 +12,26 @@ use crate::operators::{Accumulator, WindowChange};
 const NEXT_OFFSET: &[u8] = b"m/next_offset";
 const STREAM_TIME: &[u8] = b"m/stream_time";
 const WINDOW_PREFIX: &[u8] = b"w/";
+const SOURCE_PREFIX: &[u8] = b"m/src/";
+
+/// How far a task reading a repartition topic has got with one source partition: the last
+/// source offset it counted and that partition's stream time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceMark {
+    /// Last source offset counted; records at or below it are replays and are skipped.
+    pub offset: i64,
+    /// Stream time of the source partition.
+    pub stream_time: i64,
+}
+
+impl Default for SourceMark {
+    fn default() -> Self {
+        Self {
+            offset: -1,
+            stream_time: i64::MIN,
+        }
+    }
+}
 
 /// Errors of the state store (local disk).
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +53,8 @@ pub struct Snapshot {
     pub stream_time: i64,
     /// Open windows: (resolution index, key, start) and their aggregates.
     pub windows: Vec<((u16, String, i64), Accumulator)>,
+    /// Source partitions' marks (tasks that read a repartition topic only).
+    pub sources: Vec<(i32, SourceMark)>,
 }
 
 /// A window store of one operator in one task.
@@ -88,6 +110,7 @@ impl WindowStore {
             next_offset: self.read_i64(NEXT_OFFSET)?,
             stream_time: self.read_i64(STREAM_TIME)?.unwrap_or(i64::MIN),
             windows: Vec::new(),
+            sources: self.load_sources()?,
         };
         let iter = self
             .db
@@ -106,14 +129,49 @@ impl WindowStore {
         Ok(snap)
     }
 
-    /// Writes `changes`, the next input offset and the stream time in one synced batch.
+    fn load_sources(&self) -> Result<Vec<(i32, SourceMark)>, StateError> {
+        let mut out = Vec::new();
+        let iter = self
+            .db
+            .iterator(IteratorMode::From(SOURCE_PREFIX, Direction::Forward));
+        for item in iter {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let Some(p) = k.strip_prefix(SOURCE_PREFIX) else {
+                break;
+            };
+            let bad = || self.corrupt("bad source mark");
+            let p = i32::from_be_bytes(p.try_into().map_err(|_| bad())?);
+            let v: &[u8; 16] = v.as_ref().try_into().map_err(|_| bad())?;
+            let offset = i64::from_be_bytes(v[..8].try_into().map_err(|_| bad())?);
+            let stream_time = i64::from_be_bytes(v[8..].try_into().map_err(|_| bad())?);
+            out.push((
+                p,
+                SourceMark {
+                    offset,
+                    stream_time,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Writes `changes`, the next input offset, the stream time and the source marks in one
+    /// synced batch.
     pub fn commit(
         &self,
         changes: &[WindowChange],
         next_offset: i64,
         stream_time: i64,
+        sources: &[(i32, SourceMark)],
     ) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
+        for (p, mark) in sources {
+            let mut k = SOURCE_PREFIX.to_vec();
+            k.extend_from_slice(&p.to_be_bytes());
+            let mut v = mark.offset.to_be_bytes().to_vec();
+            v.extend_from_slice(&mark.stream_time.to_be_bytes());
+            batch.put(k, v);
+        }
         for ((res, key, start), acc) in changes {
             let k = encode_key(*res, key, *start);
             match acc {
@@ -182,9 +240,13 @@ mod tests {
                 ((0, "A".to_string(), -60), Some(acc)),
                 ((1, "B".to_string(), 7), Some(acc)),
             ];
-            store.commit(&changes, 4, 99).unwrap();
+            let mark = SourceMark {
+                offset: 41,
+                stream_time: 98,
+            };
+            store.commit(&changes, 4, 99, &[(3, mark)]).unwrap();
             store
-                .commit(&[((1, "B".to_string(), 7), None)], 5, 100)
+                .commit(&[((1, "B".to_string(), 7), None)], 5, 100, &[])
                 .unwrap();
         }
         let store = WindowStore::open(dir.path()).unwrap();
@@ -192,5 +254,15 @@ mod tests {
         assert_eq!(snap.next_offset, Some(5));
         assert_eq!(snap.stream_time, 100);
         assert_eq!(snap.windows, vec![((0, "A".to_string(), -60), acc)]);
+        assert_eq!(
+            snap.sources,
+            vec![(
+                3,
+                SourceMark {
+                    offset: 41,
+                    stream_time: 98
+                }
+            )]
+        );
     }
 }

@@ -1,12 +1,19 @@
 //! The validated topology as a graph of topics and operators: what `tickflow graph` prints and
 //! what the runtime will be built from.
 
+pub mod plan;
 pub mod runtime;
+mod task;
 
 use std::collections::HashMap;
 use std::fmt::Write;
 
 use crate::config::topology::{OperatorSpec, TopologySpec, WindowSpec};
+
+/// The internal topic a `group_by` operator repartitions through, named like Kafka Streams'.
+pub fn repartition_topic(application: &str, operator: &str) -> String {
+    format!("{application}-{operator}-repartition")
+}
 
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +70,7 @@ impl Graph {
         for (node, op) in &ops {
             let out = match op {
                 OperatorSpec::GroupBy(_) => {
-                    let topic = format!("{}-{}-repartition", spec.application, op.id());
+                    let topic = repartition_topic(&spec.application, op.id());
                     let t = g.topic(&mut topics, &topic, NodeKind::InternalTopic);
                     g.edges.push((*node, t));
                     t

@@ -1,5 +1,14 @@
 //! Running a topology: one consumer-group member per process, one task per assigned input
-//! partition, each task with its own RocksDB window store.
+//! partition, each task with its own RocksDB store.
+//!
+//! A topology with a `group_by` runs in two stages, like a Kafka Streams sub-topology split:
+//! forwarding tasks (one per source partition) filter ticks and re-key them into the internal
+//! `<application>-<id>-repartition` topic, each record carrying its origin (source partition,
+//! offset, and that partition's stream time); window tasks (one per repartition partition)
+//! skip origins they already counted, judge lateness by the origin's stream time and close
+//! windows at the slowest source partition's stream time. Bars and late ticks are therefore
+//! the same however the source partitions interleave, and the same as without repartitioning
+//! when the key is the source key.
 //!
 //! Commit protocol (documented in `docs/delivery.md`): records are processed in offset order;
 //! at each commit the producer is flushed first (every bar and late record emitted so far is
@@ -20,29 +29,29 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
+use super::plan::{Plan, PlanError, key_of};
+use super::task::{Stage, Task, Work, watermark};
 use crate::codec::{
-    Bar, CodecError, DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, watermark_of,
+    Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient, Tick,
+    WATERMARK_KEY, watermark_of, watermark_value,
 };
-use crate::config::topology::{OperatorSpec, TopologySpec, WindowSpec};
+use crate::config::topology::TopologySpec;
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::{self, client_config_with};
 use crate::metrics::Metrics;
-use crate::operators::{Filter, OpError, Output, WindowDef, WindowOperator};
+use crate::operators::{OpError, Output};
 use crate::sink::{KafkaSink, SinkError};
-use crate::state::{StateError, WindowStore};
+use crate::state::StateError;
 
 /// Errors that stop a running topology.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    /// The topology has a shape the runtime cannot run yet.
+    /// The topology cannot be run as written.
     #[error(transparent)]
-    Unsupported(#[from] OpError),
-    /// The topology's shape is not runnable (e.g. no window operator).
-    #[error("topology {application}: {message}")]
-    Shape {
-        application: String,
-        message: String,
-    },
+    Plan(#[from] PlanError),
+    /// An operator cannot be built from its spec.
+    #[error(transparent)]
+    Operator(#[from] OpError),
     /// Kafka failed.
     #[error(transparent)]
     Kafka(#[from] kafka::KafkaError),
@@ -58,106 +67,6 @@ pub enum RuntimeError {
     /// The consumer failed.
     #[error("consumer: {0}")]
     Consumer(String),
-}
-
-/// What one run of a topology is made of: source → filters → window → bar topics.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// Application id.
-    pub application: String,
-    /// Input topic.
-    pub input_topic: String,
-    /// Field used as the key of bars.
-    pub key_field: String,
-    /// Filters, in order.
-    pub filters: Vec<Filter>,
-    /// The window operator's spec.
-    pub window: WindowSpec,
-    /// Resolutions of the window operator.
-    pub defs: Vec<WindowDef>,
-    /// For each resolution, the topics its bars go to.
-    pub bar_topics: Vec<Vec<String>>,
-    /// Topic for late ticks.
-    pub late_topic: String,
-    /// Topic for records that cannot be processed.
-    pub dlq_topic: String,
-}
-
-impl Plan {
-    /// Works out the pipeline of a validated topology.
-    pub fn of(spec: &TopologySpec) -> Result<Self, RuntimeError> {
-        let shape = |message: &str| RuntimeError::Shape {
-            application: spec.application.clone(),
-            message: message.into(),
-        };
-        let [(source_name, source)] = spec.sources.iter().collect::<Vec<_>>()[..] else {
-            return Err(shape(
-                "exactly one source is supported by `tickflow run` for now",
-            ));
-        };
-        let mut stream = source_name.as_str();
-        let mut filters = Vec::new();
-        let window = loop {
-            let mut readers = spec.operators.iter().filter(|o| o.input() == stream);
-            let op = readers
-                .next()
-                .ok_or_else(|| shape("no window operator reads the source"))?;
-            if readers.next().is_some() {
-                return Err(shape("a stream read by two operators is not supported yet"));
-            }
-            match &op.0 {
-                OperatorSpec::Filter(f) => filters.push(Filter::new(f)),
-                OperatorSpec::Window(w) => break w.clone(),
-                OperatorSpec::GroupBy(g) => {
-                    return Err(OpError::Unsupported {
-                        id: g.id.clone(),
-                        what: "group_by (repartitioning)".into(),
-                    }
-                    .into());
-                }
-            }
-            stream = op.id();
-        };
-        let defs = WindowDef::from_spec(&window)?;
-        let sinks: Vec<_> = spec.sinks.iter().filter(|s| s.input == window.id).collect();
-        if sinks.is_empty() {
-            return Err(shape("no sink writes the window operator's bars"));
-        }
-        let bar_topics = defs
-            .iter()
-            .map(|d| {
-                sinks
-                    .iter()
-                    .map(|s| s.topic.replace("{resolution}", &d.name))
-                    .collect()
-            })
-            .collect();
-        let dlq_topic = format!("{}.dlq", spec.application);
-        Ok(Self {
-            application: spec.application.clone(),
-            input_topic: source.topic.clone(),
-            key_field: source.key.clone(),
-            filters,
-            late_topic: window
-                .late_topic
-                .clone()
-                .unwrap_or_else(|| dlq_topic.clone()),
-            defs,
-            window,
-            bar_topics,
-            dlq_topic,
-        })
-    }
-
-    /// Every topic the application writes.
-    pub fn output_topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.bar_topics.iter().flatten().cloned().collect();
-        t.push(self.late_topic.clone());
-        t.push(self.dlq_topic.clone());
-        t.sort();
-        t.dedup();
-        t
-    }
 }
 
 /// How to run.
@@ -185,7 +94,7 @@ impl Default for RunOptions {
 /// Totals of a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {
-    /// Input records read.
+    /// Records read, from the source and the repartition topic.
     pub records: u64,
     /// Bars produced.
     pub bars: u64,
@@ -195,38 +104,117 @@ pub struct RunStats {
     pub dead_letters: u64,
     /// Ticks dropped by filters.
     pub filtered: u64,
+    /// Ticks re-keyed into the repartition topic.
+    pub forwarded: u64,
+    /// Repartitioned ticks skipped because they were already counted (a forwarding task's
+    /// replay after a crash).
+    pub duplicates: u64,
 }
 
-/// One input partition's state and operator.
-struct Task {
-    store: WindowStore,
-    op: WindowOperator,
-    next_offset: Option<i64>,
+/// The record an output is about, named in late and dead-letter envelopes.
+struct Provenance<'a> {
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+impl<'a> Provenance<'a> {
+    fn of(m: &'a BorrowedMessage<'_>) -> Self {
+        Self {
+            topic: m.topic(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key(),
+            value: m.payload(),
+        }
+    }
+}
+
+/// Decodes ticks, learning writer schemas from the registry on first sight.
+struct TickDecoder {
+    decoder: Decoder<Tick>,
+    registry: RegistryClient,
+    runtime: tokio::runtime::Handle,
+}
+
+impl TickDecoder {
+    fn decode(&mut self, value: Option<&[u8]>) -> Result<Tick, CodecError> {
+        let bytes = value.ok_or_else(|| CodecError::NotFramed("record has no value".into()))?;
+        match self.decoder.decode(bytes) {
+            Err(CodecError::UnknownSchemaId(id)) => {
+                self.runtime
+                    .block_on(self.registry.teach(&mut self.decoder, id))?;
+                self.decoder.decode(bytes)
+            }
+            other => other,
+        }
+    }
 }
 
 /// Everything the processing loop and the rebalance callback share.
 struct Engine {
     plan: Plan,
+    /// The source topic, shared with envelopes of repartitioned ticks.
+    input_topic: Arc<str>,
+    /// Partitions of the source topic (and of the repartition topic).
+    partitions: i32,
     state_dir: PathBuf,
-    tasks: HashMap<i32, Task>,
+    tasks: HashMap<(Stage, i32), Task>,
     sink: KafkaSink,
     bar_encoders: HashMap<String, Encoder<Bar>>,
     dead_letters: Encoder<DeadLetter>,
-    decoder: Decoder<Tick>,
-    registry: RegistryClient,
-    runtime: tokio::runtime::Handle,
+    ticks: TickDecoder,
     stats: RunStats,
     metrics: Metrics,
     failure: Option<RuntimeError>,
     outputs: Vec<Output>,
+    /// Buffer for repartition records' values.
+    envelope: Vec<u8>,
 }
 
 impl Engine {
-    fn task_dir(&self, partition: i32) -> PathBuf {
+    /// The topics the application consumes: the source, and the repartition topic if any.
+    fn input_topics(&self) -> Vec<String> {
+        let mut topics = vec![self.plan.input_topic.clone()];
+        topics.extend(self.plan.group_by.as_ref().map(|g| g.topic.clone()));
+        topics
+    }
+
+    fn stage_of(&self, topic: &str) -> Stage {
+        match &self.plan.group_by {
+            Some(g) if g.topic == topic => Stage::Window {
+                repartitioned: true,
+            },
+            Some(_) => Stage::Forward,
+            None => Stage::Window {
+                repartitioned: false,
+            },
+        }
+    }
+
+    fn topic_of(&self, stage: Stage) -> &str {
+        match (stage, &self.plan.group_by) {
+            (
+                Stage::Window {
+                    repartitioned: true,
+                },
+                Some(g),
+            ) => &g.topic,
+            _ => &self.plan.input_topic,
+        }
+    }
+
+    fn task_dir(&self, topic: &str, stage: Stage, partition: i32) -> PathBuf {
+        let operator = match (stage, &self.plan.group_by) {
+            (Stage::Forward, Some(g)) => &g.id,
+            _ => &self.plan.window.id,
+        };
         self.state_dir
             .join(&self.plan.application)
-            .join(format!("{}-{partition}", self.plan.input_topic))
-            .join(&self.plan.window.id)
+            .join(format!("{topic}-{partition}"))
+            .join(operator)
     }
 
     /// Opens the tasks of newly assigned partitions and sets where each resumes.
@@ -237,23 +225,15 @@ impl Engine {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         for (topic, p) in parts {
-            let store = WindowStore::open(&self.task_dir(p))?;
-            let snap = store.load()?;
-            let mut op = WindowOperator::new(&self.plan.window)?;
-            op.restore(snap.stream_time, snap.windows);
-            if let Some(next) = snap.next_offset {
+            let stage = self.stage_of(&topic);
+            let dir = self.task_dir(&topic, stage, p);
+            let task = Task::open(&dir, stage, &self.plan.window, self.partitions as usize)?;
+            if let Some(next) = task.next_offset {
                 tpl.set_partition_offset(&topic, p, Offset::Offset(next))
                     .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
             }
-            tracing::debug!(partition = p, next_offset = ?snap.next_offset, open_windows = op.open_windows(), "task opened");
-            self.tasks.insert(
-                p,
-                Task {
-                    store,
-                    op,
-                    next_offset: snap.next_offset,
-                },
-            );
+            tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), "task opened");
+            self.tasks.insert((stage, p), task);
         }
         Ok(())
     }
@@ -262,19 +242,27 @@ impl Engine {
     fn close_tasks(&mut self, tpl: &TopicPartitionList) -> Result<(), RuntimeError> {
         self.commit()?;
         for e in tpl.elements() {
-            self.tasks.remove(&e.partition());
+            let stage = self.stage_of(e.topic());
+            self.tasks.remove(&(stage, e.partition()));
         }
         Ok(())
     }
 
-    /// Flushes outputs, then persists every task's state with its input position.
+    /// Broadcasts forwarding tasks' progress, flushes outputs, then persists every task's
+    /// state with its input position.
     fn commit(&mut self) -> Result<(), RuntimeError> {
+        let forwarding: Vec<i32> = self
+            .tasks
+            .keys()
+            .filter(|(s, _)| *s == Stage::Forward)
+            .map(|(_, p)| *p)
+            .collect();
+        for p in forwarding {
+            self.broadcast(p)?;
+        }
         self.sink.flush(Duration::from_secs(60))?;
         for task in self.tasks.values_mut() {
-            if let Some(next) = task.next_offset {
-                let changes = task.op.take_changes();
-                task.store.commit(&changes, next, task.op.stream_time())?;
-            }
+            task.commit()?;
         }
         Ok(())
     }
@@ -282,9 +270,9 @@ impl Engine {
     /// Positions to report to the consumer group (monitoring only: the stores are the truth).
     fn positions(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for (p, t) in &self.tasks {
+        for ((stage, p), t) in &self.tasks {
             if let Some(n) = t.next_offset {
-                let _ = tpl.add_partition_offset(&self.plan.input_topic, *p, Offset::Offset(n));
+                let _ = tpl.add_partition_offset(self.topic_of(*stage), *p, Offset::Offset(n));
             }
         }
         tpl
@@ -294,52 +282,207 @@ impl Engine {
         let (p, offset) = (m.partition(), m.offset());
         self.stats.records += 1;
         self.metrics.records.inc();
-        let Some(task) = self.tasks.get_mut(&p) else {
+        let stage = self.stage_of(m.topic());
+        let Some(task) = self.tasks.get(&(stage, p)) else {
             return Err(RuntimeError::Consumer(format!(
-                "record for unassigned partition {p}"
+                "record for unassigned partition {}-{p}",
+                m.topic()
             )));
         };
         if task.next_offset.is_some_and(|n| offset < n) {
             return Ok(()); // already reflected in the restored state
         }
+        match stage {
+            Stage::Forward => self.forward(m)?,
+            Stage::Window {
+                repartitioned: false,
+            } => self.window(m)?,
+            Stage::Window {
+                repartitioned: true,
+            } => self.window_repartitioned(m)?,
+        }
+        if let Some(task) = self.tasks.get_mut(&(stage, p)) {
+            task.next_offset = Some(offset + 1);
+        }
+        Ok(())
+    }
+
+    fn task_mut(&mut self, stage: Stage, partition: i32) -> &mut Task {
+        self.tasks
+            .get_mut(&(stage, partition))
+            .expect("process checked the task exists")
+    }
+
+    /// Source record → window operator → bars and late envelopes.
+    fn window(&mut self, m: &BorrowedMessage<'_>) -> Result<(), RuntimeError> {
+        let stage = Stage::Window {
+            repartitioned: false,
+        };
         let mut outputs = std::mem::take(&mut self.outputs);
         if let Some(t) = watermark_of(m.key(), m.payload()) {
-            task.op.advance_to(t, &mut outputs);
+            self.task_mut(stage, m.partition())
+                .window_op()
+                .advance_to(t, &mut outputs);
         } else {
-            match self.decode(m.payload()) {
-                Ok(tick) => {
-                    let task = self.tasks.get_mut(&p).expect("task exists");
-                    if self.plan.filters.iter().all(|f| f.keeps(&tick)) {
-                        let key = key_of(&tick, &self.plan.key_field);
-                        task.op.process(key, &tick, offset, &mut outputs);
-                    } else {
-                        self.stats.filtered += 1;
-                    }
+            match self.ticks.decode(m.payload()) {
+                Ok(tick) if self.plan.filters.iter().all(|f| f.keeps(&tick)) => {
+                    let key = key_of(&tick, &self.plan.source_key);
+                    let task = self.tasks.get_mut(&(stage, m.partition())).expect("task");
+                    task.window_op()
+                        .process(&key, &tick, m.offset(), &mut outputs);
                 }
-                Err(e) => self.dead_letter(m, reason(&e), e.to_string())?,
+                Ok(_) => self.stats.filtered += 1,
+                Err(e) => self.dead_letter(&Provenance::of(m), reason(&e), e.to_string())?,
             }
         }
-        self.tasks.get_mut(&p).expect("task exists").next_offset = Some(offset + 1);
+        self.emit_all(&Provenance::of(m), outputs)
+    }
+
+    /// Source record → filters → re-keyed into the repartition topic with its origin.
+    fn forward(&mut self, m: &BorrowedMessage<'_>) -> Result<(), RuntimeError> {
+        let p = m.partition();
+        if let Some(t) = watermark_of(m.key(), m.payload()) {
+            if let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work {
+                *stream_time = (*stream_time).max(t);
+            }
+            return self.broadcast(p);
+        }
+        let tick = match self.ticks.decode(m.payload()) {
+            Ok(tick) => tick,
+            Err(e) => return self.dead_letter(&Provenance::of(m), reason(&e), e.to_string()),
+        };
+        if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
+            self.stats.filtered += 1;
+            return Ok(());
+        }
+        let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work else {
+            unreachable!("forward stage");
+        };
+        *stream_time = (*stream_time).max(tick.event_time);
+        let origin = Origin {
+            partition: p,
+            offset: m.offset(),
+            stream_time: *stream_time,
+        };
+        let group = self
+            .plan
+            .group_by
+            .as_ref()
+            .expect("forward stage has a group_by");
+        origin.wrap_into(m.payload().unwrap_or_default(), &mut self.envelope);
+        let key = key_of(&tick, &group.field);
+        self.sink
+            .send_to(&group.topic, key.as_bytes(), &self.envelope)?;
+        self.stats.forwarded += 1;
+        Ok(())
+    }
+
+    /// Tells every repartition partition how far source partition `p` has got, if that moved
+    /// since the last broadcast, so windows close even where `p` sends no ticks.
+    fn broadcast(&mut self, p: i32) -> Result<(), RuntimeError> {
+        let Work::Forward {
+            stream_time,
+            broadcast,
+        } = &mut self.task_mut(Stage::Forward, p).work
+        else {
+            return Ok(());
+        };
+        if *stream_time <= *broadcast {
+            return Ok(());
+        }
+        *broadcast = *stream_time;
+        let origin = Origin {
+            partition: p,
+            offset: -1,
+            stream_time: *stream_time,
+        };
+        let group = self
+            .plan
+            .group_by
+            .as_ref()
+            .expect("forward stage has a group_by");
+        origin.wrap_into(&watermark_value(origin.stream_time), &mut self.envelope);
+        for q in 0..self.partitions {
+            self.sink
+                .send_to_partition(&group.topic, q, WATERMARK_KEY, &self.envelope)?;
+        }
+        Ok(())
+    }
+
+    /// Repartitioned record → window operator, judged by its source partition's stream time;
+    /// windows close at the slowest source partition's stream time.
+    fn window_repartitioned(&mut self, m: &BorrowedMessage<'_>) -> Result<(), RuntimeError> {
+        let unwrapped = m
+            .payload()
+            .and_then(Origin::unwrap)
+            .filter(|(o, _)| (0..self.partitions).contains(&o.partition));
+        let Some((origin, value)) = unwrapped else {
+            let detail = "no valid origin envelope in front of the value".to_string();
+            return self.dead_letter(&Provenance::of(m), "bad_repartition_record", detail);
+        };
+        let input_topic = self.input_topic.clone();
+        let source = Provenance {
+            topic: &input_topic,
+            partition: origin.partition,
+            offset: origin.offset,
+            key: m.key(),
+            value: Some(value),
+        };
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let is_tick = watermark_of(m.key(), Some(value)).is_none();
+        let task = self
+            .tasks
+            .get_mut(&(
+                Stage::Window {
+                    repartitioned: true,
+                },
+                m.partition(),
+            ))
+            .expect("task");
+        let Work::Window {
+            op,
+            sources: Some(marks),
+        } = &mut task.work
+        else {
+            unreachable!("repartitioned window stage");
+        };
+        let mark = &mut marks[origin.partition as usize];
+        mark.stream_time = mark.stream_time.max(origin.stream_time);
+        if is_tick && origin.offset <= mark.offset {
+            self.stats.duplicates += 1;
+        } else if is_tick {
+            mark.offset = origin.offset;
+            match self.ticks.decode(Some(value)) {
+                Ok(tick) if self.plan.regrouped_filters.iter().all(|f| f.keeps(&tick)) => {
+                    let key = key_of(&tick, self.plan.window_key());
+                    let ordinal = (i64::from(origin.partition) << 40) | origin.offset;
+                    op.process_from(&key, &tick, ordinal, origin.stream_time, &mut outputs);
+                }
+                Ok(_) => self.stats.filtered += 1,
+                Err(e) => {
+                    self.outputs = outputs;
+                    return self.dead_letter(&source, reason(&e), e.to_string());
+                }
+            }
+        }
+        op.advance_to(watermark(marks), &mut outputs);
+        self.emit_all(&source, outputs)
+    }
+
+    /// Sends `outputs` (about record `source`) and keeps the buffer for the next record.
+    fn emit_all(
+        &mut self,
+        source: &Provenance<'_>,
+        mut outputs: Vec<Output>,
+    ) -> Result<(), RuntimeError> {
         for out in outputs.drain(..) {
-            self.emit(m, out)?;
+            self.emit(source, out)?;
         }
         self.outputs = outputs;
         Ok(())
     }
 
-    fn decode(&mut self, value: Option<&[u8]>) -> Result<Tick, CodecError> {
-        let bytes = value.ok_or_else(|| CodecError::NotFramed("record has no value".into()))?;
-        match self.decoder.decode(bytes) {
-            Err(CodecError::UnknownSchemaId(id)) => {
-                let (registry, decoder) = (&self.registry, &mut self.decoder);
-                self.runtime.block_on(registry.teach(decoder, id))?;
-                self.decoder.decode(bytes)
-            }
-            other => other,
-        }
-    }
-
-    fn emit(&mut self, m: &BorrowedMessage<'_>, out: Output) -> Result<(), RuntimeError> {
+    fn emit(&mut self, source: &Provenance<'_>, out: Output) -> Result<(), RuntimeError> {
         match out {
             Output::Bar(bar) => {
                 let res = self
@@ -359,7 +502,7 @@ impl Engine {
                 self.stats.late += 1;
                 self.metrics.late_ticks.inc();
                 let topic = self.plan.late_topic.clone();
-                self.send_envelope(m, &topic, "late", detail)?;
+                self.send_envelope(source, &topic, "late", detail)?;
             }
         }
         Ok(())
@@ -368,29 +511,29 @@ impl Engine {
     /// Sends a record that cannot be processed to the dead-letter topic, counted by reason.
     fn dead_letter(
         &mut self,
-        m: &BorrowedMessage<'_>,
+        source: &Provenance<'_>,
         reason: &str,
         detail: String,
     ) -> Result<(), RuntimeError> {
         self.stats.dead_letters += 1;
         self.metrics.dead_letters.with_label_values(&[reason]).inc();
         let topic = self.plan.dlq_topic.clone();
-        self.send_envelope(m, &topic, reason, detail)
+        self.send_envelope(source, &topic, reason, detail)
     }
 
     fn send_envelope(
         &mut self,
-        m: &BorrowedMessage<'_>,
+        source: &Provenance<'_>,
         topic: &str,
         reason: &str,
         detail: String,
     ) -> Result<(), RuntimeError> {
         let envelope = DeadLetter {
-            topic: m.topic().to_string(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
+            topic: source.topic.to_string(),
+            partition: source.partition,
+            offset: source.offset,
+            key: source.key.map(<[u8]>::to_vec),
+            value: source.value.map(<[u8]>::to_vec),
             reason: reason.into(),
             detail,
             application: self.plan.application.clone(),
@@ -398,7 +541,7 @@ impl Engine {
         };
         let bytes = self.dead_letters.encode(&envelope)?;
         self.sink
-            .send_to(topic, m.key().unwrap_or_default(), &bytes)?;
+            .send_to(topic, source.key.unwrap_or_default(), &bytes)?;
         Ok(())
     }
 }
@@ -408,15 +551,6 @@ fn reason(e: &CodecError) -> &'static str {
         CodecError::SchemaNotFound { .. } => "unknown_schema",
         CodecError::Incompatible { .. } => "incompatible_schema",
         _ => "undecodable",
-    }
-}
-
-fn key_of<'a>(tick: &'a Tick, field: &str) -> &'a str {
-    match field {
-        "venue" => &tick.venue,
-        "side" => &tick.side,
-        "currency" => &tick.currency,
-        _ => &tick.symbol,
     }
 }
 
@@ -468,23 +602,24 @@ impl ConsumerContext for EngineContext {
     }
 }
 
-/// Creates the output topics (partitioned like the input) and registers the bar schema for
-/// each bar topic; returns their encoders.
+/// Creates the output and repartition topics (partitioned like the input) and registers the
+/// bar schema for each bar topic; returns the input's partition count and the bar encoders.
 async fn prepare(
     plan: &Plan,
     kafka: &KafkaConfig,
     registry: &RegistryClient,
-) -> Result<HashMap<String, Encoder<Bar>>, RuntimeError> {
+) -> Result<(i32, HashMap<String, Encoder<Bar>>), RuntimeError> {
     let partitions = kafka::partition_count(kafka, &plan.input_topic)?;
     let mut encoders = HashMap::new();
-    for topic in plan.output_topics() {
+    let internal = plan.group_by.iter().map(|g| g.topic.clone());
+    for topic in plan.output_topics().into_iter().chain(internal) {
         kafka::ensure_topic(kafka, &topic, partitions, &[]).await?;
         if plan.bar_topics.iter().flatten().any(|t| *t == topic) {
             let id = registry.register_value(&topic, RecordKind::Bar).await?;
             encoders.insert(topic, Encoder::new(RecordKind::Bar, id));
         }
     }
-    Ok(encoders)
+    Ok((partitions, encoders))
 }
 
 /// Runs `spec` until `stop` is set (or, with `stop_when_idle`, until the input is idle).
@@ -501,7 +636,7 @@ pub async fn run(
         .await
         .map_err(|e| RuntimeError::Consumer(e.to_string()))??;
     let registry = RegistryClient::new(&app.registry.url)?;
-    let bar_encoders = prepare(&plan, &app.kafka, &registry).await?;
+    let (partitions, bar_encoders) = prepare(&plan, &app.kafka, &registry).await?;
     let dlq_id = registry
         .register_value(&plan.dlq_topic, RecordKind::DeadLetter)
         .await?;
@@ -516,13 +651,18 @@ pub async fn run(
         tasks: HashMap::new(),
         bar_encoders,
         dead_letters: Encoder::new(RecordKind::DeadLetter, dlq_id),
-        decoder: Decoder::new(RecordKind::Tick),
-        registry,
-        runtime: tokio::runtime::Handle::current(),
+        ticks: TickDecoder {
+            decoder: Decoder::new(RecordKind::Tick),
+            registry,
+            runtime: tokio::runtime::Handle::current(),
+        },
+        input_topic: plan.input_topic.as_str().into(),
+        partitions,
         stats: RunStats::default(),
         metrics,
         failure: None,
         outputs: Vec::new(),
+        envelope: Vec::new(),
         plan,
     };
     let kafka_cfg = app.kafka.clone();
@@ -538,7 +678,7 @@ fn process_loop(
     stop: &AtomicBool,
 ) -> Result<RunStats, RuntimeError> {
     let group = engine.plan.application.clone();
-    let topic = engine.plan.input_topic.clone();
+    let topics = engine.input_topics();
     let engine = Arc::new(Mutex::new(engine));
     let mut settings = vec![
         ("group.id", group.as_str()),
@@ -557,7 +697,7 @@ fn process_loop(
         })
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
     consumer
-        .subscribe(&[&topic])
+        .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
     let mut last_commit = Instant::now();
     // Time spent waiting for records that did not come (commits do not count as idle).

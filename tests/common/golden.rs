@@ -120,63 +120,103 @@ pub async fn tick_log(
         .collect()
 }
 
+/// A tick counted in a window: ((event time, tie-break ordinal), price, size).
+type Counted = ((i64, i64), f64, i64);
+
+/// The windowing rules a brute-force recomputation applies.
+pub struct Rules<'a> {
+    /// Resolutions as (name, size, advance), microseconds.
+    pub windows: &'a [(&'a str, i64, i64)],
+    /// Grace period, microseconds.
+    pub grace: i64,
+    /// The key a tick's bars are under.
+    pub key: fn(&Tick) -> String,
+    /// Whether a tick passes the topology's filters (dropped ticks do not move stream time).
+    pub keep: fn(&Tick) -> bool,
+}
+
 /// Expected bars and late (partition, offset, resolution) triples for tumbling windows of
-/// `sizes` (name, microseconds) with `grace`, when every window is closed by the end.
+/// `sizes` (name, microseconds) per symbol with `grace`, when every window is closed by the end.
 pub fn expected(
     log: &BTreeMap<i32, Vec<Entry>>,
     sizes: &[(&str, i64)],
     grace: i64,
 ) -> (BTreeMap<BarId, Bar>, BTreeSet<LateTick>) {
-    let mut windows: BTreeMap<BarId, Vec<(i64, i64, f64, i64)>> = BTreeMap::new();
+    let windows: Vec<_> = sizes.iter().map(|(n, s)| (*n, *s, *s)).collect();
+    expected_with(
+        log,
+        &Rules {
+            windows: &windows,
+            grace,
+            key: |t| t.symbol.clone(),
+            keep: |_| true,
+        },
+    )
+}
+
+/// Expected bars and late triples under `rules`. Lateness is judged by the stream time of the
+/// partition a tick was read from; a tick late for one of its (hopping) windows is reported
+/// once for that resolution and still counts in its open windows. OHLC ties between equal
+/// event times go to the lower (partition, offset).
+pub fn expected_with(
+    log: &BTreeMap<i32, Vec<Entry>>,
+    rules: &Rules<'_>,
+) -> (BTreeMap<BarId, Bar>, BTreeSet<LateTick>) {
+    let mut windows: BTreeMap<BarId, Vec<Counted>> = BTreeMap::new();
     let mut late = BTreeSet::new();
     for (p, entries) in log {
         let mut stream_time = i64::MIN;
         for e in entries {
             match e {
                 Entry::Watermark(t) => stream_time = stream_time.max(*t),
+                Entry::Tick(_, t) if !(rules.keep)(t) => {}
                 Entry::Tick(offset, t) => {
                     stream_time = stream_time.max(t.event_time);
-                    for (name, size) in sizes {
-                        let start = t.event_time.div_euclid(*size) * size;
-                        if start + size + grace <= stream_time {
-                            late.insert((*p, *offset, name.to_string()));
-                        } else {
-                            windows
-                                .entry((t.symbol.clone(), name.to_string(), start))
-                                .or_default()
-                                .push((t.event_time, *offset, t.price, t.size));
+                    let order = (t.event_time, (i64::from(*p) << 40) | offset);
+                    for (name, size, advance) in rules.windows {
+                        let mut start = t.event_time.div_euclid(*advance) * advance;
+                        while start + size > t.event_time {
+                            if start + size + rules.grace <= stream_time {
+                                late.insert((*p, *offset, name.to_string()));
+                            } else {
+                                windows
+                                    .entry(((rules.key)(t), name.to_string(), start))
+                                    .or_default()
+                                    .push((order, t.price, t.size));
+                            }
+                            start -= advance;
                         }
                     }
                 }
             }
         }
     }
-    let size_of = |name: &str| sizes.iter().find(|(n, _)| *n == name).unwrap().1;
+    let size_of = |name: &str| rules.windows.iter().find(|w| w.0 == name).unwrap().1;
     let bars = windows
         .into_iter()
-        .map(|((symbol, res, start), ticks)| {
-            let first = ticks.iter().min_by_key(|t| (t.0, t.1)).unwrap();
-            let last = ticks.iter().max_by_key(|t| (t.0, t.1)).unwrap();
-            let volume: i64 = ticks.iter().map(|t| t.3).sum();
-            let turnover: f64 = ticks.iter().map(|t| t.2 * t.3 as f64).sum();
+        .map(|((key, res, start), ticks)| {
+            let first = ticks.iter().min_by_key(|t| t.0).unwrap();
+            let last = ticks.iter().max_by_key(|t| t.0).unwrap();
+            let volume: i64 = ticks.iter().map(|t| t.2).sum();
+            let turnover: f64 = ticks.iter().map(|t| t.1 * t.2 as f64).sum();
             let bar = Bar {
-                symbol: symbol.clone(),
+                symbol: key.clone(),
                 resolution: res.clone(),
                 window_start: start,
                 window_end: start + size_of(&res),
-                open: first.2,
-                high: ticks.iter().map(|t| t.2).fold(f64::MIN, f64::max),
-                low: ticks.iter().map(|t| t.2).fold(f64::MAX, f64::min),
-                close: last.2,
+                open: first.1,
+                high: ticks.iter().map(|t| t.1).fold(f64::MIN, f64::max),
+                low: ticks.iter().map(|t| t.1).fold(f64::MAX, f64::min),
+                close: last.1,
                 volume,
                 vwap: turnover / volume as f64,
                 turnover,
                 trade_count: ticks.len() as i64,
-                first_tick_time: first.0,
-                last_tick_time: last.0,
+                first_tick_time: first.0.0,
+                last_tick_time: last.0.0,
                 extras: Default::default(),
             };
-            ((symbol, res, start), bar)
+            ((key, res, start), bar)
         })
         .collect();
     (bars, late)

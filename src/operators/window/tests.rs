@@ -169,3 +169,21 @@ fn field_aggregates_land_in_extras() {
     let extras: Vec<(&str, f64)> = bar.extras.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     assert_eq!(extras, vec![("max_price", 7.0), ("mean_size", 200.0)]);
 }
+
+#[test]
+fn repartitioned_ticks_are_judged_by_their_source_and_closed_by_the_watermark() {
+    let mut op = WindowOperator::new(&spec("tumbling: [1m]\ngrace: 5s")).unwrap();
+    let mut out = Vec::new();
+    // Source 0 is at 2m: its tick for [0, 1m) is late whatever this operator has seen.
+    op.process_from("X", &tick("A", 30 * S, 1.0), 10, 120 * S, &mut out);
+    assert!(matches!(&out[..], [Output::Late { resolution, .. }] if resolution == "1m"));
+    out.clear();
+    // Source 1 is only at 10s: its tick counts, and nothing closes until the watermark moves.
+    op.process_from("X", &tick("B", 5 * S, 2.0), 1 << 40, 10 * S, &mut out);
+    assert!(out.is_empty());
+    assert_eq!(op.stream_time(), i64::MIN);
+    op.advance_to(64 * S, &mut out);
+    assert!(out.is_empty(), "end + grace not reached");
+    op.advance_to(65 * S, &mut out);
+    assert_eq!(bars(&out), vec![("X".into(), "1m".into(), 0, 1)]);
+}

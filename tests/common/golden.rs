@@ -135,25 +135,6 @@ pub struct Rules<'a> {
     pub keep: fn(&Tick) -> bool,
 }
 
-/// Expected bars and late (partition, offset, resolution) triples for tumbling windows of
-/// `sizes` (name, microseconds) per symbol with `grace`, when every window is closed by the end.
-pub fn expected(
-    log: &BTreeMap<i32, Vec<Entry>>,
-    sizes: &[(&str, i64)],
-    grace: i64,
-) -> (BTreeMap<BarId, Bar>, BTreeSet<LateTick>) {
-    let windows: Vec<_> = sizes.iter().map(|(n, s)| (*n, *s, *s)).collect();
-    expected_with(
-        log,
-        &Rules {
-            windows: &windows,
-            grace,
-            key: |t| t.symbol.clone(),
-            keep: |_| true,
-        },
-    )
-}
-
 /// Expected bars and late triples under `rules`. Lateness is judged by the stream time of the
 /// partition a tick was read from; a tick late for one of its (hopping) windows is reported
 /// once for that resolution and still counts in its open windows. OHLC ties between equal

@@ -77,6 +77,25 @@ impl Accumulator {
         self.size_max = self.size_max.max(tick.size);
     }
 
+    /// Folds another window's aggregate into this one (session windows merging). Sums add in
+    /// a different order than tick by tick, so turnover and VWAP may differ in the last bits.
+    pub fn merge(&mut self, other: &Accumulator) {
+        if other.open_at < self.open_at {
+            (self.open, self.open_at) = (other.open, other.open_at);
+        }
+        if other.close_at > self.close_at {
+            (self.close, self.close_at) = (other.close, other.close_at);
+        }
+        self.high = self.high.max(other.high);
+        self.low = self.low.min(other.low);
+        self.volume += other.volume;
+        self.turnover += other.turnover;
+        self.count += other.count;
+        self.price_sum += other.price_sum;
+        self.size_min = self.size_min.min(other.size_min);
+        self.size_max = self.size_max.max(other.size_max);
+    }
+
     /// Volume-weighted average price.
     pub fn vwap(&self) -> f64 {
         if self.volume == 0 {
@@ -203,5 +222,18 @@ mod tests {
         assert_eq!(a.field_aggregate(&field("!min price")), Some(8.0));
         assert_eq!(a.field_aggregate(&field("open")), None);
         assert_eq!(Accumulator::from_bytes(&[0; 3]), None);
+    }
+
+    #[test]
+    fn merging_equals_adding_tick_by_tick() {
+        let ticks = [tick(5, 10.0, 100), tick(1, 9.0, 50), tick(9, 12.0, 10)];
+        let mut whole = Accumulator::new(&ticks[0], 0);
+        whole.add(&ticks[1], 1);
+        whole.add(&ticks[2], 2);
+        let mut left = Accumulator::new(&ticks[2], 2);
+        let mut right = Accumulator::new(&ticks[0], 0);
+        right.add(&ticks[1], 1);
+        left.merge(&right);
+        assert_eq!(left, whole);
     }
 }

@@ -4,6 +4,13 @@
 //! partition, as in Kafka Streams). A window `[start, end)` closes once
 //! `end + grace <= stream time`; a tick for a closed window is late and is reported, never
 //! silently dropped. Window starts are aligned to the epoch.
+//!
+//! Session windows (one per key and burst of activity) grow and merge: ticks closer than `gap`
+//! to a session belong to it, and a tick that bridges two sessions merges them. A session
+//! `[first, last]` closes once `last + gap + grace <= stream time`, and a tick is late when it
+//! is more than `grace` behind stream time. With these two rules a tick that is not late can
+//! never belong to a session that has already closed, so final session bars are exactly the
+//! runs of on-time ticks split wherever consecutive ticks are `gap` or more apart.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,26 +18,23 @@ use super::{Accumulator, OpError, Output};
 use crate::codec::{Bar, Tick};
 use crate::config::topology::{Aggregate, Emit, WindowSpec};
 
-/// One resolution: a window size, its advance (equal for tumbling windows) and its name.
+/// One resolution: a window size, its advance (equal for tumbling windows) and its name; or a
+/// session gap.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowDef {
-    /// Name used in bars and topic names (`1m`, `5m-every-1m`).
+    /// Name used in bars and topic names (`1m`, `5m-every-1m`, `session`).
     pub name: String,
-    /// Window length, microseconds.
+    /// Window length, microseconds (0 for sessions).
     pub size: i64,
-    /// Distance between window starts, microseconds.
+    /// Distance between window starts, microseconds (0 for sessions).
     pub advance: i64,
+    /// For session windows, the inactivity that separates sessions, microseconds.
+    pub gap: Option<i64>,
 }
 
 impl WindowDef {
-    /// The resolutions of a window spec. Session windows are not supported yet.
+    /// The resolutions of a window spec.
     pub fn from_spec(spec: &WindowSpec) -> Result<Vec<Self>, OpError> {
-        if spec.session.is_some() {
-            return Err(OpError::Unsupported {
-                id: spec.id.clone(),
-                what: "session windows".into(),
-            });
-        }
         let micros = |d: &std::time::Duration| d.as_micros() as i64;
         let mut defs: Vec<Self> = spec
             .tumbling
@@ -39,30 +43,47 @@ impl WindowDef {
                 name: d.text.clone(),
                 size: micros(&d.value),
                 advance: micros(&d.value),
+                gap: None,
             })
             .collect();
         defs.extend(spec.hopping.iter().map(|h| WindowDef {
             name: format!("{}-every-{}", h.size, h.advance),
             size: micros(&h.size.value),
             advance: micros(&h.advance.value),
+            gap: None,
+        }));
+        defs.extend(spec.session.iter().map(|s| WindowDef {
+            name: "session".into(),
+            size: 0,
+            advance: 0,
+            gap: Some(micros(&s.gap.value)),
         }));
         Ok(defs)
     }
 
-    /// Starts of the windows that contain `t`, latest first.
-    pub fn starts(&self, t: i64) -> impl Iterator<Item = i64> + '_ {
-        let last = t.div_euclid(self.advance) * self.advance;
-        (0..)
-            .map(move |k| last - k * self.advance)
-            .take_while(move |s| s + self.size > t)
+    /// Starts of the windows that contain `t`, latest first (none for sessions).
+    pub fn starts(&self, t: i64) -> impl Iterator<Item = i64> + use<> {
+        window_starts(self.size, self.advance, t)
     }
+}
+
+/// Starts of the windows of `size` every `advance` that contain `t`, latest first.
+fn window_starts(size: i64, advance: i64, t: i64) -> impl Iterator<Item = i64> {
+    let last = if advance > 0 {
+        t.div_euclid(advance) * advance
+    } else {
+        i64::MIN
+    };
+    (0..)
+        .map(move |k| last - k * advance)
+        .take_while(move |s| advance > 0 && s + size > t)
 }
 
 /// Identity of an open window inside one operator: ordered by end so that closing walks the
 /// front of the map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WindowId {
-    /// Exclusive end, microseconds.
+    /// Exclusive end, microseconds; for a session, its last tick's event time + gap.
     pub end: i64,
     /// Index of the resolution.
     pub res: u16,
@@ -94,6 +115,8 @@ pub struct WindowOperator {
     key_ids: HashMap<String, u32>,
     removed: Vec<WindowId>,
     last_update: HashMap<WindowId, i64>,
+    /// Open sessions per (resolution, key).
+    sessions: HashMap<(u16, u32), Vec<WindowId>>,
 }
 
 impl WindowOperator {
@@ -118,6 +141,7 @@ impl WindowOperator {
             key_ids: HashMap::new(),
             removed: Vec::new(),
             last_update: HashMap::new(),
+            sessions: HashMap::new(),
         })
     }
 
@@ -173,11 +197,16 @@ impl WindowOperator {
 
     fn ingest(&mut self, key: &str, tick: &Tick, offset: i64, now: i64, out: &mut Vec<Output>) {
         let key_id = self.intern(key);
-        for (r, def) in self.defs.iter().enumerate() {
+        for r in 0..self.defs.len() {
+            if let Some(gap) = self.defs[r].gap {
+                self.ingest_session(r as u16, key_id, gap, tick, offset, now, out);
+                continue;
+            }
+            let (size, advance) = (self.defs[r].size, self.defs[r].advance);
             let mut closed = None;
-            for start in def.starts(tick.event_time) {
+            for start in window_starts(size, advance, tick.event_time) {
                 let id = WindowId {
-                    end: start + def.size,
+                    end: start + size,
                     res: r as u16,
                     key: key_id,
                     start,
@@ -195,15 +224,10 @@ impl WindowOperator {
                         dirty: false,
                     });
                 slot.dirty = true;
-                if let Some(every) = self.update_every {
-                    let last = self.last_update.get(&id).copied().unwrap_or(i64::MIN);
-                    if now >= last.saturating_add(every) {
-                        self.last_update.insert(id, now);
-                        out.push(Output::Bar(self.bar(id, &self.windows[&id].acc)));
-                    }
-                }
+                self.emit_update(id, now, out);
             }
             if let Some(id) = closed {
+                let def = &self.defs[r];
                 out.push(Output::Late {
                     offset,
                     resolution: def.name.clone(),
@@ -214,6 +238,72 @@ impl WindowOperator {
                 });
             }
         }
+    }
+
+    /// With `emit: update`, emits the window's current bar if the interval has passed.
+    fn emit_update(&mut self, id: WindowId, now: i64, out: &mut Vec<Output>) {
+        let Some(every) = self.update_every else {
+            return;
+        };
+        let last = self.last_update.get(&id).copied().unwrap_or(i64::MIN);
+        if now >= last.saturating_add(every) {
+            self.last_update.insert(id, now);
+            out.push(Output::Bar(self.bar(id, &self.windows[&id].acc)));
+        }
+    }
+
+    /// Adds a tick to its key's session at resolution `res`, merging every open session closer
+    /// than `gap` to it; or reports it late when it is more than grace behind `now`.
+    #[allow(clippy::too_many_arguments)]
+    fn ingest_session(
+        &mut self,
+        res: u16,
+        key: u32,
+        gap: i64,
+        tick: &Tick,
+        offset: i64,
+        now: i64,
+        out: &mut Vec<Output>,
+    ) {
+        let t = tick.event_time;
+        if t.saturating_add(self.grace) < now {
+            out.push(Output::Late {
+                offset,
+                resolution: self.defs[res as usize].name.clone(),
+                detail: format!(
+                    "{} of {}: tick at {t} is more than grace ({} us) behind stream time {now}",
+                    self.defs[res as usize].name, self.keys[key as usize], self.grace
+                ),
+            });
+            return;
+        }
+        let mut acc = Accumulator::new(tick, offset);
+        let (mut first, mut last) = (t, t);
+        let open = self.sessions.entry((res, key)).or_default();
+        let mut i = 0;
+        while i < open.len() {
+            let id = open[i];
+            let (s, e) = (id.start, id.end - gap);
+            if t - e < gap && s - t < gap {
+                open.swap_remove(i);
+                let slot = self.windows.remove(&id).expect("indexed session is open");
+                acc.merge(&slot.acc);
+                (first, last) = (first.min(s), last.max(e));
+                self.last_update.remove(&id);
+                self.removed.push(id);
+            } else {
+                i += 1;
+            }
+        }
+        let id = WindowId {
+            end: last + gap,
+            res,
+            key,
+            start: first,
+        };
+        open.push(id);
+        self.windows.insert(id, Slot { acc, dirty: true });
+        self.emit_update(id, now, out);
     }
 
     /// Moves stream time to at least `t` (a watermark) and closes what that allows.
@@ -245,15 +335,23 @@ impl WindowOperator {
             out.push(Output::Bar(self.bar(id, &acc)));
             self.last_update.remove(&id);
             self.removed.push(id);
+            if let Some(open) = self.sessions.get_mut(&(id.res, id.key)) {
+                open.retain(|s| *s != id);
+                if open.is_empty() {
+                    self.sessions.remove(&(id.res, id.key));
+                }
+            }
         }
     }
 
+    /// The bar of a window. A session bar spans its first to its last tick's event time.
     fn bar(&self, id: WindowId, a: &Accumulator) -> Bar {
+        let def = &self.defs[id.res as usize];
         Bar {
             symbol: self.keys[id.key as usize].clone(),
-            resolution: self.defs[id.res as usize].name.clone(),
+            resolution: def.name.clone(),
             window_start: id.start,
-            window_end: id.end,
+            window_end: id.end - def.gap.unwrap_or(0),
             open: a.open,
             high: a.high,
             low: a.low,
@@ -300,12 +398,19 @@ impl WindowOperator {
             let Some(def) = self.defs.get(res as usize) else {
                 continue;
             };
+            let (gap, end) = match def.gap {
+                Some(gap) => (Some(gap), acc.close_at.0 + gap),
+                None => (None, start + def.size),
+            };
             let id = WindowId {
-                end: start + def.size,
+                end,
                 res,
                 key: self.intern(&key),
                 start,
             };
+            if gap.is_some() {
+                self.sessions.entry((res, id.key)).or_default().push(id);
+            }
             self.windows.insert(id, Slot { acc, dirty: false });
         }
     }

@@ -54,14 +54,94 @@ fn hopping_windows_overlap() {
 }
 
 #[test]
-fn session_windows_are_refused_clearly() {
-    let err = WindowOperator::new(&spec("session: {gap: 30s}"))
-        .err()
-        .unwrap();
+fn sessions_grow_merge_and_close_after_gap_plus_grace() {
+    let mut op = WindowOperator::new(&spec("session: {gap: 10s}\ngrace: 20s")).unwrap();
+    let mut out = Vec::new();
+    for (i, t) in [0, 5, 30, 32, 22].into_iter().enumerate() {
+        op.process("A", &tick("A", t * S, t as f64), i as i64, &mut out);
+    }
+    // 22 s is 17 s past 5 s and 8 s before 30 s: it joins 30..32 only.
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(op.open_windows(), 2);
+    op.process("A", &tick("A", 14 * S, 14.0), 5, &mut out);
+    assert_eq!(op.open_windows(), 1, "14 s bridges 5 s and 22 s");
+    op.advance_to(61 * S, &mut out);
+    assert!(out.is_empty(), "32 + 10 + 20 not reached");
+    op.advance_to(62 * S, &mut out);
+    let Output::Bar(bar) = &out[0] else {
+        panic!("{out:?}")
+    };
     assert_eq!(
-        err.to_string(),
-        "operator w: session windows is not supported by `tickflow run` yet"
+        (bar.resolution.as_str(), bar.window_start, bar.window_end),
+        ("session", 0, 32 * S)
     );
+    assert_eq!((bar.trade_count, bar.open, bar.close), (6, 0.0, 32.0));
+    out.clear();
+    // More than grace behind stream time: late, never merged into the closed session.
+    op.process("A", &tick("A", 41 * S, 1.0), 6, &mut out);
+    assert!(matches!(&out[..], [Output::Late { resolution, .. }] if resolution == "session"));
+}
+
+#[test]
+fn sessions_equal_runs_of_on_time_ticks_split_at_the_gap() {
+    use rand::{Rng, SeedableRng};
+    let (gap, grace) = (10 * S, 3 * S);
+    let mut op = WindowOperator::new(&spec("session: {gap: 10s}\ngrace: 3s")).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let (mut out, mut now, mut clock) = (Vec::new(), i64::MIN, 0i64);
+    let mut kept: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut late = 0;
+    let mut store: BTreeMap<(u16, String, i64), Accumulator> = BTreeMap::new();
+    for offset in 0..20_000 {
+        clock += rng.random_range(0..4 * S);
+        let t = clock - rng.random_range(0..6 * S); // up to 6 s out of order
+        let key = format!("K{}", rng.random_range(0..5));
+        now = now.max(t);
+        if t + grace < now {
+            late += 1;
+        } else {
+            kept.entry(key.clone()).or_default().push(t);
+        }
+        op.process(&key, &tick(&key, t, 1.0), offset, &mut out);
+        if offset % 1000 == 0 {
+            // What a store would hold restores the same open sessions.
+            for (k, v) in op.take_changes() {
+                match v {
+                    Some(a) => store.insert(k, a),
+                    None => store.remove(&k),
+                };
+            }
+            let mut restored =
+                WindowOperator::new(&spec("session: {gap: 10s}\ngrace: 3s")).unwrap();
+            restored.restore(op.stream_time(), store.clone());
+            assert_eq!(restored.open_windows(), op.open_windows());
+        }
+    }
+    op.advance_to(i64::MAX / 2, &mut out);
+    let mut want = Vec::new();
+    for (key, mut times) in kept {
+        times.sort();
+        let mut first = times[0];
+        let mut n = 1;
+        for w in times.windows(2) {
+            if w[1] - w[0] >= gap {
+                want.push((key.clone(), "session".to_string(), first, n));
+                (first, n) = (w[1], 0);
+            }
+            n += 1;
+        }
+        want.push((key.clone(), "session".to_string(), first, n));
+    }
+    let mut got = bars(&out);
+    got.sort();
+    want.sort();
+    assert!(late > 100, "the run has late ticks ({late})");
+    let got_late = out
+        .iter()
+        .filter(|o| matches!(o, Output::Late { .. }))
+        .count();
+    assert_eq!(got_late, late);
+    assert_eq!(got, want);
 }
 
 #[test]

@@ -1,0 +1,174 @@
+//! End-to-end benchmark through a broker: the flagship computation (1s/1m/5m bars of 1,000
+//! symbols) run by `tickflow`'s engine on a topic of pre-produced ticks, next to a consume-only
+//! baseline reading the same topic. Each rate is measured from the first record to the last,
+//! so group joins do not count. Prints both rates per run, their ratio, and medians.
+//!
+//! `cargo bench --bench pipeline`. Uses an in-process Tansu broker with memory storage, or
+//! the broker at `TICKFLOW_BENCH_KAFKA`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use tickflow::codec::registry::SchemaRegistry;
+use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
+use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
+use tickflow::metrics::Metrics;
+use tickflow::sim::{Pace, SimConfig, SymbolSpec, TickStream, end_of_input, produce_ticks};
+use tickflow::sink::KafkaSink;
+use tickflow::source::KafkaSource;
+use tickflow::topology::runtime::{RunOptions, run};
+
+const START: i64 = 1_795_703_400_000_000;
+const TICKS: u64 = 1_000_000;
+const PARTITIONS: i32 = 8;
+const RUNS: usize = 3;
+
+fn universe() -> Vec<SymbolSpec> {
+    (0..1000)
+        .map(|i| SymbolSpec {
+            symbol: format!("S{i:04}"),
+            sector: "X".into(),
+            price: 20.0 + (i % 400) as f64,
+            volatility: 0.3,
+            drift: 0.05,
+            tick_size: 0.01,
+            lot_size: 100,
+            activity: 1.0 / (1.0 + i as f64).powf(0.5),
+        })
+        .collect()
+}
+
+/// Records per second between the first and the last of `n` records.
+fn rate(n: u64, first: Instant, last: Instant) -> f64 {
+    (n - 1) as f64 / (last - first).as_secs_f64()
+}
+
+/// Reads the whole topic with a fresh consumer group, touching every value.
+fn consume_only(kafka: &KafkaConfig, topic: &str, n: u64) -> f64 {
+    let group = format!("bench-consume-{}", uuid::Uuid::new_v4().simple());
+    let source = KafkaSource::subscribe(kafka, &group, &[topic]).unwrap();
+    let (mut seen, mut bytes, mut first) = (0u64, 0usize, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while seen < n && Instant::now() < deadline {
+        if let Some(r) = source.poll(Duration::from_millis(100)).unwrap() {
+            first.get_or_insert_with(Instant::now);
+            bytes += r.value.map_or(0, |v| v.len());
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, n, "baseline read the whole topic");
+    std::hint::black_box(bytes);
+    rate(n, first.unwrap(), Instant::now())
+}
+
+/// Runs the flagship topology over the topic with a fresh application id and stops it once
+/// every record is processed.
+fn engine(runtime: &tokio::runtime::Runtime, app: &AppConfig, topic: &str, n: u64) -> f64 {
+    let id = format!("bench-engine-{}", uuid::Uuid::new_v4().simple());
+    let yaml = format!(
+        "application: {id}\nsources:\n  ticks: {{ topic: {topic} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
+    );
+    let spec = TopologySpec::parse("bench.yaml", &yaml).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut app = app.clone();
+    app.state.dir = state.path().to_path_buf();
+    let (metrics, stop) = (Metrics::new(), Arc::new(AtomicBool::new(false)));
+    let (m, s) = (metrics.clone(), stop.clone());
+    let handle =
+        runtime.spawn(async move { run(&spec, &app, RunOptions::default(), m, s).await.unwrap() });
+    let (mut first, deadline) = (None, Instant::now() + Duration::from_secs(600));
+    while metrics.records.get() < n && Instant::now() < deadline {
+        if metrics.records.get() > 0 {
+            first.get_or_insert_with(Instant::now);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let last = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    let stats = runtime.block_on(handle).unwrap();
+    assert_eq!(stats.records, n, "engine read the whole topic");
+    rate(n, first.unwrap(), last)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (servers, _broker) = match std::env::var("TICKFLOW_BENCH_KAFKA") {
+        Ok(s) => (s, None),
+        Err(_) => {
+            let b = runtime
+                .block_on(tickflow::broker::EmbeddedBroker::start(
+                    "memory://tansu/",
+                    0,
+                ))
+                .unwrap();
+            (b.bootstrap(), Some(b))
+        }
+    };
+    let registry_dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SchemaRegistry::open(registry_dir.path()).unwrap());
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let registry_url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(registry.serve(listener));
+    let mut app = AppConfig {
+        kafka: KafkaConfig {
+            bootstrap_servers: servers.clone(),
+            connect_timeout: Duration::from_secs(10),
+            ..KafkaConfig::default()
+        },
+        ..AppConfig::default()
+    };
+    app.registry.url = registry_url.clone();
+
+    let topic = format!("bench-pipeline-{}", uuid::Uuid::new_v4().simple());
+    runtime
+        .block_on(tickflow::kafka::ensure_topic(
+            &app.kafka,
+            &topic,
+            PARTITIONS,
+            &[],
+        ))
+        .unwrap();
+    let client = RegistryClient::new(&registry_url).unwrap();
+    let schema_id = runtime
+        .block_on(client.register_value(&topic, RecordKind::Tick))
+        .unwrap();
+    let cfg = SimConfig {
+        trades_per_second: 20_000.0,
+        ..SimConfig::default()
+    };
+    let ticks = TickStream::from_config(&cfg, universe(), START, Some(TICKS)).unwrap();
+    let sink = KafkaSink::new(&app.kafka, &topic).unwrap();
+    let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
+    let summary = produce_ticks(ticks, &encoder, &sink, Pace::default(), |_| {}).unwrap();
+    end_of_input(&app.kafka, &topic, &summary).unwrap();
+    let n = TICKS + PARTITIONS as u64;
+    println!("broker {servers}: {n} records in {topic} ({PARTITIONS} partitions)");
+
+    let (mut base, mut eng, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        let b = consume_only(&app.kafka, &topic, n);
+        let e = engine(&runtime, &app, &topic, n);
+        println!(
+            "run {run}: consume-only {b:.0} records/s, engine {e:.0} records/s, ratio {:.2}",
+            e / b
+        );
+        base.push(b);
+        eng.push(e);
+        ratio.push(e / b);
+    }
+    println!(
+        "median: consume-only {:.0} records/s, engine (decode → 1s/1m/5m windows → RocksDB → bars produced) {:.0} records/s, ratio {:.2}",
+        median(&base),
+        median(&eng),
+        median(&ratio)
+    );
+}

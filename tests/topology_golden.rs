@@ -72,11 +72,14 @@ async fn check_outputs(
         "the run has late ticks ({})",
         want_late.len()
     );
-    let bar_topics: Vec<String> = rules
+    let mut bar_topics: Vec<String> = rules
         .windows
         .iter()
         .map(|(r, _, _)| format!("{id}.bars.{r}"))
         .collect();
+    if rules.session_gap.is_some() {
+        bar_topics.push(format!("{id}.bars.session"));
+    }
     let (k, n) = (kafka.clone(), stats.bars as usize);
     let bar_records = tokio::task::spawn_blocking(move || {
         read_all(
@@ -141,6 +144,7 @@ async fn bars_equal_brute_force_recomputation() {
         grace: 5 * S,
         key: |t| t.symbol.clone(),
         keep: |_| true,
+        session_gap: None,
     };
     check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }
@@ -185,6 +189,40 @@ async fn group_by_venue_repartitions_and_equals_brute_force() {
         grace: 5 * S,
         key: |t| t.venue.clone(),
         keep: |t| t.size >= 100,
+        session_gap: None,
+    };
+    check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_bars_equal_brute_force_recomputation() {
+    const COUNT: u64 = 100_000;
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("golden-session");
+    // 200 trades per second over 100 symbols: bursts and pauses around the 500 ms gap.
+    let cfg = SimConfig {
+        trades_per_second: 200.0,
+        ..disorderly(0.01)
+    };
+    simulate_into(&kafka, &client, &format!("{id}.ticks"), cfg, 100, COUNT).await;
+
+    let topology = format!(
+        "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - window:\n      id: sessions\n      input: ticks\n      session: {{ gap: 500ms }}\n      grace: 3s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: {id}.late\nsinks:\n  - {{ input: sessions, topic: \"{id}.bars.{{resolution}}\" }}\n"
+    );
+    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    assert_eq!(stats.dead_letters, 0);
+    assert!(
+        stats.bars > 20 * 100,
+        "sessions split and merge, not one per symbol: {stats:?}"
+    );
+    let rules = Rules {
+        windows: &[],
+        grace: 3 * S,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: Some(S / 2),
     };
     check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }

@@ -141,6 +141,7 @@ async fn sigterm_and_sigkill_mid_stream_change_nothing() {
         grace: 2 * S,
         key: |t| t.symbol.clone(),
         keep: |_| true,
+        session_gap: None,
     };
     restart_scenario("restart", operators, rules).await;
 }
@@ -155,6 +156,7 @@ async fn sigkill_with_a_group_by_counts_replayed_ticks_once() {
         grace: 2 * S,
         key: |t| t.venue.clone(),
         keep: |_| true,
+        session_gap: None,
     };
     restart_scenario("restart-venue", operators, rules).await;
 }

@@ -133,6 +133,8 @@ pub struct Rules<'a> {
     pub key: fn(&Tick) -> String,
     /// Whether a tick passes the topology's filters (dropped ticks do not move stream time).
     pub keep: fn(&Tick) -> bool,
+    /// Session windows with this gap (resolution `session`) instead of `windows`.
+    pub session_gap: Option<i64>,
 }
 
 /// Expected bars and late triples under `rules`. Lateness is judged by the stream time of the
@@ -144,6 +146,7 @@ pub fn expected_with(
     rules: &Rules<'_>,
 ) -> (BTreeMap<BarId, Bar>, BTreeSet<LateTick>) {
     let mut windows: BTreeMap<BarId, Vec<Counted>> = BTreeMap::new();
+    let mut sessions: BTreeMap<String, Vec<Counted>> = BTreeMap::new();
     let mut late = BTreeSet::new();
     for (p, entries) in log {
         let mut stream_time = i64::MIN;
@@ -154,6 +157,14 @@ pub fn expected_with(
                 Entry::Tick(offset, t) => {
                     stream_time = stream_time.max(t.event_time);
                     let order = (t.event_time, (i64::from(*p) << 40) | offset);
+                    if rules.session_gap.is_some() {
+                        if t.event_time + rules.grace < stream_time {
+                            late.insert((*p, *offset, "session".to_string()));
+                        } else {
+                            let ticks = sessions.entry((rules.key)(t)).or_default();
+                            ticks.push((order, t.price, t.size));
+                        }
+                    }
                     for (name, size, advance) in rules.windows {
                         let mut start = t.event_time.div_euclid(*advance) * advance;
                         while start + size > t.event_time {
@@ -172,7 +183,28 @@ pub fn expected_with(
             }
         }
     }
-    let size_of = |name: &str| rules.windows.iter().find(|w| w.0 == name).unwrap().1;
+    // Sessions: a key's on-time ticks in event-time order, split where they are `gap` apart.
+    for (key, mut ticks) in sessions {
+        let gap = rules.session_gap.expect("sessions only with a gap");
+        ticks.sort_by_key(|t| t.0);
+        let mut run: Vec<Counted> = Vec::new();
+        for t in ticks {
+            if run.last().is_some_and(|l| t.0.0 - l.0.0 >= gap) {
+                let start = run[0].0.0;
+                windows.insert(
+                    (key.clone(), "session".into(), start),
+                    std::mem::take(&mut run),
+                );
+            }
+            run.push(t);
+        }
+        windows.insert((key, "session".into(), run[0].0.0), run);
+    }
+    let end_of =
+        |name: &str, start: i64, last: i64| match rules.windows.iter().find(|w| w.0 == name) {
+            Some(w) => start + w.1,
+            None => last,
+        };
     let bars = windows
         .into_iter()
         .map(|((key, res, start), ticks)| {
@@ -184,7 +216,7 @@ pub fn expected_with(
                 symbol: key.clone(),
                 resolution: res.clone(),
                 window_start: start,
-                window_end: start + size_of(&res),
+                window_end: end_of(&res, start, last.0.0),
                 open: first.1,
                 high: ticks.iter().map(|t| t.1).fold(f64::MIN, f64::max),
                 low: ticks.iter().map(|t| t.1).fold(f64::MAX, f64::min),

@@ -88,12 +88,19 @@ fn demo_runs_from_an_empty_directory() {
         .filter(|l| l.trim_start().starts_with("AAPL    20"))
         .count();
     assert!(aapl_bars >= 2, "AAPL's 1-minute bars printed:\n{stdout}");
+    assert!(stdout.contains("● ran topology venue-vwap"), "{stdout}");
+    assert!(!stdout.contains("warning"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("  XNAS    20")),
+        "a venue's VWAP printed:\n{stdout}"
+    );
     assert!(
         dir.path()
             .join("tickflow-demo/registry/registry.json")
             .exists()
     );
     assert!(dir.path().join("tickflow-demo/state/ohlc-vwap").is_dir());
+    assert!(dir.path().join("tickflow-demo/state/venue-vwap").is_dir());
 }
 
 #[test]

@@ -18,7 +18,7 @@ use crate::config::TopologySpec;
 use crate::config::{AppConfig, KafkaConfig};
 use crate::metrics::Metrics;
 use crate::source::KafkaSource;
-use crate::topology::runtime::RunOptions;
+use crate::topology::runtime::{RunOptions, RunStats};
 
 /// Flags of `tickflow demo`.
 #[derive(Debug, Clone, Args)]
@@ -111,6 +111,8 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
     }
     let bars = run_flagship(&args, &app, &kafka, &registry_url).await?;
     print!("{}", render_bars(&bars));
+    let venue_bars = run_venues(&args, &app, &kafka, &registry_url).await?;
+    print!("{}", render_venues(&venue_bars));
     server.abort();
     println!(
         "● demo files (registry, state stores) are in {}",
@@ -122,19 +124,26 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
 /// The flagship topology, compiled in so that the demo runs from any directory.
 const FLAGSHIP: &str = include_str!("../../topologies/ohlc_vwap.yaml");
 
-/// Runs the flagship topology over the simulated ticks until it is idle, then reads back the
-/// 1-minute bars.
+/// The venue topology (filter, group_by through a repartition topic, hopping windows).
+const VENUES: &str = include_str!("../../topologies/venue_vwap.yaml");
+
+/// Runs a compiled-in topology over the simulated ticks until it is idle, with its state under
+/// the demo directory.
 #[cfg(feature = "embedded-broker")]
-async fn run_flagship(
+async fn run_until_idle(
+    file: &str,
+    text: &str,
     args: &DemoArgs,
     app: &AppConfig,
     kafka: &KafkaConfig,
     registry_url: &str,
-) -> anyhow::Result<Vec<Bar>> {
-    let spec = TopologySpec::parse("topologies/ohlc_vwap.yaml", FLAGSHIP)?;
+) -> anyhow::Result<(TopologySpec, RunStats)> {
+    let spec = TopologySpec::parse(file, text)?;
     let state = args.dir.join("state");
-    if state.exists() {
-        std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
+    let previous = state.join(&spec.application);
+    if previous.exists() {
+        std::fs::remove_dir_all(&previous)
+            .with_context(|| format!("clearing {}", previous.display()))?;
     }
     let mut app = app.clone();
     app.kafka = kafka.clone();
@@ -147,11 +156,63 @@ async fn run_flagship(
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stats = super::run::run_topology(&spec, &app, options, Metrics::new(), stop).await?;
+    Ok((spec, stats))
+}
+
+/// Runs the flagship topology, then reads back the 1-minute bars.
+#[cfg(feature = "embedded-broker")]
+async fn run_flagship(
+    args: &DemoArgs,
+    app: &AppConfig,
+    kafka: &KafkaConfig,
+    registry_url: &str,
+) -> anyhow::Result<Vec<Bar>> {
+    let file = "topologies/ohlc_vwap.yaml";
+    let (spec, stats) = run_until_idle(file, FLAGSHIP, args, app, kafka, registry_url).await?;
     println!(
         "● ran topology {} (1s/1m/5m/1h bars, RocksDB state): {} records in, {} bars out, {} late ticks to ticks.late",
         spec.application, stats.records, stats.bars, stats.late
     );
-    let records = read_topic(kafka, "bars.1m", stats.bars as usize).await?;
+    read_bars(kafka, registry_url, "bars.1m", stats.bars as usize).await
+}
+
+/// Runs the venue topology, then reads back its bars (updates and finals).
+#[cfg(feature = "embedded-broker")]
+async fn run_venues(
+    args: &DemoArgs,
+    app: &AppConfig,
+    kafka: &KafkaConfig,
+    registry_url: &str,
+) -> anyhow::Result<Vec<Bar>> {
+    let file = "topologies/venue_vwap.yaml";
+    let (spec, stats) = run_until_idle(file, VENUES, args, app, kafka, registry_url).await?;
+    println!(
+        "● ran topology {} (lit round lots, re-keyed by venue through {}-by_venue-repartition, 5m VWAP every 1m): {} records in, {} ticks repartitioned, {} filtered out, {} bars and updates out",
+        spec.application,
+        spec.application,
+        stats.records,
+        stats.forwarded,
+        stats.filtered,
+        stats.bars
+    );
+    let sent = stats.forwarded + stats.broadcasts;
+    if stats.repartition_records != sent {
+        println!(
+            "  warning: {sent} records were sent to the repartition topic but {} read back (the embedded broker's memory storage)",
+            stats.repartition_records
+        );
+    }
+    read_bars(kafka, registry_url, "bars.venue.5m", stats.bars as usize).await
+}
+
+/// Reads up to `count` bars of `topic` from the beginning and decodes them.
+async fn read_bars(
+    kafka: &KafkaConfig,
+    registry_url: &str,
+    topic: &str,
+    count: usize,
+) -> anyhow::Result<Vec<Bar>> {
+    let records = read_topic(kafka, topic, count).await?;
     let client = RegistryClient::new(registry_url)?;
     let mut decoder = Decoder::<Bar>::new(RecordKind::Bar);
     let mut bars = Vec::with_capacity(records.len());
@@ -163,6 +224,33 @@ async fn run_flagship(
         bars.push(decoder.decode(&bytes)?);
     }
     Ok(bars)
+}
+
+/// The latest bar of each venue's last window: the final one, after its updates.
+fn render_venues(bars: &[Bar]) -> String {
+    let mut last: BTreeMap<&str, &Bar> = BTreeMap::new();
+    for b in bars {
+        let newer = last
+            .get(b.symbol.as_str())
+            .is_none_or(|l| (b.window_start, b.trade_count) >= (l.window_start, l.trade_count));
+        if newer {
+            last.insert(&b.symbol, b);
+        }
+    }
+    let mut s = "  venue   last 5-minute window (UTC)        vwap    volume  trades  min price  max price\n".to_string();
+    for (venue, b) in last {
+        let extra = |k: &str| b.extras.get(k).copied().unwrap_or(f64::NAN);
+        s += &format!(
+            "  {venue:<6}  {}  {:>10.3}  {:>8}  {:>6}  {:>9.2}  {:>9.2}\n",
+            fmt_micros(b.window_start),
+            b.vwap,
+            b.volume,
+            b.trade_count,
+            extra("min_price"),
+            extra("max_price"),
+        );
+    }
+    s
 }
 
 fn render_bars(bars: &[Bar]) -> String {

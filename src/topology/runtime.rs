@@ -106,6 +106,10 @@ pub struct RunStats {
     pub filtered: u64,
     /// Ticks re-keyed into the repartition topic.
     pub forwarded: u64,
+    /// Watermarks sent to the repartition topic's partitions.
+    pub broadcasts: u64,
+    /// Records read from the repartition topic (ticks, replays and watermarks).
+    pub repartition_records: u64,
     /// Repartitioned ticks skipped because they were already counted (a forwarding task's
     /// replay after a crash).
     pub duplicates: u64,
@@ -405,6 +409,7 @@ impl Engine {
         for q in 0..self.partitions {
             self.sink
                 .send_to_partition(&group.topic, q, WATERMARK_KEY, &self.envelope)?;
+            self.stats.broadcasts += 1;
         }
         Ok(())
     }
@@ -416,6 +421,7 @@ impl Engine {
             .payload()
             .and_then(Origin::unwrap)
             .filter(|(o, _)| (0..self.partitions).contains(&o.partition));
+        self.stats.repartition_records += 1;
         let Some((origin, value)) = unwrapped else {
             let detail = "no valid origin envelope in front of the value".to_string();
             return self.dead_letter(&Provenance::of(m), "bad_repartition_record", detail);

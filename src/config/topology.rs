@@ -57,6 +57,12 @@ pub struct SourceSpec {
     /// Field holding the event time.
     #[serde(default = "default_event_time")]
     pub event_time: String,
+    /// For live feeds: when a partition has had no record for this long (wall clock), the
+    /// engine appends a watermark record to that partition at its stream time plus the quiet
+    /// time, so windows close when the market closes. Being in the log, it keeps results
+    /// deterministic on replay. Needs write access to the topic. Off by default.
+    #[serde(default)]
+    pub idle_watermark: Option<DurationLit>,
 }
 
 fn default_key() -> String {

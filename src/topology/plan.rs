@@ -42,6 +42,8 @@ pub struct Plan {
     pub input_topic: String,
     /// Key field of the source.
     pub source_key: String,
+    /// Quiet time after which the engine appends a watermark to an input partition.
+    pub idle_watermark: Option<std::time::Duration>,
     /// Filters before the group_by (all of them when there is none).
     pub filters: Vec<Filter>,
     /// Re-keying, if the topology has a `group_by`.
@@ -120,6 +122,7 @@ impl Plan {
             application: spec.application.clone(),
             input_topic: source.topic.clone(),
             source_key: source.key.clone(),
+            idle_watermark: source.idle_watermark.as_ref().map(|d| d.value),
             filters,
             group_by,
             regrouped_filters,

@@ -106,6 +106,8 @@ pub struct RunStats {
     pub filtered: u64,
     /// Ticks re-keyed into the repartition topic.
     pub forwarded: u64,
+    /// Watermarks appended to quiet input partitions (`idle_watermark`).
+    pub idle_watermarks: u64,
     /// Watermarks sent to the repartition topic's partitions.
     pub broadcasts: u64,
     /// Records read from the repartition topic (ticks, replays and watermarks).
@@ -296,6 +298,11 @@ impl Engine {
         if task.next_offset.is_some_and(|n| offset < n) {
             return Ok(()); // already reflected in the restored state
         }
+        if self.plan.idle_watermark.is_some()
+            && let Some(task) = self.tasks.get_mut(&(stage, p))
+        {
+            task.last_record = Instant::now();
+        }
         match stage {
             Stage::Forward => self.forward(m)?,
             Stage::Window {
@@ -307,6 +314,35 @@ impl Engine {
         }
         if let Some(task) = self.tasks.get_mut(&(stage, p)) {
             task.next_offset = Some(offset + 1);
+        }
+        Ok(())
+    }
+
+    /// Appends a watermark to every input partition that has been quiet for the source's
+    /// `idle_watermark`, at its stream time plus the quiet time. The record comes back through
+    /// the consumer like any other, so what it closes is part of the replayable log.
+    fn idle_watermarks(&mut self) -> Result<(), RuntimeError> {
+        let Some(after) = self.plan.idle_watermark else {
+            return Ok(());
+        };
+        let repartitioned = Stage::Window {
+            repartitioned: true,
+        };
+        for ((stage, p), task) in &mut self.tasks {
+            let quiet = task.last_record.elapsed();
+            if *stage == repartitioned || quiet < after || task.stream_time() == i64::MIN {
+                continue;
+            }
+            let t = task.stream_time().saturating_add(quiet.as_micros() as i64);
+            self.sink.send_to_partition(
+                &self.plan.input_topic,
+                *p,
+                WATERMARK_KEY,
+                &watermark_value(t),
+            )?;
+            task.last_record = Instant::now();
+            self.stats.idle_watermarks += 1;
+            tracing::debug!(partition = p, watermark = t, "appended an idle watermark");
         }
         Ok(())
     }
@@ -715,7 +751,10 @@ fn process_loop(
             Some(Ok(m)) => {
                 engine.lock().expect("engine lock").process(&m)?;
                 uncommitted += 1;
-                idle = Duration::ZERO;
+                // Watermarks (ours included) are not input: they do not end idleness.
+                if m.key() != Some(WATERMARK_KEY) {
+                    idle = Duration::ZERO;
+                }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             // Idle only counts once partitions are assigned: joining the group is not idleness.
@@ -728,6 +767,7 @@ fn process_loop(
         if let Some(f) = e.failure.take() {
             return Err(f);
         }
+        e.idle_watermarks()?;
         if uncommitted > 0 && last_commit.elapsed() >= options.commit_interval {
             let started = Instant::now();
             e.commit()?;

@@ -1,6 +1,7 @@
 //! One task per assigned partition: what it keeps between records and how it commits.
 
 use std::path::Path;
+use std::time::Instant;
 
 use crate::config::topology::WindowSpec;
 use crate::operators::WindowOperator;
@@ -38,6 +39,8 @@ pub struct Task {
     pub next_offset: Option<i64>,
     /// What the task does.
     pub work: Work,
+    /// When the task last read a record (or opened): for idle watermarks.
+    pub last_record: Instant,
 }
 
 impl Task {
@@ -78,6 +81,7 @@ impl Task {
             store,
             next_offset: snap.next_offset,
             work,
+            last_record: Instant::now(),
         })
     }
 
@@ -107,6 +111,14 @@ impl Task {
         match &mut self.work {
             Work::Window { op, .. } => op,
             Work::Forward { .. } => unreachable!("a forwarding task has no window operator"),
+        }
+    }
+
+    /// Stream time of the partition the task reads.
+    pub fn stream_time(&self) -> i64 {
+        match &self.work {
+            Work::Forward { stream_time, .. } => *stream_time,
+            Work::Window { op, .. } => op.stream_time(),
         }
     }
 

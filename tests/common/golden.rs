@@ -38,6 +38,29 @@ pub async fn simulate_into(
     symbols: usize,
     count: u64,
 ) {
+    simulate(kafka, registry, topic, cfg, (symbols, count), true).await
+}
+
+/// Like [`simulate_into`], without the end-of-input watermarks: the input just goes quiet.
+pub async fn simulate_open_ended(
+    kafka: &KafkaConfig,
+    registry: &RegistryClient,
+    topic: &str,
+    cfg: SimConfig,
+    symbols: usize,
+    count: u64,
+) {
+    simulate(kafka, registry, topic, cfg, (symbols, count), false).await
+}
+
+async fn simulate(
+    kafka: &KafkaConfig,
+    registry: &RegistryClient,
+    topic: &str,
+    cfg: SimConfig,
+    (symbols, count): (usize, u64),
+    end_watermarks: bool,
+) {
     ensure_topic(kafka, topic, 8, &[]).await.unwrap();
     let ticks = TickStream::from_config(&cfg, universe(None, symbols).unwrap(), START, Some(count))
         .unwrap();
@@ -51,7 +74,9 @@ pub async fn simulate_into(
         let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
         let summary = produce_ticks(ticks, &encoder, &sink, Pace::default(), |_| {}).unwrap();
         assert_eq!(summary.ticks, count);
-        end_of_input(&k, &t, &summary).unwrap();
+        if end_watermarks {
+            end_of_input(&k, &t, &summary).unwrap();
+        }
     })
     .await
     .unwrap();

@@ -9,7 +9,7 @@ mod window;
 
 pub use accumulator::Accumulator;
 pub use filter::Filter;
-pub use window::{WindowChange, WindowDef, WindowId, WindowOperator};
+pub use window::{StoredWindow, WindowChange, WindowDef, WindowId, WindowOperator};
 
 use crate::codec::Bar;
 

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::accumulator::ACCUMULATOR_BYTES;
 use super::{Accumulator, OpError, Output};
 use crate::codec::{Bar, Tick};
 use crate::config::topology::{Aggregate, Emit, WindowSpec};
@@ -93,15 +94,51 @@ pub struct WindowId {
     pub start: i64,
 }
 
-/// An open window's aggregate, and whether it changed since the last commit.
+/// An open window's aggregate, when it last emitted an update, and whether it changed since
+/// the last commit.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     acc: Accumulator,
+    last_update: i64,
     dirty: bool,
 }
 
+/// What the state store keeps of an open window: its aggregate and the stream time of its last
+/// update (`emit: update`), so that a restart throttles updates exactly as before.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredWindow {
+    /// The aggregate.
+    pub acc: Accumulator,
+    /// Stream time of the last update emitted; `i64::MIN` if none.
+    pub last_update: i64,
+}
+
+/// Bytes of [`StoredWindow::to_bytes`].
+const STORED_WINDOW_BYTES: usize = ACCUMULATOR_BYTES + 8;
+
+impl StoredWindow {
+    /// The aggregate's bytes, then the last update, little-endian.
+    pub fn to_bytes(&self) -> [u8; STORED_WINDOW_BYTES] {
+        let mut out = [0u8; STORED_WINDOW_BYTES];
+        out[..ACCUMULATOR_BYTES].copy_from_slice(&self.acc.to_bytes());
+        out[ACCUMULATOR_BYTES..].copy_from_slice(&self.last_update.to_le_bytes());
+        out
+    }
+
+    /// Reads [`StoredWindow::to_bytes`]; `None` if the length is wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() != STORED_WINDOW_BYTES {
+            return None;
+        }
+        Some(Self {
+            acc: Accumulator::from_bytes(&bytes[..ACCUMULATOR_BYTES])?,
+            last_update: i64::from_le_bytes(bytes[ACCUMULATOR_BYTES..].try_into().ok()?),
+        })
+    }
+}
+
 /// A change to persist: `None` deletes the window.
-pub type WindowChange = ((u16, String, i64), Option<Accumulator>);
+pub type WindowChange = ((u16, String, i64), Option<StoredWindow>);
 
 /// The windowed aggregation of one task.
 pub struct WindowOperator {
@@ -114,7 +151,6 @@ pub struct WindowOperator {
     keys: Vec<String>,
     key_ids: HashMap<String, u32>,
     removed: Vec<WindowId>,
-    last_update: HashMap<WindowId, i64>,
     /// Open sessions per (resolution, key).
     sessions: HashMap<(u16, u32), Vec<WindowId>>,
 }
@@ -140,7 +176,6 @@ impl WindowOperator {
             keys: Vec::new(),
             key_ids: HashMap::new(),
             removed: Vec::new(),
-            last_update: HashMap::new(),
             sessions: HashMap::new(),
         })
     }
@@ -221,6 +256,7 @@ impl WindowOperator {
                     .and_modify(|s| s.acc.add(tick, offset))
                     .or_insert_with(|| Slot {
                         acc: Accumulator::new(tick, offset),
+                        last_update: i64::MIN,
                         dirty: false,
                     });
                 slot.dirty = true;
@@ -245,10 +281,11 @@ impl WindowOperator {
         let Some(every) = self.update_every else {
             return;
         };
-        let last = self.last_update.get(&id).copied().unwrap_or(i64::MIN);
-        if now >= last.saturating_add(every) {
-            self.last_update.insert(id, now);
-            out.push(Output::Bar(self.bar(id, &self.windows[&id].acc)));
+        let slot = self.windows.get_mut(&id).expect("updated window is open");
+        if now >= slot.last_update.saturating_add(every) {
+            slot.last_update = now;
+            let acc = slot.acc;
+            out.push(Output::Bar(self.bar(id, &acc)));
         }
     }
 
@@ -278,7 +315,7 @@ impl WindowOperator {
             return;
         }
         let mut acc = Accumulator::new(tick, offset);
-        let (mut first, mut last) = (t, t);
+        let (mut first, mut last, mut last_update) = (t, t, i64::MIN);
         let open = self.sessions.entry((res, key)).or_default();
         let mut i = 0;
         while i < open.len() {
@@ -289,7 +326,7 @@ impl WindowOperator {
                 let slot = self.windows.remove(&id).expect("indexed session is open");
                 acc.merge(&slot.acc);
                 (first, last) = (first.min(s), last.max(e));
-                self.last_update.remove(&id);
+                last_update = last_update.max(slot.last_update);
                 self.removed.push(id);
             } else {
                 i += 1;
@@ -302,7 +339,12 @@ impl WindowOperator {
             start: first,
         };
         open.push(id);
-        self.windows.insert(id, Slot { acc, dirty: true });
+        let slot = Slot {
+            acc,
+            last_update,
+            dirty: true,
+        };
+        self.windows.insert(id, slot);
         self.emit_update(id, now, out);
     }
 
@@ -333,7 +375,6 @@ impl WindowOperator {
         });
         for (id, acc) in closing {
             out.push(Output::Bar(self.bar(id, &acc)));
-            self.last_update.remove(&id);
             self.removed.push(id);
             if let Some(open) = self.sessions.get_mut(&(id.res, id.key)) {
                 open.retain(|s| *s != id);
@@ -379,9 +420,13 @@ impl WindowOperator {
         }
         for (id, slot) in self.windows.iter_mut().filter(|(_, s)| s.dirty) {
             slot.dirty = false;
+            let stored = StoredWindow {
+                acc: slot.acc,
+                last_update: slot.last_update,
+            };
             out.push((
                 (id.res, self.keys[id.key as usize].clone(), id.start),
-                Some(slot.acc),
+                Some(stored),
             ));
         }
         out
@@ -391,10 +436,11 @@ impl WindowOperator {
     pub fn restore(
         &mut self,
         stream_time: i64,
-        windows: impl IntoIterator<Item = ((u16, String, i64), Accumulator)>,
+        windows: impl IntoIterator<Item = ((u16, String, i64), StoredWindow)>,
     ) {
         self.stream_time = stream_time;
-        for ((res, key, start), acc) in windows {
+        for ((res, key, start), stored) in windows {
+            let acc = stored.acc;
             let Some(def) = self.defs.get(res as usize) else {
                 continue;
             };
@@ -411,7 +457,12 @@ impl WindowOperator {
             if gap.is_some() {
                 self.sessions.entry((res, id.key)).or_default().push(id);
             }
-            self.windows.insert(id, Slot { acc, dirty: false });
+            let slot = Slot {
+                acc,
+                last_update: stored.last_update,
+                dirty: false,
+            };
+            self.windows.insert(id, slot);
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
-use crate::operators::{Accumulator, WindowChange};
+use crate::operators::{StoredWindow, WindowChange};
 
 const NEXT_OFFSET: &[u8] = b"m/next_offset";
 const STREAM_TIME: &[u8] = b"m/stream_time";
@@ -52,7 +52,7 @@ pub struct Snapshot {
     /// Stream time at the commit.
     pub stream_time: i64,
     /// Open windows: (resolution index, key, start) and their aggregates.
-    pub windows: Vec<((u16, String, i64), Accumulator)>,
+    pub windows: Vec<((u16, String, i64), StoredWindow)>,
     /// Source partitions' marks (tasks that read a repartition topic only).
     pub sources: Vec<(i32, SourceMark)>,
 }
@@ -123,7 +123,7 @@ impl WindowStore {
             let id = decode_key(&k[WINDOW_PREFIX.len()..])
                 .ok_or_else(|| self.corrupt("bad window key"))?;
             let acc =
-                Accumulator::from_bytes(&v).ok_or_else(|| self.corrupt("bad window value"))?;
+                StoredWindow::from_bytes(&v).ok_or_else(|| self.corrupt("bad window value"))?;
             snap.windows.push((id, acc));
         }
         Ok(snap)
@@ -211,6 +211,7 @@ fn decode_key(k: &[u8]) -> Option<(u16, String, i64)> {
 mod tests {
     use super::*;
     use crate::codec::Tick;
+    use crate::operators::Accumulator;
 
     #[test]
     fn commit_and_load_round_trip() {
@@ -226,7 +227,10 @@ mod tests {
             conditions: vec![],
             currency: "USD".into(),
         };
-        let acc = Accumulator::new(&tick, 3);
+        let acc = StoredWindow {
+            acc: Accumulator::new(&tick, 3),
+            last_update: -7,
+        };
         {
             let store = WindowStore::open(dir.path()).unwrap();
             assert_eq!(

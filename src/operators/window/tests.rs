@@ -91,7 +91,7 @@ fn sessions_equal_runs_of_on_time_ticks_split_at_the_gap() {
     let (mut out, mut now, mut clock) = (Vec::new(), i64::MIN, 0i64);
     let mut kept: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut late = 0;
-    let mut store: BTreeMap<(u16, String, i64), Accumulator> = BTreeMap::new();
+    let mut store: BTreeMap<(u16, String, i64), StoredWindow> = BTreeMap::new();
     for offset in 0..20_000 {
         clock += rng.random_range(0..4 * S);
         let t = clock - rng.random_range(0..6 * S); // up to 6 s out of order
@@ -206,6 +206,33 @@ fn update_emits_are_throttled_in_event_time() {
 }
 
 #[test]
+fn update_throttling_survives_a_restore() {
+    let yaml = "tumbling: [1m]\nemit: {update: 10s}";
+    let mut op = WindowOperator::new(&spec(yaml)).unwrap();
+    let mut out = Vec::new();
+    op.process("A", &tick("A", 0, 1.0), 0, &mut out);
+    op.process("A", &tick("A", 3 * S, 1.0), 1, &mut out);
+    assert_eq!(bars(&out).len(), 1, "the update at 0 s");
+    let changes = op.take_changes();
+    let mut restored = WindowOperator::new(&spec(yaml)).unwrap();
+    restored.restore(
+        op.stream_time(),
+        changes.into_iter().filter_map(|(k, v)| Some((k, v?))),
+    );
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for (i, t) in [5, 9, 10].into_iter().enumerate() {
+        op.process("A", &tick("A", t * S, 1.0), 2 + i as i64, &mut a);
+        restored.process("A", &tick("A", t * S, 1.0), 2 + i as i64, &mut b);
+    }
+    assert_eq!(
+        bars(&a),
+        vec![("A".into(), "1m".into(), 0, 5)],
+        "next update at 10 s"
+    );
+    assert_eq!(a, b);
+}
+
+#[test]
 fn changes_restore_the_same_state() {
     let mut op = WindowOperator::new(&spec("tumbling: [1s, 1m]")).unwrap();
     let mut out = Vec::new();
@@ -213,7 +240,7 @@ fn changes_restore_the_same_state() {
         let key = if i % 2 == 0 { "A" } else { "B" };
         op.process(key, &tick(key, i * 100_000, i as f64), i, &mut out);
     }
-    let mut store: HashMap<(u16, String, i64), Accumulator> = HashMap::new();
+    let mut store: HashMap<(u16, String, i64), StoredWindow> = HashMap::new();
     for (k, v) in op.take_changes() {
         match v {
             Some(a) => store.insert(k, a),

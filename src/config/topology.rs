@@ -63,6 +63,17 @@ pub struct SourceSpec {
     /// deterministic on replay. Needs write access to the topic. Off by default.
     #[serde(default)]
     pub idle_watermark: Option<DurationLit>,
+    /// A tick whose event time is further than this from its partition's stream time is
+    /// implausible (a broken clock, a unit mistake) and goes to the dead-letter topic.
+    #[serde(default = "default_max_event_time_skew")]
+    pub max_event_time_skew: DurationLit,
+}
+
+fn default_max_event_time_skew() -> DurationLit {
+    DurationLit {
+        text: "1d".into(),
+        value: Duration::from_secs(86_400),
+    }
 }
 
 fn default_key() -> String {

@@ -5,10 +5,12 @@
 
 mod accumulator;
 mod filter;
+mod sanity;
 mod window;
 
 pub use accumulator::Accumulator;
 pub use filter::Filter;
+pub use sanity::{Rejection, Sanity};
 pub use window::{StoredWindow, WindowChange, WindowDef, WindowId, WindowOperator};
 
 use crate::codec::Bar;

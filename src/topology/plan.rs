@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use super::repartition_topic;
 use crate::codec::Tick;
 use crate::config::topology::{OperatorSpec, TopologySpec, WindowSpec};
-use crate::operators::{Filter, OpError, WindowDef};
+use crate::operators::{Filter, OpError, Sanity, WindowDef};
 
 /// Errors turning a topology into a runnable pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +44,8 @@ pub struct Plan {
     pub source_key: String,
     /// Quiet time after which the engine appends a watermark to an input partition.
     pub idle_watermark: Option<std::time::Duration>,
+    /// Checks every source tick must pass (bad ones go to the dead-letter topic).
+    pub sanity: Sanity,
     /// Filters before the group_by (all of them when there is none).
     pub filters: Vec<Filter>,
     /// Re-keying, if the topology has a `group_by`.
@@ -123,6 +125,9 @@ impl Plan {
             input_topic: source.topic.clone(),
             source_key: source.key.clone(),
             idle_watermark: source.idle_watermark.as_ref().map(|d| d.value),
+            sanity: Sanity {
+                max_skew: source.max_event_time_skew.value.as_micros() as i64,
+            },
             filters,
             group_by,
             regrouped_filters,

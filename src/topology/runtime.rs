@@ -363,19 +363,39 @@ impl Engine {
             self.task_mut(stage, m.partition())
                 .window_op()
                 .advance_to(t, &mut outputs);
-        } else {
-            match self.ticks.decode(m.payload()) {
-                Ok(tick) if self.plan.filters.iter().all(|f| f.keeps(&tick)) => {
-                    let key = key_of(&tick, &self.plan.source_key);
-                    let task = self.tasks.get_mut(&(stage, m.partition())).expect("task");
-                    task.window_op()
-                        .process(&key, &tick, m.offset(), &mut outputs);
-                }
-                Ok(_) => self.stats.filtered += 1,
-                Err(e) => self.dead_letter(&Provenance::of(m), reason(&e), e.to_string())?,
-            }
+        } else if let Some(tick) = self.admit(m, stage)? {
+            let key = key_of(&tick, &self.plan.source_key);
+            let task = self.tasks.get_mut(&(stage, m.partition())).expect("task");
+            task.window_op()
+                .process(&key, &tick, m.offset(), &mut outputs);
         }
         self.emit_all(&Provenance::of(m), outputs)
+    }
+
+    /// Decodes a source tick and checks it: bad data goes to the dead-letter topic with its
+    /// reason, filtered ticks are counted; `None` for both.
+    fn admit(
+        &mut self,
+        m: &BorrowedMessage<'_>,
+        stage: Stage,
+    ) -> Result<Option<Tick>, RuntimeError> {
+        let tick = match self.ticks.decode(m.payload()) {
+            Ok(tick) => tick,
+            Err(e) => {
+                self.dead_letter(&Provenance::of(m), reason(&e), e.to_string())?;
+                return Ok(None);
+            }
+        };
+        let stream_time = self.task_mut(stage, m.partition()).stream_time();
+        if let Err(r) = self.plan.sanity.check(&tick, stream_time) {
+            self.dead_letter(&Provenance::of(m), r.reason, r.detail)?;
+            return Ok(None);
+        }
+        if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
+            self.stats.filtered += 1;
+            return Ok(None);
+        }
+        Ok(Some(tick))
     }
 
     /// Source record → filters → re-keyed into the repartition topic with its origin.
@@ -387,14 +407,9 @@ impl Engine {
             }
             return self.broadcast(p);
         }
-        let tick = match self.ticks.decode(m.payload()) {
-            Ok(tick) => tick,
-            Err(e) => return self.dead_letter(&Provenance::of(m), reason(&e), e.to_string()),
-        };
-        if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
-            self.stats.filtered += 1;
+        let Some(tick) = self.admit(m, Stage::Forward)? else {
             return Ok(());
-        }
+        };
         let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work else {
             unreachable!("forward stage");
         };

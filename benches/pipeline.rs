@@ -99,18 +99,11 @@ fn median(v: &[f64]) -> f64 {
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (servers, _broker) = match std::env::var("TICKFLOW_BENCH_KAFKA") {
-        Ok(s) => (s, None),
-        Err(_) => {
-            let b = runtime
-                .block_on(tickflow::broker::EmbeddedBroker::start(
-                    "memory://tansu/",
-                    0,
-                ))
-                .unwrap();
-            (b.bootstrap(), Some(b))
-        }
-    };
+    let (servers, _broker) = runtime
+        .block_on(tickflow::broker::EmbeddedBroker::from_env_or_memory(
+            "TICKFLOW_BENCH_KAFKA",
+        ))
+        .unwrap();
     let registry_dir = tempfile::tempdir().unwrap();
     let registry = Arc::new(SchemaRegistry::open(registry_dir.path()).unwrap());
     let listener = runtime

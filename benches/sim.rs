@@ -75,18 +75,11 @@ fn bench_generate_encode() {
 
 fn bench_produce() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (servers, _broker) = match std::env::var("TICKFLOW_BENCH_KAFKA") {
-        Ok(s) => (s, None),
-        Err(_) => {
-            let b = runtime
-                .block_on(tickflow::broker::EmbeddedBroker::start(
-                    "memory://tansu/",
-                    0,
-                ))
-                .unwrap();
-            (b.bootstrap(), Some(b))
-        }
-    };
+    let (servers, _broker) = runtime
+        .block_on(tickflow::broker::EmbeddedBroker::from_env_or_memory(
+            "TICKFLOW_BENCH_KAFKA",
+        ))
+        .unwrap();
     println!("produce target: {servers}");
     let kafka = KafkaConfig {
         bootstrap_servers: servers,

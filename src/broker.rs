@@ -65,6 +65,16 @@ impl EmbeddedBroker {
         Ok(me)
     }
 
+    /// The broker named by environment variable `var` (`host:port`), or else a new embedded
+    /// broker with memory storage (for benchmarks); keep the returned broker alive.
+    pub async fn from_env_or_memory(var: &str) -> Result<(String, Option<Self>), BrokerError> {
+        if let Ok(servers) = std::env::var(var) {
+            return Ok((servers, None));
+        }
+        let broker = Self::start("memory://tansu/", 0).await?;
+        Ok((broker.bootstrap(), Some(broker)))
+    }
+
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap(&self) -> String {
         self.addr.to_string()

@@ -1,7 +1,7 @@
 //! Every metric tickflow exports, in one explicit Prometheus registry, and the `/metrics`
 //! endpoint. Names follow `tickflow_<thing>_<unit>[_total]`.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 /// The metrics of one tickflow process.
 #[derive(Clone)]
@@ -19,6 +19,10 @@ pub struct Metrics {
     pub late_ticks: IntCounter,
     /// Records sent to the dead-letter topic, by reason.
     pub dead_letters: IntCounterVec,
+    /// Changelog records read while restoring state stores.
+    pub restore_records: IntCounter,
+    /// Changelog records still to read by the restore in progress.
+    pub restore_remaining: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -71,6 +75,22 @@ impl Metrics {
                 "Ticks that arrived after their window closed, per resolution",
             ),
             dead_letters,
+            restore_records: counter(
+                &registry,
+                "tickflow_restore_records_total",
+                "Changelog records read while restoring state stores",
+            ),
+            restore_remaining: {
+                let g = IntGauge::new(
+                    "tickflow_restore_remaining_records",
+                    "Changelog records still to read by the restore in progress",
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(g.clone()))
+                    .expect("unique metric");
+                g
+            },
             registry,
         }
     }

@@ -1,62 +1,26 @@
-//! A restart with the state directory kept resumes exactly where the engine stopped: the
-//! process is stopped mid-stream with SIGTERM and then with SIGKILL, restarted each time, and
-//! the final bars (identical replays collapsed by bar identity) equal the brute-force ones.
+//! A restart resumes exactly where the engine stopped: the process is stopped mid-stream with
+//! SIGTERM, then twice with SIGKILL (the second time its state directory is deleted, so the
+//! stores are rebuilt from their changelog topics), restarted each time, and the final bars
+//! (identical replays collapsed by bar identity) equal the brute-force ones.
 //! Once for bars per symbol and once re-keyed by venue through a repartition topic.
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
     simulate_into, tick_log,
 };
+use common::process::{interrupt, start_engine};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
 const COUNT: u64 = 300_000;
 const S: i64 = 1_000_000;
 
-fn start_engine(topology: &Path, env: &[(String, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
-    cmd.args(["run", "--topology"])
-        .arg(topology)
-        .args([
-            "--commit-interval",
-            "200ms",
-            "--stop-when-idle",
-            "20s",
-            "--instance-id",
-            "restart-test",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
-}
-
-/// Lets the engine work for a while, checks it is still mid-stream, and stops it.
-fn interrupt(mut child: Child, after: Duration, signal: &str) {
-    std::thread::sleep(after);
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the engine finished before the {signal}"
-    );
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    child.wait().unwrap();
-}
-
 /// Simulates `COUNT` ticks, runs the topology made of `operators` (its window has id `bars`)
-/// three times (SIGTERM, SIGKILL, to the end) and checks the outputs against `rules`.
+/// four times (SIGTERM, SIGKILL, SIGKILL and the state deleted, to the end) and checks the outputs against `rules`.
 async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
     let kafka = common::kafka();
     let registry = common::TestRegistry::start().await;
@@ -88,7 +52,6 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
             "TICKFLOW_STATE__DIR",
             dir.path().join("state").display().to_string(),
         ),
-        ("TICKFLOW_METRICS__ADDR", "127.0.0.1:0".to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -96,15 +59,22 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
 
     let started = Instant::now();
     let (t, e) = (topology.clone(), env.clone());
+    let state = dir.path().join("state");
     tokio::task::spawn_blocking(move || {
-        interrupt(start_engine(&t, &e), Duration::from_secs(3), "TERM");
-        interrupt(start_engine(&t, &e), Duration::from_secs(3), "KILL");
-        let status = start_engine(&t, &e).wait().unwrap();
+        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "TERM");
+        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "KILL");
+        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "KILL");
+        // A new host: the state directory is gone and is rebuilt from the changelogs.
+        std::fs::remove_dir_all(&state).unwrap();
+        let status = start_engine(&t, &e, Some("restart-test"))
+            .child
+            .wait()
+            .unwrap();
         assert!(status.success());
     })
     .await
     .unwrap();
-    eprintln!("{prefix}: three engine runs took {:?}", started.elapsed());
+    eprintln!("{prefix}: four engine runs took {:?}", started.elapsed());
 
     let (k, i) = (kafka.clone(), input.clone());
     let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], COUNT as usize + 8))

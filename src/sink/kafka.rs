@@ -1,11 +1,13 @@
 //! Producing keyed records to a Kafka topic with librdkafka, with delivery accounted for.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::ClientContext;
+use rdkafka::Message;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
@@ -34,12 +36,14 @@ pub enum SinkError {
     FlushTimeout { topic: String, timeout: Duration },
 }
 
-/// Counts acknowledgements and keeps the first failure.
+/// Counts acknowledgements and keeps the first failure; optionally the last acknowledged
+/// offset per topic partition.
 #[derive(Default)]
 struct DeliveryTracker {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    last_offsets: Option<Mutex<HashMap<(String, i32), i64>>>,
 }
 
 /// librdkafka context that feeds the tracker.
@@ -52,8 +56,15 @@ impl ProducerContext for TrackingContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(m) => {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(offsets) = &self.0.last_offsets {
+                    let mut offsets = offsets.lock().expect("tracker lock");
+                    let last = offsets
+                        .entry((m.topic().to_string(), m.partition()))
+                        .or_insert(m.offset());
+                    *last = (*last).max(m.offset());
+                }
             }
             Err((e, _)) => {
                 self.0.failed.fetch_add(1, Ordering::Relaxed);
@@ -75,7 +86,21 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// A producer for `topic`. `cfg.properties` override the defaults.
     pub fn new(cfg: &KafkaConfig, topic: &str) -> Result<Self, SinkError> {
-        let tracker = Arc::new(DeliveryTracker::default());
+        Self::build(cfg, topic, DeliveryTracker::default())
+    }
+
+    /// A producer that also remembers the last acknowledged offset of each partition it
+    /// writes (see [`KafkaSink::last_offset`]).
+    pub fn tracking_offsets(cfg: &KafkaConfig, topic: &str) -> Result<Self, SinkError> {
+        let tracker = DeliveryTracker {
+            last_offsets: Some(Mutex::new(HashMap::new())),
+            ..DeliveryTracker::default()
+        };
+        Self::build(cfg, topic, tracker)
+    }
+
+    fn build(cfg: &KafkaConfig, topic: &str, tracker: DeliveryTracker) -> Result<Self, SinkError> {
+        let tracker = Arc::new(tracker);
         let c = client_config_with(
             cfg,
             &[
@@ -127,6 +152,33 @@ impl KafkaSink {
                 .key(key)
                 .payload(value),
         )
+    }
+
+    /// Queues a key with a value, or with no value (a tombstone in a compacted topic), to a
+    /// given partition.
+    pub fn send_entry(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<(), SinkError> {
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(topic).partition(partition).key(key);
+        record.payload = value;
+        self.send_record(record)
+    }
+
+    /// The last acknowledged offset in `topic`/`partition` (sinks made with
+    /// [`KafkaSink::tracking_offsets`] only).
+    pub fn last_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let offsets = self
+            .tracker
+            .last_offsets
+            .as_ref()?
+            .lock()
+            .expect("tracker lock");
+        offsets.get(&(topic.to_string(), partition)).copied()
     }
 
     fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {

@@ -9,10 +9,14 @@ use rocksdb::{DB, Direction, IteratorMode, Options, WriteBatch, WriteOptions};
 
 use crate::operators::{StoredWindow, WindowChange};
 
+pub mod changelog;
+
 const NEXT_OFFSET: &[u8] = b"m/next_offset";
 const STREAM_TIME: &[u8] = b"m/stream_time";
 const WINDOW_PREFIX: &[u8] = b"w/";
 const SOURCE_PREFIX: &[u8] = b"m/src/";
+/// Local only (never in the changelog): the changelog offset the store is current to.
+const CHANGELOG_NEXT: &[u8] = b"l/changelog_next";
 
 /// How far a task reading a repartition topic has got with one source partition: the last
 /// source offset it counted and that partition's stream time.
@@ -39,6 +43,13 @@ pub enum StateError {
     /// RocksDB failed.
     #[error("state store {path}: {message}")]
     Db { path: String, message: String },
+    /// Reading a changelog partition failed (external).
+    #[error("changelog {topic}-{partition}: {message}")]
+    Changelog {
+        topic: String,
+        partition: i32,
+        message: String,
+    },
     /// A stored entry is not what tickflow wrote.
     #[error("state store {path}: corrupt entry: {message}")]
     Corrupt { path: String, message: String },
@@ -164,27 +175,80 @@ impl WindowStore {
         stream_time: i64,
         sources: &[(i32, SourceMark)],
     ) -> Result<(), StateError> {
+        self.write(&entries(changes, next_offset, stream_time, sources), None)
+    }
+
+    /// Writes `entries` in one synced batch, with the changelog offset they are current to.
+    pub fn write(&self, entries: &[Entry], changelog_next: Option<i64>) -> Result<(), StateError> {
         let mut batch = WriteBatch::default();
-        for (p, mark) in sources {
-            let mut k = SOURCE_PREFIX.to_vec();
-            k.extend_from_slice(&p.to_be_bytes());
-            let mut v = mark.offset.to_be_bytes().to_vec();
-            v.extend_from_slice(&mark.stream_time.to_be_bytes());
-            batch.put(k, v);
-        }
-        for ((res, key, start), acc) in changes {
-            let k = encode_key(*res, key, *start);
-            match acc {
-                Some(a) => batch.put(&k, a.to_bytes()),
-                None => batch.delete(&k),
+        for (k, v) in entries {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
             }
         }
-        batch.put(NEXT_OFFSET, next_offset.to_be_bytes());
-        batch.put(STREAM_TIME, stream_time.to_be_bytes());
+        if let Some(n) = changelog_next {
+            batch.put(CHANGELOG_NEXT, n.to_be_bytes());
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         self.db.write_opt(batch, &opts).map_err(|e| self.err(e))
     }
+
+    /// The changelog offset the store is current to (after the last sealed commit it holds);
+    /// `None` if it never saw a changelog.
+    pub fn changelog_next(&self) -> Result<Option<i64>, StateError> {
+        self.read_i64(CHANGELOG_NEXT)
+    }
+
+    /// The stored value of `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.db.get(key).map_err(|e| self.err(e))
+    }
+
+    /// Deletes every entry (before rebuilding the store from its changelog).
+    pub fn clear(&self) -> Result<(), StateError> {
+        let mut batch = WriteBatch::default();
+        for item in self.db.iterator(IteratorMode::Start) {
+            let (k, _) = item.map_err(|e| self.err(e))?;
+            batch.delete(k);
+        }
+        self.db.write(batch).map_err(|e| self.err(e))
+    }
+}
+
+/// One store entry as written locally and to the changelog: key, and value (`None` deletes).
+pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+/// The entries of one commit: window changes, source marks, the next input offset and the
+/// stream time.
+pub fn entries(
+    changes: &[WindowChange],
+    next_offset: i64,
+    stream_time: i64,
+    sources: &[(i32, SourceMark)],
+) -> Vec<Entry> {
+    let mut out = Vec::with_capacity(changes.len() + sources.len() + 2);
+    for (p, mark) in sources {
+        let mut k = SOURCE_PREFIX.to_vec();
+        k.extend_from_slice(&p.to_be_bytes());
+        let mut v = mark.offset.to_be_bytes().to_vec();
+        v.extend_from_slice(&mark.stream_time.to_be_bytes());
+        out.push((k, Some(v)));
+    }
+    for ((res, key, start), stored) in changes {
+        let k = encode_key(*res, key, *start);
+        out.push((k, stored.map(|s| s.to_bytes().to_vec())));
+    }
+    out.push((
+        NEXT_OFFSET.to_vec(),
+        Some(next_offset.to_be_bytes().to_vec()),
+    ));
+    out.push((
+        STREAM_TIME.to_vec(),
+        Some(stream_time.to_be_bytes().to_vec()),
+    ));
+    out
 }
 
 /// `w/` + resolution (2 bytes) + start (8 bytes, sign bit flipped so keys sort by time) + key.

@@ -7,6 +7,7 @@ use super::repartition_topic;
 use crate::codec::Tick;
 use crate::config::topology::{OperatorSpec, TopologySpec, WindowSpec};
 use crate::operators::{Filter, OpError, Sanity, WindowDef};
+use crate::state::changelog::changelog_topic;
 
 /// Errors turning a topology into a runnable pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +148,27 @@ impl Plan {
         self.group_by
             .as_ref()
             .map_or(self.source_key.as_str(), |g| g.field.as_str())
+    }
+
+    /// Id of the operator whose store a task keeps: the group_by's for forwarding tasks, else
+    /// the window's.
+    pub fn store_of(&self, forwarding: bool) -> &str {
+        match (&self.group_by, forwarding) {
+            (Some(g), true) => &g.id,
+            _ => &self.window.id,
+        }
+    }
+
+    /// The changelog topic of every store.
+    pub fn changelog_topics(&self) -> Vec<String> {
+        let mut stores = vec![self.store_of(false)];
+        if self.group_by.is_some() {
+            stores.push(self.store_of(true));
+        }
+        stores
+            .into_iter()
+            .map(|s| changelog_topic(&self.application, s))
+            .collect()
     }
 
     /// Every topic the application writes results to (not the repartition topic).

@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::operators::{OpError, Output};
 use crate::sink::{KafkaSink, SinkError};
 use crate::state::StateError;
+use crate::state::changelog::{ChangelogPartition, changelog_topic};
 
 /// Errors that stop a running topology.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,10 @@ struct Engine {
     state_dir: PathBuf,
     tasks: HashMap<(Stage, i32), Task>,
     sink: KafkaSink,
+    /// Producer of changelog records, which remembers the offset of each seal.
+    changelogs: KafkaSink,
+    /// Kafka settings, for restore consumers.
+    kafka: KafkaConfig,
     bar_encoders: HashMap<String, Encoder<Bar>>,
     dead_letters: Encoder<DeadLetter>,
     ticks: TickDecoder,
@@ -213,14 +218,10 @@ impl Engine {
     }
 
     fn task_dir(&self, topic: &str, stage: Stage, partition: i32) -> PathBuf {
-        let operator = match (stage, &self.plan.group_by) {
-            (Stage::Forward, Some(g)) => &g.id,
-            _ => &self.plan.window.id,
-        };
         self.state_dir
             .join(&self.plan.application)
             .join(format!("{topic}-{partition}"))
-            .join(operator)
+            .join(self.plan.store_of(stage == Stage::Forward))
     }
 
     /// Opens the tasks of newly assigned partitions and sets where each resumes.
@@ -233,7 +234,16 @@ impl Engine {
         for (topic, p) in parts {
             let stage = self.stage_of(&topic);
             let dir = self.task_dir(&topic, stage, p);
-            let task = Task::open(&dir, stage, &self.plan.window, self.partitions as usize)?;
+            let changelog = ChangelogPartition {
+                kafka: self.kafka.clone(),
+                topic: changelog_topic(
+                    &self.plan.application,
+                    self.plan.store_of(stage == Stage::Forward),
+                ),
+                partition: p,
+            };
+            let (window, n) = (&self.plan.window, self.partitions as usize);
+            let task = Task::open(&dir, stage, window, n, changelog, &self.metrics)?;
             if let Some(next) = task.next_offset {
                 tpl.set_partition_offset(&topic, p, Offset::Offset(next))
                     .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
@@ -254,8 +264,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Broadcasts forwarding tasks' progress, flushes outputs, then persists every task's
-    /// state with its input position.
+    /// Broadcasts forwarding tasks' progress and flushes outputs; then writes every task's
+    /// changes, sealed, to its changelog and flushes that; then persists the same changes
+    /// with the input position locally.
     fn commit(&mut self) -> Result<(), RuntimeError> {
         let forwarding: Vec<i32> = self
             .tasks
@@ -268,7 +279,11 @@ impl Engine {
         }
         self.sink.flush(Duration::from_secs(60))?;
         for task in self.tasks.values_mut() {
-            task.commit()?;
+            task.write_changelog(&self.changelogs)?;
+        }
+        self.changelogs.flush(Duration::from_secs(60))?;
+        for task in self.tasks.values_mut() {
+            task.write_local(&self.changelogs)?;
         }
         Ok(())
     }
@@ -668,6 +683,9 @@ async fn prepare(
 ) -> Result<(i32, HashMap<String, Encoder<Bar>>), RuntimeError> {
     let partitions = kafka::partition_count(kafka, &plan.input_topic)?;
     let mut encoders = HashMap::new();
+    for topic in plan.changelog_topics() {
+        kafka::ensure_topic(kafka, &topic, partitions, &[("cleanup.policy", "compact")]).await?;
+    }
     let internal = plan.group_by.iter().map(|g| g.topic.clone());
     for topic in plan.output_topics().into_iter().chain(internal) {
         kafka::ensure_topic(kafka, &topic, partitions, &[]).await?;
@@ -704,6 +722,8 @@ pub async fn run(
     }
     let engine = Engine {
         sink: KafkaSink::new(&app.kafka, &plan.dlq_topic)?,
+        changelogs: KafkaSink::tracking_offsets(&app.kafka, &plan.dlq_topic)?,
+        kafka: app.kafka.clone(),
         state_dir: app.state.dir.clone(),
         tasks: HashMap::new(),
         bar_encoders,

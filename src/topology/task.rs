@@ -4,8 +4,11 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::config::topology::WindowSpec;
+use crate::metrics::Metrics;
 use crate::operators::WindowOperator;
-use crate::state::{SourceMark, WindowStore};
+use crate::sink::KafkaSink;
+use crate::state::changelog::{ChangelogPartition, SEALED_KEY};
+use crate::state::{Entry, SourceMark, WindowStore, entries};
 
 use super::runtime::RuntimeError;
 
@@ -41,18 +44,45 @@ pub struct Task {
     pub work: Work,
     /// When the task last read a record (or opened): for idle watermarks.
     pub last_record: Instant,
+    /// Where the store's changes are mirrored.
+    pub changelog: ChangelogPartition,
+    /// Keys an interrupted commit left in the changelog, to write again with their committed
+    /// values in the next commit.
+    repair: Vec<Vec<u8>>,
+    /// Entries of the commit in progress, between the changelog write and the local write.
+    committing: Option<Vec<Entry>>,
 }
 
 impl Task {
-    /// Opens the task's store in `dir` and restores its last commit. `source_partitions` is
-    /// the number of source partitions feeding a repartitioned window stage.
+    /// Opens the task's store in `dir`, brings it up to date from its changelog, and restores
+    /// its last commit. `source_partitions` is the number of source partitions feeding a
+    /// repartitioned window stage.
     pub fn open(
         dir: &Path,
         stage: Stage,
         window: &WindowSpec,
         source_partitions: usize,
+        changelog: ChangelogPartition,
+        metrics: &Metrics,
     ) -> Result<Self, RuntimeError> {
         let store = WindowStore::open(dir)?;
+        let started = Instant::now();
+        let mut counted = 0;
+        let restored = changelog.restore(&store, |read, remaining| {
+            metrics.restore_records.inc_by(read - counted);
+            metrics.restore_remaining.set(remaining as i64);
+            counted = read;
+            tracing::info!(
+                topic = changelog.topic,
+                partition = changelog.partition,
+                read,
+                remaining,
+                "restoring"
+            );
+        })?;
+        if restored.records > 0 {
+            tracing::info!(topic = changelog.topic, partition = changelog.partition, records = restored.records, interrupted_keys = restored.repair.len(), took = ?started.elapsed(), "restored from changelog");
+        }
         let snap = store.load()?;
         let work = match stage {
             Stage::Forward => Work::Forward {
@@ -82,16 +112,25 @@ impl Task {
             next_offset: snap.next_offset,
             work,
             last_record: Instant::now(),
+            changelog,
+            repair: restored.repair,
+            committing: None,
         })
     }
 
-    /// Writes the task's changes with its position in one synced batch.
-    pub fn commit(&mut self) -> Result<(), RuntimeError> {
+    /// First half of a commit: takes the changes since the last commit (preceded by the
+    /// committed values of keys to repair) and writes them, sealed, to the changelog.
+    pub fn write_changelog(&mut self, sink: &KafkaSink) -> Result<(), RuntimeError> {
         let Some(next) = self.next_offset else {
             return Ok(());
         };
-        match &mut self.work {
-            Work::Forward { stream_time, .. } => self.store.commit(&[], next, *stream_time, &[])?,
+        let mut batch: Vec<Entry> = Vec::with_capacity(self.repair.len());
+        for key in std::mem::take(&mut self.repair) {
+            let value = self.store.get(&key)?;
+            batch.push((key, value));
+        }
+        batch.extend(match &mut self.work {
+            Work::Forward { stream_time, .. } => entries(&[], next, *stream_time, &[]),
             Work::Window { op, sources } => {
                 let marks: Vec<(i32, SourceMark)> = sources
                     .iter()
@@ -99,10 +138,29 @@ impl Task {
                     .enumerate()
                     .map(|(p, m)| (p as i32, *m))
                     .collect();
-                self.store
-                    .commit(&op.take_changes(), next, op.stream_time(), &marks)?
+                entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
+        });
+        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        for (k, v) in &batch {
+            sink.send_entry(topic, p, k, v.as_deref())?;
         }
+        sink.send_entry(topic, p, SEALED_KEY, Some(&next.to_be_bytes()))?;
+        self.committing = Some(batch);
+        Ok(())
+    }
+
+    /// Second half, once the changelog is acknowledged: writes the same entries, and the
+    /// changelog offset they are current to, in one synced local batch.
+    pub fn write_local(&mut self, sink: &KafkaSink) -> Result<(), RuntimeError> {
+        let Some(batch) = self.committing.take() else {
+            return Ok(());
+        };
+        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        let sealed_at = sink.last_offset(topic, p).ok_or_else(|| {
+            RuntimeError::Consumer(format!("no acknowledged offset for changelog {topic}-{p}"))
+        })?;
+        self.store.write(&batch, Some(sealed_at + 1))?;
         Ok(())
     }
 

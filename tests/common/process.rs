@@ -1,0 +1,90 @@
+//! Running `tickflow run` as a child process, watching its progress through its metrics
+//! endpoint, and stopping it with a signal.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running engine and the port of its metrics endpoint.
+pub struct Engine {
+    pub child: Child,
+    pub metrics_port: u16,
+}
+
+/// Starts `tickflow run` on `topology` with a metrics endpoint on a free port, 200 ms commits,
+/// stopping after 20 s without input; static membership when `instance_id` is given.
+pub fn start_engine(
+    topology: &Path,
+    env: &[(String, String)],
+    instance_id: Option<&str>,
+) -> Engine {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
+    cmd.args(["run", "--topology"])
+        .arg(topology)
+        .args(["--commit-interval", "200ms", "--stop-when-idle", "20s"])
+        .env(
+            "TICKFLOW_METRICS__ADDR",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    if let Some(id) = instance_id {
+        cmd.args(["--instance-id", id]);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Engine {
+        child: cmd.spawn().unwrap(),
+        metrics_port,
+    }
+}
+
+/// `tickflow_records_total` from the engine's metrics endpoint, if it answers.
+pub fn records_processed(port: u16) -> Option<u64> {
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    conn.read_to_string(&mut text).ok()?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("tickflow_records_total "))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until the engine has processed at least `records` records, checking it is still
+/// running.
+pub fn wait_for_records(engine: &mut Engine, records: u64, before: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while records_processed(engine.metrics_port).unwrap_or(0) < records {
+        assert!(
+            Instant::now() < deadline,
+            "the engine did not process {records} records within 180 s"
+        );
+        assert!(
+            engine.child.try_wait().unwrap().is_none(),
+            "the engine finished before the {before}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lets the engine process at least `records` records, checks it is still mid-stream, and
+/// stops it with `signal`.
+pub fn interrupt(mut engine: Engine, records: u64, signal: &str) {
+    wait_for_records(&mut engine, records, signal);
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &engine.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    engine.child.wait().unwrap();
+}

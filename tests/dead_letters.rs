@@ -4,22 +4,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use apache_avro::types::{Record, Value};
-use common::golden::{Entry, Rules, START, assert_bars_equal, bars_of, expected_with, read_all};
+use common::golden::{
+    Entry, Rules, START, assert_bars_equal, bars_of, expected_with, read_all, run_until_idle,
+};
 use tickflow::codec::{
     DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, WATERMARK_KEY, split_header,
     watermark_value,
 };
-use tickflow::config::{AppConfig, TopologySpec};
 use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{SimConfig, TickStream, universe};
 use tickflow::sink::KafkaSink;
-use tickflow::topology::runtime::{RunOptions, run};
 
 const S: i64 = 1_000_000;
 
@@ -132,29 +130,8 @@ async fn each_kind_of_bad_record_reaches_the_dlq_with_its_reason() {
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {input} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
     );
-    let spec = TopologySpec::parse("dlq.yaml", &topology).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let mut app = AppConfig {
-        kafka: kafka.clone(),
-        ..AppConfig::default()
-    };
-    app.registry.url = registry.url.clone();
-    app.state.dir = state.path().to_path_buf();
-    let options = RunOptions {
-        commit_interval: Duration::from_millis(500),
-        stop_when_idle: Some(Duration::from_secs(20)),
-        instance_id: None,
-    };
     let metrics = Metrics::new();
-    let stats = run(
-        &spec,
-        &app,
-        options,
-        metrics.clone(),
-        Arc::new(AtomicBool::new(false)),
-    )
-    .await
-    .unwrap();
+    let stats = run_until_idle(&kafka, &registry.url, &topology, metrics.clone()).await;
     assert_eq!(stats.dead_letters, 7, "{stats:?}");
     for reason in ["bad_price", "undecodable", "implausible_event_time"] {
         let n = metrics.dead_letters.with_label_values(&[reason]).get();

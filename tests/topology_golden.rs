@@ -6,18 +6,15 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
-
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, simulate_into, tick_log,
+    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, run_until_idle,
+    simulate_into, tick_log,
 };
 use tickflow::codec::RegistryClient;
-use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
+use tickflow::config::KafkaConfig;
 use tickflow::metrics::Metrics;
 use tickflow::sim::SimConfig;
-use tickflow::topology::runtime::{RunOptions, RunStats, run};
+use tickflow::topology::runtime::RunStats;
 
 const S: i64 = 1_000_000;
 
@@ -28,27 +25,6 @@ fn disorderly(late: f64) -> SimConfig {
         late_fraction: late,
         ..SimConfig::default()
     }
-}
-
-/// Runs `topology` until its input is idle.
-async fn run_until_idle(kafka: &KafkaConfig, registry: &str, topology: &str) -> RunStats {
-    let spec = TopologySpec::parse("golden.yaml", topology).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let mut app = AppConfig {
-        kafka: kafka.clone(),
-        ..AppConfig::default()
-    };
-    app.registry.url = registry.to_string();
-    app.state.dir = state.path().to_path_buf();
-    let options = RunOptions {
-        commit_interval: Duration::from_millis(500),
-        stop_when_idle: Some(Duration::from_secs(30)),
-        instance_id: None,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    run(&spec, &app, options, Metrics::new(), stop)
-        .await
-        .unwrap()
 }
 
 /// Checks the bar topics `{id}.bars.<resolution>` and the late topic `{id}.late` against a
@@ -126,7 +102,7 @@ async fn bars_equal_brute_force_recomputation() {
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m, 1h]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
     );
-    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    let stats = run_until_idle(&kafka, &registry.url, &topology, Metrics::new()).await;
     assert_eq!(
         stats.records,
         COUNT + 8,
@@ -169,7 +145,7 @@ async fn group_by_venue_repartitions_and_equals_brute_force() {
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - filter: {{ id: round_lots, input: ticks, where: [{{ field: size, op: ge, value: 100 }}] }}\n  - group_by: {{ id: by_venue, input: round_lots, field: venue }}\n  - window:\n      id: venue_bars\n      input: by_venue\n      hopping: [{{ size: 1m, advance: 30s }}, {{ size: 5m, advance: 1m }}]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: {id}.late\nsinks:\n  - {{ input: venue_bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
     );
-    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    let stats = run_until_idle(&kafka, &registry.url, &topology, Metrics::new()).await;
     assert_eq!((stats.dead_letters, stats.duplicates), (0, 0));
     assert!(
         stats.forwarded > COUNT / 2 && stats.filtered > 0,
@@ -211,7 +187,7 @@ async fn session_bars_equal_brute_force_recomputation() {
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {id}.ticks }}\noperators:\n  - window:\n      id: sessions\n      input: ticks\n      session: {{ gap: 500ms }}\n      grace: 3s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: {id}.late\nsinks:\n  - {{ input: sessions, topic: \"{id}.bars.{{resolution}}\" }}\n"
     );
-    let stats = run_until_idle(&kafka, &registry.url, &topology).await;
+    let stats = run_until_idle(&kafka, &registry.url, &topology, Metrics::new()).await;
     assert_eq!(stats.dead_letters, 0);
     assert!(
         stats.bars > 20 * 100,

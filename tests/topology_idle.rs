@@ -4,19 +4,13 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::time::Duration;
-
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, read_all, read_at_least, simulate_open_ended,
-    tick_log,
+    Rules, assert_bars_equal, bars_of, expected_with, read_all, read_at_least, run_until_idle,
+    simulate_open_ended, tick_log,
 };
 use tickflow::codec::RegistryClient;
-use tickflow::config::{AppConfig, TopologySpec};
 use tickflow::metrics::Metrics;
 use tickflow::sim::SimConfig;
-use tickflow::topology::runtime::{RunOptions, run};
 
 const COUNT: u64 = 30_000;
 const S: i64 = 1_000_000;
@@ -33,23 +27,7 @@ async fn quiet_partitions_get_watermarks_and_every_window_closes() {
     let topology = format!(
         "application: {id}\nsources:\n  ticks: {{ topic: {input}, idle_watermark: 2s }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 5s]\n      grace: 1s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
     );
-    let spec = TopologySpec::parse("idle.yaml", &topology).unwrap();
-    let state = tempfile::tempdir().unwrap();
-    let mut app = AppConfig {
-        kafka: kafka.clone(),
-        ..AppConfig::default()
-    };
-    app.registry.url = registry.url.clone();
-    app.state.dir = state.path().to_path_buf();
-    let options = RunOptions {
-        commit_interval: Duration::from_millis(500),
-        stop_when_idle: Some(Duration::from_secs(30)),
-        instance_id: None,
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = run(&spec, &app, options, Metrics::new(), stop)
-        .await
-        .unwrap();
+    let stats = run_until_idle(&kafka, &registry.url, &topology, Metrics::new()).await;
     assert!(stats.idle_watermarks >= 8, "{stats:?}");
 
     let (k, i) = (kafka.clone(), input.clone());

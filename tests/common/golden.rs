@@ -2,15 +2,44 @@
 //! engine's operators, and readers for what the engine produced.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use tickflow::codec::{
     Bar, DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header, watermark_of,
 };
-use tickflow::config::KafkaConfig;
+use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::kafka::ensure_topic;
+use tickflow::metrics::Metrics;
 use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
 use tickflow::sink::KafkaSink;
+use tickflow::topology::runtime::{RunOptions, RunStats, run};
+
+/// Runs the topology in `yaml` in process, with a fresh state directory and 500 ms commits,
+/// until its input has been idle for 30 s; `metrics` sees what it counts.
+pub async fn run_until_idle(
+    kafka: &KafkaConfig,
+    registry_url: &str,
+    yaml: &str,
+    metrics: Metrics,
+) -> RunStats {
+    let spec = TopologySpec::parse("test.yaml", yaml).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let mut app = AppConfig {
+        kafka: kafka.clone(),
+        ..AppConfig::default()
+    };
+    app.registry.url = registry_url.to_string();
+    app.state.dir = state.path().to_path_buf();
+    let options = RunOptions {
+        commit_interval: Duration::from_millis(500),
+        stop_when_idle: Some(Duration::from_secs(30)),
+        instance_id: None,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    run(&spec, &app, options, metrics, stop).await.unwrap()
+}
 
 /// Market start of every simulation in the tests: Thursday 2026-11-26 09:30 New York.
 pub const START: i64 = 1_795_703_400_000_000;

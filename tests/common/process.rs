@@ -13,7 +13,8 @@ pub struct Engine {
 }
 
 /// Starts `tickflow run` on `topology` with a metrics endpoint on a free port, 200 ms commits,
-/// stopping after 20 s without input; static membership when `instance_id` is given.
+/// stopping after 60 s without input (Tansu can pause fetches for many seconds under load);
+/// static membership when `instance_id` is given.
 pub fn start_engine(
     topology: &Path,
     env: &[(String, String)],
@@ -27,7 +28,7 @@ pub fn start_engine(
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
     cmd.args(["run", "--topology"])
         .arg(topology)
-        .args(["--commit-interval", "200ms", "--stop-when-idle", "20s"])
+        .args(["--commit-interval", "200ms", "--stop-when-idle", "60s"])
         .env(
             "TICKFLOW_METRICS__ADDR",
             format!("127.0.0.1:{metrics_port}"),

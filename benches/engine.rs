@@ -2,33 +2,20 @@
 //! decode → 1s/1m/5m windows → RocksDB state commits → bar encoding. Prints ticks/s per run and
 //! the median. `cargo bench --bench engine`.
 
+mod support;
+
 use std::time::Instant;
+use support::{START, universe};
 
 use tickflow::codec::{Bar, Decoder, Encoder, RecordKind, Tick};
 use tickflow::config::topology::WindowSpec;
 use tickflow::operators::{Output, WindowOperator};
-use tickflow::sim::{SimConfig, SymbolSpec, TickStream};
+use tickflow::sim::{SimConfig, TickStream};
 use tickflow::state::WindowStore;
 
-const START: i64 = 1_795_703_400_000_000;
 const TICKS: u64 = 2_000_000;
 const RUNS: usize = 5;
 const COMMIT_EVERY: usize = 100_000;
-
-fn universe() -> Vec<SymbolSpec> {
-    (0..1000)
-        .map(|i| SymbolSpec {
-            symbol: format!("S{i:04}"),
-            sector: "X".into(),
-            price: 20.0 + (i % 400) as f64,
-            volatility: 0.3,
-            drift: 0.05,
-            tick_size: 0.01,
-            lot_size: 100,
-            activity: 1.0 / (1.0 + i as f64).powf(0.5),
-        })
-        .collect()
-}
 
 fn main() {
     let cfg = SimConfig {

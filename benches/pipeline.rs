@@ -6,38 +6,25 @@
 //! `cargo bench --bench pipeline`. Uses an in-process Tansu broker with memory storage, or
 //! the broker at `TICKFLOW_BENCH_KAFKA`.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::{START, universe};
 
 use tickflow::codec::registry::SchemaRegistry;
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::metrics::Metrics;
-use tickflow::sim::{Pace, SimConfig, SymbolSpec, TickStream, end_of_input, produce_ticks};
+use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks};
 use tickflow::sink::KafkaSink;
 use tickflow::source::KafkaSource;
 use tickflow::topology::runtime::{RunOptions, run};
 
-const START: i64 = 1_795_703_400_000_000;
 const TICKS: u64 = 1_000_000;
 const PARTITIONS: i32 = 8;
 const RUNS: usize = 3;
-
-fn universe() -> Vec<SymbolSpec> {
-    (0..1000)
-        .map(|i| SymbolSpec {
-            symbol: format!("S{i:04}"),
-            sector: "X".into(),
-            price: 20.0 + (i % 400) as f64,
-            volatility: 0.3,
-            drift: 0.05,
-            tick_size: 0.01,
-            lot_size: 100,
-            activity: 1.0 / (1.0 + i as f64).powf(0.5),
-        })
-        .collect()
-}
 
 /// Records per second between the first and the last of `n` records.
 fn rate(n: u64, first: Instant, last: Instant) -> f64 {

@@ -6,26 +6,16 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
     simulate_into, tick_log,
 };
-use common::process::{records_processed, start_engine, wait_for_records};
+use common::process::{engine_env, records_processed, start_engine, wait_for_records};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
 const COUNT: u64 = 300_000;
 const S: i64 = 1_000_000;
-
-fn env_for(kafka: &str, registry: &str, state: &Path) -> Vec<(String, String)> {
-    vec![
-        ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(), kafka.into()),
-        ("TICKFLOW_REGISTRY__URL".into(), registry.into()),
-        ("TICKFLOW_STATE__DIR".into(), state.display().to_string()),
-    ]
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
@@ -50,8 +40,8 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
     )
     .unwrap();
     let servers = kafka.bootstrap_servers.clone();
-    let env_a = env_for(&servers, &registry.url, &dir.path().join("host-a"));
-    let env_b = env_for(&servers, &registry.url, &dir.path().join("host-b"));
+    let env_a = engine_env(&servers, &registry.url, &dir.path().join("host-a"));
+    let env_b = engine_env(&servers, &registry.url, &dir.path().join("host-b"));
     let t = topology.clone();
     tokio::task::spawn_blocking(move || {
         let mut a = start_engine(&t, &env_a, None);

@@ -12,7 +12,7 @@ use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
     simulate_into, tick_log,
 };
-use common::process::{interrupt, start_engine};
+use common::process::{engine_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
@@ -42,20 +42,11 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
         ),
     )
     .unwrap();
-    let env: Vec<(String, String)> = [
-        (
-            "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS",
-            kafka.bootstrap_servers.clone(),
-        ),
-        ("TICKFLOW_REGISTRY__URL", registry.url.clone()),
-        (
-            "TICKFLOW_STATE__DIR",
-            dir.path().join("state").display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let env = engine_env(
+        &kafka.bootstrap_servers,
+        &registry.url,
+        &dir.path().join("state"),
+    );
 
     let started = Instant::now();
     let (t, e) = (topology.clone(), env.clone());

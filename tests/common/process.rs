@@ -6,6 +6,16 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The environment pointing `tickflow run` at the test broker, a registry and a state
+/// directory.
+pub fn engine_env(kafka: &str, registry: &str, state: &Path) -> Vec<(String, String)> {
+    vec![
+        ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(), kafka.into()),
+        ("TICKFLOW_REGISTRY__URL".into(), registry.into()),
+        ("TICKFLOW_STATE__DIR".into(), state.display().to_string()),
+    ]
+}
+
 /// A running engine and the port of its metrics endpoint.
 pub struct Engine {
     pub child: Child,

@@ -23,6 +23,24 @@ pub struct Metrics {
     pub restore_records: IntCounter,
     /// Changelog records still to read by the restore in progress.
     pub restore_remaining: IntGauge,
+    /// Partitions (tasks) this instance runs now.
+    pub assigned_partitions: IntGauge,
+    /// Records the lake sink wrote into files.
+    pub lake_records: IntCounter,
+    /// Files the lake sink wrote.
+    pub lake_files: IntCounter,
+    /// Bytes of the files the lake sink wrote.
+    pub lake_bytes: IntCounter,
+    /// Replayed records the lake sink found in files already, and skipped.
+    pub lake_skipped: IntCounter,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -80,17 +98,36 @@ impl Metrics {
                 "tickflow_restore_records_total",
                 "Changelog records read while restoring state stores",
             ),
-            restore_remaining: {
-                let g = IntGauge::new(
-                    "tickflow_restore_remaining_records",
-                    "Changelog records still to read by the restore in progress",
-                )
-                .expect("valid metric");
-                registry
-                    .register(Box::new(g.clone()))
-                    .expect("unique metric");
-                g
-            },
+            restore_remaining: gauge(
+                &registry,
+                "tickflow_restore_remaining_records",
+                "Changelog records still to read by the restore in progress",
+            ),
+            assigned_partitions: gauge(
+                &registry,
+                "tickflow_assigned_partitions",
+                "Partitions (tasks) this instance runs now",
+            ),
+            lake_records: counter(
+                &registry,
+                "tickflow_lake_records_total",
+                "Records the lake sink wrote into files",
+            ),
+            lake_files: counter(
+                &registry,
+                "tickflow_lake_files_total",
+                "Files the lake sink wrote",
+            ),
+            lake_bytes: counter(
+                &registry,
+                "tickflow_lake_bytes_total",
+                "Bytes of the files the lake sink wrote",
+            ),
+            lake_skipped: counter(
+                &registry,
+                "tickflow_lake_skipped_records_total",
+                "Replayed records the lake sink found in files already, and skipped",
+            ),
             registry,
         }
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::sim::SimConfig;
 
+pub mod lake;
 mod locate;
 pub mod topology;
 
@@ -116,12 +117,18 @@ impl Default for RegistryConfig {
 pub struct StateConfig {
     /// Directory holding all local state of this instance.
     pub dir: PathBuf,
+    /// How long a newly assigned task waits for the partition's previous owner to write its
+    /// final commit ("release") before restoring. Only a previous owner that crashed, or a
+    /// broker that assigns a partition before its owner revoked it, makes a task wait.
+    #[serde(with = "humantime_serde")]
+    pub handover_timeout: Duration,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from("./state"),
+            handover_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use super::ConfigError;
+use super::lake::LakeSpec;
 use super::locate::Locations;
 
 /// One application: its sources, operators and sinks.
@@ -40,6 +41,9 @@ pub struct TopologySpec {
     /// Streams written to Kafka topics.
     #[serde(default)]
     pub sinks: Vec<SinkSpec>,
+    /// Topics landed as Avro files in a lake and registered in a catalog.
+    #[serde(default)]
+    pub lake: Option<LakeSpec>,
 }
 
 /// A Kafka topic read as a stream of ticks.
@@ -455,6 +459,7 @@ impl TopologySpec {
                 out.push((format!("sinks[{i}].topic"), "must not be empty".into()));
             }
         }
+        out.extend(self.lake.iter().flat_map(LakeSpec::validate));
         if let Some(cycle) = self.find_cycle() {
             let i = self
                 .operators

@@ -21,6 +21,40 @@ use crate::kafka::client_config_with;
 /// Key of the record that seals a commit in a changelog partition.
 pub const SEALED_KEY: &[u8] = b"m/sealed";
 
+/// The value of a seal record: the input position of the commit, whether it is the writer's
+/// last commit before handing the partition over, and who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seal {
+    /// Next input offset of the task at the commit (-1 before its first record).
+    pub next_offset: i64,
+    /// The writer revoked the partition after this commit and will write no more.
+    pub release: bool,
+    /// Identity of the writing instance (its state directory's writer id).
+    pub writer: String,
+}
+
+impl Seal {
+    /// `[next offset: 8 bytes big-endian][release: 1 byte][writer: UTF-8]`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9 + self.writer.len());
+        v.extend_from_slice(&self.next_offset.to_be_bytes());
+        v.push(u8::from(self.release));
+        v.extend_from_slice(self.writer.as_bytes());
+        v
+    }
+
+    /// Reads a seal value; seals of earlier versions (the offset alone) have no writer and no
+    /// release.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let next_offset = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        Some(Self {
+            next_offset,
+            release: bytes.get(8).is_some_and(|b| *b == 1),
+            writer: String::from_utf8_lossy(bytes.get(9..).unwrap_or_default()).into_owned(),
+        })
+    }
+}
+
 /// The changelog topic of store `store` of `application`, named like Kafka Streams'.
 pub fn changelog_topic(application: &str, store: &str) -> String {
     format!("{application}-{store}-changelog")
@@ -56,6 +90,86 @@ impl ChangelogPartition {
         }
     }
 
+    /// Waits until the partition's last record is a seal that releases it or that `writer`
+    /// (this instance) wrote, or until `deadline`. Returns how long it waited (zero if the
+    /// partition was released already).
+    ///
+    /// A broker that implements the rebalance protocol assigns a partition only after its
+    /// previous owner revoked it, and that owner's final commit ends with a release, so the
+    /// wait is nil. It is not nil after the previous owner crashed (it can write no more, and
+    /// the deadline passes), or on a broker that completes a rebalance without waiting for
+    /// every member (Tansu 0.6), where the previous owner may still be committing.
+    pub fn await_handover(&self, writer: &str, deadline: Instant) -> Result<Duration, StateError> {
+        let started = Instant::now();
+        let consumer = self.reader("tickflow-handover")?;
+        let mut waited = Duration::ZERO;
+        loop {
+            match self.last_record(&consumer)? {
+                None => return Ok(waited),
+                Some(Some(seal)) if seal.release || seal.writer == writer => return Ok(waited),
+                last => {
+                    if Instant::now() >= deadline {
+                        let previous = last.flatten().map(|s| s.writer).unwrap_or_default();
+                        tracing::warn!(
+                            topic = self.topic,
+                            partition = self.partition,
+                            previous,
+                            "the previous owner did not release the partition in time; assuming it is gone"
+                        );
+                        return Ok(waited);
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            waited = started.elapsed();
+        }
+    }
+
+    /// The partition's last record: `None` if it is empty, `Some(None)` if it is not a seal.
+    fn last_record(&self, consumer: &BaseConsumer) -> Result<Option<Option<Seal>>, StateError> {
+        let (_, end) = consumer
+            .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
+            .map_err(|e| self.err(e))?;
+        if end == 0 {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(end - 1))
+            .map_err(|e| self.err(e))?;
+        consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        let waited = Instant::now();
+        loop {
+            if waited.elapsed() > Duration::from_secs(60) {
+                return Err(self.err(format!("no record at offset {} for 60 s", end - 1)));
+            }
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m.map_err(|e| self.err(e))?;
+            if m.offset() < end - 1 {
+                continue;
+            }
+            let seal = (m.key() == Some(SEALED_KEY))
+                .then(|| m.payload().and_then(Seal::decode))
+                .flatten();
+            return Ok(Some(seal));
+        }
+    }
+
+    fn reader(&self, group: &str) -> Result<BaseConsumer, StateError> {
+        client_config_with(
+            &self.kafka,
+            &[
+                ("group.id", group),
+                ("enable.auto.commit", "false"),
+                ("enable.partition.eof", "false"),
+                ("fetch.wait.max.ms", "50"),
+            ],
+        )
+        .create()
+        .map_err(|e| self.err(e))
+    }
+
     /// Brings `store` up to date: reads the partition from where the store is current (from
     /// the start, after clearing the store, if it never saw the changelog) to its end, applies
     /// every sealed commit, and reports the keys of an interrupted one. `progress` is called
@@ -65,17 +179,7 @@ impl ChangelogPartition {
         store: &WindowStore,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Restored, StateError> {
-        let consumer: BaseConsumer = client_config_with(
-            &self.kafka,
-            &[
-                ("group.id", "tickflow-restore"),
-                ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "false"),
-                ("fetch.wait.max.ms", "50"),
-            ],
-        )
-        .create()
-        .map_err(|e| self.err(e))?;
+        let consumer = self.reader("tickflow-restore")?;
         let (_, end) = consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
             .map_err(|e| self.err(e))?;
@@ -145,5 +249,26 @@ impl ChangelogPartition {
         }
         restored.repair = pending.into_iter().map(|(k, _)| k).collect();
         Ok(restored)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seals_round_trip_and_old_seals_read_as_anonymous() {
+        let seal = Seal {
+            next_offset: 1234,
+            release: true,
+            writer: "host-a".into(),
+        };
+        assert_eq!(Seal::decode(&seal.encode()), Some(seal));
+        let old = Seal::decode(&77i64.to_be_bytes()).unwrap();
+        assert_eq!(
+            (old.next_offset, old.release, old.writer.as_str()),
+            (77, false, "")
+        );
+        assert_eq!(Seal::decode(b"short"), None);
     }
 }

@@ -19,7 +19,7 @@
 //! deterministic function of the partition's records.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::plan::{Plan, PlanError, key_of};
-use super::task::{Stage, Task, Work, watermark};
+use super::task::{Handover, Stage, Task, Work, watermark};
 use crate::codec::{
     Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient, Tick,
     WATERMARK_KEY, watermark_of, watermark_value,
@@ -68,6 +68,14 @@ pub enum RuntimeError {
     /// The consumer failed.
     #[error("consumer: {0}")]
     Consumer(String),
+    /// The instance's state directory cannot be used.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// How to run.
@@ -183,6 +191,10 @@ struct Engine {
     outputs: Vec<Output>,
     /// Buffer for repartition records' values.
     envelope: Vec<u8>,
+    /// This instance's writer id (kept in the state directory), written into seals.
+    writer: Arc<str>,
+    /// How long a newly assigned task waits for its previous owner's release.
+    handover_timeout: Duration,
 }
 
 impl Engine {
@@ -231,6 +243,10 @@ impl Engine {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        let handover = Handover {
+            writer: self.writer.clone(),
+            deadline: Instant::now() + self.handover_timeout,
+        };
         for (topic, p) in parts {
             let stage = self.stage_of(&topic);
             let dir = self.task_dir(&topic, stage, p);
@@ -243,24 +259,40 @@ impl Engine {
                 partition: p,
             };
             let (window, n) = (&self.plan.window, self.partitions as usize);
-            let task = Task::open(&dir, stage, window, n, changelog, &self.metrics)?;
+            let task = Task::open(&dir, stage, window, n, changelog, &handover, &self.metrics)?;
             if let Some(next) = task.next_offset {
                 tpl.set_partition_offset(&topic, p, Offset::Offset(next))
                     .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
             }
             tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), "task opened");
             self.tasks.insert((stage, p), task);
+            self.metrics
+                .assigned_partitions
+                .set(self.tasks.len() as i64);
         }
         Ok(())
     }
 
-    /// Commits and closes the tasks of revoked partitions.
-    fn close_tasks(&mut self, tpl: &TopicPartitionList) -> Result<(), RuntimeError> {
-        self.commit()?;
+    /// Commits and closes the tasks of revoked partitions. Partitions that were `lost` (the
+    /// group moved on without this member, e.g. after a missed session timeout) may already
+    /// belong to another instance: their tasks are dropped without writing anything, so that
+    /// this instance never writes to a changelog it no longer owns.
+    fn close_tasks(&mut self, tpl: &TopicPartitionList, lost: bool) -> Result<(), RuntimeError> {
+        if !lost {
+            let released: Vec<(Stage, i32)> = tpl
+                .elements()
+                .iter()
+                .map(|e| (self.stage_of(e.topic()), e.partition()))
+                .collect();
+            self.commit_releasing(&released)?;
+        }
         for e in tpl.elements() {
             let stage = self.stage_of(e.topic());
             self.tasks.remove(&(stage, e.partition()));
         }
+        self.metrics
+            .assigned_partitions
+            .set(self.tasks.len() as i64);
         Ok(())
     }
 
@@ -268,6 +300,11 @@ impl Engine {
     /// changes, sealed, to its changelog and flushes that; then persists the same changes
     /// with the input position locally.
     fn commit(&mut self) -> Result<(), RuntimeError> {
+        self.commit_releasing(&[])
+    }
+
+    /// A commit whose seals release the tasks `released` (they are being handed over).
+    fn commit_releasing(&mut self, released: &[(Stage, i32)]) -> Result<(), RuntimeError> {
         let forwarding: Vec<i32> = self
             .tasks
             .keys()
@@ -278,8 +315,8 @@ impl Engine {
             self.broadcast(p)?;
         }
         self.sink.flush(Duration::from_secs(60))?;
-        for task in self.tasks.values_mut() {
-            task.write_changelog(&self.changelogs)?;
+        for (key, task) in &mut self.tasks {
+            task.write_changelog(&self.changelogs, released.contains(key))?;
         }
         self.changelogs.flush(Duration::from_secs(60))?;
         for task in self.tasks.values_mut() {
@@ -626,6 +663,40 @@ fn reason(e: &CodecError) -> &'static str {
     }
 }
 
+/// The writer id of the state directory `dir`: made up on first use and kept in
+/// `dir/writer-id`, so that a restarted instance recognises its own seals (and does not wait
+/// for itself), while a new host, or a wiped directory, is a new writer.
+fn writer_id(dir: &Path) -> Result<String, RuntimeError> {
+    let file = dir.join("writer-id");
+    let io = |source| RuntimeError::StateDir {
+        path: file.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&file) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_string()),
+        Ok(_) => Err(io(std::io::Error::other("empty writer id"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let tmp = dir.join("writer-id.tmp");
+            std::fs::write(&tmp, &id).map_err(io)?;
+            std::fs::rename(&tmp, &file).map_err(io)?;
+            Ok(id)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// `topic-partition` names of a partition list, for logs.
+fn describe(tpl: &TopicPartitionList) -> String {
+    let names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}-{}", e.topic(), e.partition()))
+        .collect();
+    names.join(",")
+}
+
 /// Consumer context that opens and closes tasks as partitions come and go.
 struct EngineContext {
     engine: Arc<Mutex<Engine>>,
@@ -647,6 +718,7 @@ impl ConsumerContext for EngineContext {
         let mut engine = self.engine.lock().expect("engine lock");
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 let opened = engine.open_tasks(tpl);
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
@@ -656,7 +728,9 @@ impl ConsumerContext for EngineContext {
                 opened.and(assigned.map_err(|e| RuntimeError::Consumer(e.to_string())))
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let closed = engine.close_tasks(tpl);
+                let lost = consumer.assignment_lost();
+                tracing::info!(partitions = %describe(tpl), lost, "partitions revoked");
+                let closed = engine.close_tasks(tpl, lost);
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -740,6 +814,8 @@ pub async fn run(
         failure: None,
         outputs: Vec::new(),
         envelope: Vec::new(),
+        writer: writer_id(&app.state.dir.join(&plan.application))?.into(),
+        handover_timeout: app.state.handover_timeout,
         plan,
     };
     let kafka_cfg = app.kafka.clone();

@@ -1,13 +1,14 @@
 //! One task per assigned partition: what it keeps between records and how it commits.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::topology::WindowSpec;
 use crate::metrics::Metrics;
 use crate::operators::WindowOperator;
 use crate::sink::KafkaSink;
-use crate::state::changelog::{ChangelogPartition, SEALED_KEY};
+use crate::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
 use crate::state::{Entry, SourceMark, WindowStore, entries};
 
 use super::runtime::RuntimeError;
@@ -51,11 +52,23 @@ pub struct Task {
     repair: Vec<Vec<u8>>,
     /// Entries of the commit in progress, between the changelog write and the local write.
     committing: Option<Vec<Entry>>,
+    /// This instance's writer id, written into every seal.
+    writer: Arc<str>,
+}
+
+/// Who opens tasks, and until when a task waits for its partition's previous owner.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    /// This instance's writer id.
+    pub writer: Arc<str>,
+    /// When to stop waiting for a previous owner's release.
+    pub deadline: Instant,
 }
 
 impl Task {
-    /// Opens the task's store in `dir`, brings it up to date from its changelog, and restores
-    /// its last commit. `source_partitions` is the number of source partitions feeding a
+    /// Opens the task's store in `dir`, waits for the previous owner's release (see
+    /// [`ChangelogPartition::await_handover`]), brings the store up to date from its changelog,
+    /// and restores its last commit. `source_partitions` is the number of source partitions feeding a
     /// repartitioned window stage.
     pub fn open(
         dir: &Path,
@@ -63,9 +76,19 @@ impl Task {
         window: &WindowSpec,
         source_partitions: usize,
         changelog: ChangelogPartition,
+        handover: &Handover,
         metrics: &Metrics,
     ) -> Result<Self, RuntimeError> {
         let store = WindowStore::open(dir)?;
+        let waited = changelog.await_handover(&handover.writer, handover.deadline)?;
+        if !waited.is_zero() {
+            tracing::info!(
+                topic = changelog.topic,
+                partition = changelog.partition,
+                ?waited,
+                "waited for the previous owner's release"
+            );
+        }
         let started = Instant::now();
         let mut counted = 0;
         let restored = changelog.restore(&store, |read, remaining| {
@@ -115,13 +138,25 @@ impl Task {
             changelog,
             repair: restored.repair,
             committing: None,
+            writer: handover.writer.clone(),
         })
     }
 
     /// First half of a commit: takes the changes since the last commit (preceded by the
-    /// committed values of keys to repair) and writes them, sealed, to the changelog.
-    pub fn write_changelog(&mut self, sink: &KafkaSink) -> Result<(), RuntimeError> {
+    /// committed values of keys to repair) and writes them, sealed, to the changelog. With
+    /// `release` the seal says this instance hands the partition over and writes no more.
+    pub fn write_changelog(&mut self, sink: &KafkaSink, release: bool) -> Result<(), RuntimeError> {
+        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        let seal = |next_offset| Seal {
+            next_offset,
+            release,
+            writer: self.writer.to_string(),
+        };
         let Some(next) = self.next_offset else {
+            if release {
+                sink.send_entry(topic, p, SEALED_KEY, Some(&seal(-1).encode()))?;
+                self.committing = Some(Vec::new());
+            }
             return Ok(());
         };
         let mut batch: Vec<Entry> = Vec::with_capacity(self.repair.len());
@@ -141,11 +176,10 @@ impl Task {
                 entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
         });
-        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
         for (k, v) in &batch {
             sink.send_entry(topic, p, k, v.as_deref())?;
         }
-        sink.send_entry(topic, p, SEALED_KEY, Some(&next.to_be_bytes()))?;
+        sink.send_entry(topic, p, SEALED_KEY, Some(&seal(next).encode()))?;
         self.committing = Some(batch);
         Ok(())
     }

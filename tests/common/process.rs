@@ -30,6 +30,14 @@ pub fn start_engine(
     env: &[(String, String)],
     instance_id: Option<&str>,
 ) -> Engine {
+    match instance_id {
+        Some(id) => start_engine_with(topology, env, &["--instance-id", id]),
+        None => start_engine_with(topology, env, &[]),
+    }
+}
+
+/// Like [`start_engine`], with extra arguments for `tickflow run`.
+pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str]) -> Engine {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -46,9 +54,7 @@ pub fn start_engine(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
-    if let Some(id) = instance_id {
-        cmd.args(["--instance-id", id]);
-    }
+    cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -60,6 +66,12 @@ pub fn start_engine(
 
 /// `tickflow_records_total` from the engine's metrics endpoint, if it answers.
 pub fn records_processed(port: u16) -> Option<u64> {
+    metric(port, "tickflow_records_total")
+}
+
+/// The value of the unlabelled metric `name` from the engine's metrics endpoint, if it
+/// answers.
+pub fn metric(port: u16, name: &str) -> Option<u64> {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .ok()?;
@@ -67,25 +79,28 @@ pub fn records_processed(port: u16) -> Option<u64> {
     conn.read_to_string(&mut text).ok()?;
     let line = text
         .lines()
-        .find(|l| l.starts_with("tickflow_records_total "))?;
+        .find(|l| l.split_whitespace().next() == Some(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Waits until the engine's metric `name` satisfies `ok`, checking it is still running.
+pub fn wait_for_metric(engine: &mut Engine, name: &str, ok: impl Fn(u64) -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !metric(engine.metrics_port, name).is_some_and(&ok) {
+        assert!(Instant::now() < deadline, "{what}: not within 180 s");
+        assert!(
+            engine.child.try_wait().unwrap().is_none(),
+            "the engine finished before {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits until the engine has processed at least `records` records, checking it is still
 /// running.
 pub fn wait_for_records(engine: &mut Engine, records: u64, before: &str) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while records_processed(engine.metrics_port).unwrap_or(0) < records {
-        assert!(
-            Instant::now() < deadline,
-            "the engine did not process {records} records within 180 s"
-        );
-        assert!(
-            engine.child.try_wait().unwrap().is_none(),
-            "the engine finished before the {before}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let what = format!("the {before} ({records} records)");
+    wait_for_metric(engine, "tickflow_records_total", |n| n >= records, &what);
 }
 
 /// Lets the engine process at least `records` records, checks it is still mid-stream, and

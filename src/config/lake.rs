@@ -1,0 +1,251 @@
+//! The `lake:` section of a topology: which topics the lake sink lands as Avro files, where,
+//! how files are partitioned and rolled, and which catalog registers them.
+//!
+//! ```yaml
+//! lake:
+//!   url: file://./lake            # or s3://bucket/prefix
+//!   database: tickflow            # Glue database, or the local catalog's name
+//!   codec: deflate                # null, deflate, snappy or zstandard
+//!   topics:
+//!     - { topic: ticks.raw, table: ticks }
+//!     - { topic: bars.1m, partition_by: [symbol] }
+//!   roll: { max_records: 1000000, max_bytes: 67108864, max_event_time_span: 1h, flush_interval: 60s }
+//! ```
+
+use serde::Deserialize;
+
+use super::topology::DurationLit;
+
+/// The lake sink stage.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeSpec {
+    /// Where files land: `file://DIR` (relative to the working directory unless absolute) or
+    /// `s3://bucket/prefix` (the endpoint override of the app config's `aws` section applies).
+    pub url: String,
+    /// Catalog database holding one table per landed topic.
+    #[serde(default = "default_database")]
+    pub database: String,
+    /// Which catalog registers tables and partitions: `local` (a catalog file in the lake,
+    /// the default for `file://`) or `glue` (the AWS Glue Data Catalog, the default for
+    /// `s3://`).
+    #[serde(default)]
+    pub catalog: Option<CatalogKind>,
+    /// Compression of the Avro blocks.
+    #[serde(default)]
+    pub codec: LakeCodec,
+    /// Topics to land, each as one table.
+    pub topics: Vec<LakeTopic>,
+    /// When a file is closed.
+    #[serde(default)]
+    pub roll: RollSpec,
+}
+
+fn default_database() -> String {
+    "tickflow".into()
+}
+
+/// The catalog that registers the lake's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatalogKind {
+    /// A JSON catalog kept in the lake itself (`_catalog/`), read by the embedded query engine.
+    Local,
+    /// The AWS Glue Data Catalog, read by Athena.
+    Glue,
+}
+
+/// Avro block codecs that Athena reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LakeCodec {
+    /// No compression.
+    Null,
+    /// Deflate: the most widely readable.
+    #[default]
+    Deflate,
+    /// Snappy: faster, slightly larger files.
+    Snappy,
+    /// Zstandard.
+    Zstandard,
+}
+
+/// One landed topic.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakeTopic {
+    /// Kafka topic (Avro values in the Confluent wire format).
+    pub topic: String,
+    /// Table name [default: the topic with every character other than a letter, digit or
+    /// `_` replaced by `_`, e.g. `bars_1m`].
+    #[serde(default)]
+    pub table: Option<String>,
+    /// Field whose time partitions the files (`dt=YYYY-MM-DD/hour=HH`, UTC) [default: the
+    /// first field with a timestamp logical type].
+    #[serde(default)]
+    pub time_field: Option<String>,
+    /// String or integer fields that partition the files further, after `dt` and `hour`.
+    #[serde(default)]
+    pub partition_by: Vec<String>,
+}
+
+impl LakeTopic {
+    /// The table the topic lands in.
+    pub fn table_name(&self) -> String {
+        self.table.clone().unwrap_or_else(|| {
+            self.topic
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+    }
+}
+
+/// When an open file is closed and written. A file holds the records of one Kafka partition
+/// for one lake partition.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollSpec {
+    /// Most records in a file.
+    pub max_records: u64,
+    /// Most bytes (uncompressed Avro data) in a file.
+    pub max_bytes: u64,
+    /// Longest event-time span of a file's records.
+    pub max_event_time_span: DurationLit,
+    /// Every this long (wall clock), every open file is closed and the consumer position
+    /// committed: the longest a record waits before it is queryable.
+    pub flush_interval: DurationLit,
+}
+
+impl Default for RollSpec {
+    fn default() -> Self {
+        let lit = |text: &str| DurationLit {
+            text: text.into(),
+            value: humantime::parse_duration(text).expect("valid default"),
+        };
+        Self {
+            max_records: 1_000_000,
+            max_bytes: 64 << 20,
+            max_event_time_span: lit("1h"),
+            flush_interval: lit("60s"),
+        }
+    }
+}
+
+impl LakeSpec {
+    /// The catalog in use: as configured, else by the URL's scheme.
+    pub fn catalog_kind(&self) -> CatalogKind {
+        self.catalog.unwrap_or(if self.url.starts_with("s3://") {
+            CatalogKind::Glue
+        } else {
+            CatalogKind::Local
+        })
+    }
+
+    /// Problems with the section, as (field path, message).
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if !(self.url.starts_with("file://") || self.url.starts_with("s3://")) {
+            out.push((
+                "lake.url".into(),
+                format!(
+                    "`{}` is neither file://DIR nor s3://BUCKET/PREFIX",
+                    self.url
+                ),
+            ));
+        }
+        if !is_name(&self.database) {
+            out.push(("lake.database".into(), NAME_RULE.into()));
+        }
+        if self.topics.is_empty() {
+            out.push(("lake.topics".into(), "at least one topic is needed".into()));
+        }
+        let mut tables = std::collections::HashMap::new();
+        for (i, t) in self.topics.iter().enumerate() {
+            let table = t.table_name();
+            if !is_name(&table) {
+                out.push((format!("lake.topics[{i}].table"), NAME_RULE.into()));
+            } else if let Some(first) = tables.insert(table.clone(), i) {
+                out.push((
+                    format!("lake.topics[{i}].table"),
+                    format!("table `{table}` is already used by lake.topics[{first}]"),
+                ));
+            }
+            for (j, f) in t.partition_by.iter().enumerate() {
+                if f == "dt" || f == "hour" || f.is_empty() {
+                    out.push((
+                        format!("lake.topics[{i}].partition_by[{j}]"),
+                        "must name a field other than dt and hour".into(),
+                    ));
+                }
+            }
+        }
+        let r = &self.roll;
+        for (field, zero) in [
+            ("max_records", r.max_records == 0),
+            ("max_bytes", r.max_bytes == 0),
+            ("max_event_time_span", r.max_event_time_span.value.is_zero()),
+            ("flush_interval", r.flush_interval.value.is_zero()),
+        ] {
+            if zero {
+                out.push((format!("lake.roll.{field}"), "must be more than 0".into()));
+            }
+        }
+        out
+    }
+}
+
+const NAME_RULE: &str = "must be lower-case letters, digits and `_`, starting with a letter";
+
+/// Glue and Athena names: lower case, digits and underscores.
+fn is_name(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> LakeSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn defaults_follow_the_url() {
+        let s = spec("url: s3://b/p\ntopics: [{topic: bars.1m}]");
+        assert_eq!(s.catalog_kind(), CatalogKind::Glue);
+        assert_eq!(s.topics[0].table_name(), "bars_1m");
+        assert_eq!(s.codec, LakeCodec::Deflate);
+        assert_eq!(s.roll, RollSpec::default());
+        assert!(s.validate().is_empty());
+        let s = spec("url: file://./lake\ntopics: [{topic: ticks.raw, table: ticks}]");
+        assert_eq!(s.catalog_kind(), CatalogKind::Local);
+        assert!(s.validate().is_empty());
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let s = spec(
+            "url: http://x\ndatabase: Bad-Name\ntopics: [{topic: a.b}, {topic: a_b, partition_by: [dt]}]\nroll: {max_records: 0}",
+        );
+        let fields: Vec<String> = s.validate().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            [
+                "lake.url",
+                "lake.database",
+                "lake.topics[1].table",
+                "lake.topics[1].partition_by[0]",
+                "lake.roll.max_records"
+            ]
+        );
+    }
+}

@@ -8,6 +8,7 @@
 
 #[cfg(feature = "embedded-broker")]
 pub mod broker;
+pub mod catalog;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -35,7 +35,7 @@ fn help_lists_every_command() {
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     for cmd in [
-        "demo", "simulate", "validate", "graph", "tail", "registry", "broker",
+        "demo", "run", "simulate", "validate", "graph", "tail", "catalog", "registry", "broker",
     ] {
         assert!(
             stdout.contains(&format!("  {cmd} ")),
@@ -101,6 +101,10 @@ fn demo_runs_from_an_empty_directory() {
     );
     assert!(dir.path().join("tickflow-demo/state/ohlc-vwap").is_dir());
     assert!(dir.path().join("tickflow-demo/state/venue-vwap").is_dir());
+    assert!(stdout.contains("● landed "), "{stdout}");
+    let ticks = dir.path().join("lake/_catalog/tickflow/ticks.json");
+    assert!(ticks.exists(), "{stdout}");
+    assert!(dir.path().join("lake/bars_1m").is_dir(), "{stdout}");
 }
 
 #[test]

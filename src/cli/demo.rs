@@ -111,6 +111,7 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
     }
     let bars = run_flagship(&args, &app, &kafka, &registry_url).await?;
     print!("{}", render_bars(&bars));
+    land(&app, &kafka, &registry_url).await?;
     let venue_bars = run_venues(&args, &app, &kafka, &registry_url).await?;
     print!("{}", render_venues(&venue_bars));
     server.abort();
@@ -157,6 +158,56 @@ async fn run_until_idle(
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stats = super::run::run_topology(&spec, &app, options, Metrics::new(), stop).await?;
     Ok((spec, stats))
+}
+
+/// Runs the flagship topology's lake sink into `./lake` until it has landed everything.
+#[cfg(feature = "embedded-broker")]
+async fn land(app: &AppConfig, kafka: &KafkaConfig, registry_url: &str) -> anyhow::Result<()> {
+    let spec = TopologySpec::parse("topologies/ohlc_vwap.yaml", FLAGSHIP)?;
+    let lake = spec
+        .lake
+        .as_ref()
+        .context("the flagship topology has a lake")?;
+    let dir = std::path::Path::new(lake.url.trim_start_matches("file://"));
+    clear_demo_lake(dir)?;
+    let mut app = app.clone();
+    app.kafka = kafka.clone();
+    app.registry.url = registry_url.to_string();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let options = crate::sink::lake::LakeOptions {
+        stop_when_idle: Some(Duration::from_secs(3)),
+        instance_id: None,
+    };
+    let stats =
+        crate::sink::lake::run(&spec.application, lake, &app, options, Metrics::new(), stop)
+            .await
+            .with_context(|| format!("landing into {}", lake.url))?;
+    let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
+    println!(
+        "● landed {} records in {} Avro files into {} (tables {} in the local catalog {}/_catalog/{})",
+        stats.records,
+        stats.files,
+        dir.display(),
+        tables.join(", "),
+        dir.display(),
+        lake.database
+    );
+    Ok(())
+}
+
+/// The demo's broker starts empty, so a lake from an earlier demo would clash with the new
+/// offsets: it is removed, but only if it is a tickflow lake.
+fn clear_demo_lake(dir: &std::path::Path) -> anyhow::Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if !dir.join("_catalog").exists() {
+        bail!(
+            "{} exists and is not a tickflow lake; move it away or run the demo elsewhere",
+            dir.display()
+        );
+    }
+    std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))
 }
 
 /// Runs the flagship topology, then reads back the 1-minute bars.

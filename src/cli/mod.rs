@@ -1,6 +1,7 @@
 //! The `tickflow` command line: the only place that prints for humans, and the only place
 //! where errors become `anyhow` reports.
 
+mod catalog;
 mod demo;
 mod run;
 mod serve;
@@ -51,6 +52,8 @@ pub enum Command {
     Graph(topology::GraphArgs),
     /// Print records of a topic, decoded through the schema registry, as JSON lines.
     Tail(tail::TailArgs),
+    /// Manage the lake's tables in the catalog (`catalog sync`).
+    Catalog(catalog::CatalogArgs),
     /// Serve the built-in Confluent-compatible schema registry.
     Registry(serve::RegistryArgs),
     /// Serve the embedded Kafka-protocol broker (Tansu) for local work and tests.
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Validate(args) => topology::validate(args),
             Command::Graph(args) => topology::graph(args),
             Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
+            Command::Catalog(args) => catalog::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]
             Command::Broker(args) => serve::broker(args).await,

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::config::{AppConfig, TopologySpec};
 use crate::metrics::Metrics;
+use crate::sink::lake::{self, LakeOptions, LakeStats};
 use crate::topology::runtime::{self, RunOptions, RunStats};
 
 /// Flags of `tickflow run`.
@@ -28,6 +29,22 @@ pub struct RunArgs {
     /// instance, so that it takes its partitions back at once.
     #[arg(long, env = "TICKFLOW_INSTANCE_ID")]
     pub instance_id: Option<String>,
+    /// Which stages to run: the engine, the lake sink (if the topology has a `lake:`
+    /// section), or both. Each stage has its own consumer group, so they can run, scale and
+    /// restart apart.
+    #[arg(long, value_enum, default_value = "all")]
+    pub stage: Stage,
+}
+
+/// The stages of `tickflow run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// The engine and, if configured, the lake sink.
+    All,
+    /// Only the topology engine.
+    Engine,
+    /// Only the lake sink.
+    Lake,
 }
 
 /// Runs `tickflow run`: until SIGINT/SIGTERM (committing first), or until idle.
@@ -46,10 +63,66 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
         stop_when_idle: args.stop_when_idle,
         instance_id: args.instance_id,
     };
-    let stats = run_topology(&spec, &app, options, metrics, stop).await?;
+    let lake = match (args.stage, &spec.lake) {
+        (Stage::Lake, None) => anyhow::bail!(
+            "{}: the topology has no `lake:` section",
+            args.topology.display()
+        ),
+        (Stage::Engine, _) | (_, None) => None,
+        (_, Some(_)) => {
+            let options = LakeOptions {
+                stop_when_idle: args.stop_when_idle,
+                instance_id: options.instance_id.clone(),
+            };
+            Some(spawn_lake(&spec, &app, options, &metrics, &stop))
+        }
+    };
+    let engine = if args.stage == Stage::Lake {
+        None
+    } else {
+        let result = run_topology(&spec, &app, options, metrics, stop.clone()).await;
+        if result.is_err() {
+            stop.store(true, Ordering::Relaxed);
+        }
+        Some(result)
+    };
+    let landed = match lake {
+        Some(task) => Some(task.await.context("lake sink task")??),
+        None => None,
+    };
     if let Some(server) = server {
         server.abort();
     }
+    if let Some(stats) = engine {
+        print_engine(&spec, &stats?);
+    }
+    if let Some(l) = landed {
+        println!(
+            "{} lake: {} records in {} files, {} replayed records already landed, {} dead letters",
+            spec.application, l.records, l.files, l.skipped, l.dead_letters
+        );
+    }
+    Ok(())
+}
+
+/// Starts the lake sink of `spec` (which has a `lake:` section) on its own task.
+pub fn spawn_lake(
+    spec: &TopologySpec,
+    app: &AppConfig,
+    options: LakeOptions,
+    metrics: &Metrics,
+    stop: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<anyhow::Result<LakeStats>> {
+    let (spec, app, metrics, stop) = (spec.clone(), app.clone(), metrics.clone(), stop.clone());
+    tokio::spawn(async move {
+        let lake = spec.lake.as_ref().expect("a lake section");
+        lake::run(&spec.application, lake, &app, options, metrics, stop)
+            .await
+            .with_context(|| format!("lake sink of {} ({})", spec.application, lake.url))
+    })
+}
+
+fn print_engine(spec: &TopologySpec, stats: &RunStats) {
     let mut line = format!(
         "{}: {} records, {} bars, {} late, {} dead letters, {} filtered out",
         spec.application, stats.records, stats.bars, stats.late, stats.dead_letters, stats.filtered
@@ -61,7 +134,6 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
         );
     }
     println!("{line}");
-    Ok(())
 }
 
 /// Runs a topology with the given options (shared with `tickflow demo`).

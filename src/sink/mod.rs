@@ -1,5 +1,6 @@
-//! Output stages: records leave tickflow here (Kafka topics now; the lake writer joins later).
+//! Output stages: records leave tickflow here, to Kafka topics and to the lake.
 
 mod kafka;
+pub mod lake;
 
 pub use kafka::{KafkaSink, SinkError};

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod lake;
 pub mod process;
 
 use std::sync::Arc;

@@ -1,0 +1,140 @@
+//! Catalogs that register the lake's tables and partitions, so that SQL engines see them:
+//! the AWS Glue Data Catalog (for Athena) and a local catalog kept in the lake (for the
+//! embedded engine). Both take the same table definitions, made from the topics' Avro
+//! schemas.
+
+pub mod glue;
+pub mod hive;
+pub mod local;
+pub mod sync;
+
+use apache_avro::Schema;
+use serde::{Deserialize, Serialize};
+
+pub use glue::GlueCatalog;
+
+use crate::config::lake::LakeTopic;
+pub use local::LocalCatalog;
+
+/// Errors of the catalog stage.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// A schema cannot be a table.
+    #[error("schema: {0}")]
+    Schema(String),
+    /// The catalog's storage failed.
+    #[error("catalog store: {0}")]
+    Store(String),
+    /// A catalog file is not what tickflow writes.
+    #[error("catalog file {path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// A table column.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    /// Column name (lower case).
+    pub name: String,
+    /// Hive type name: `string`, `bigint`, `double`, `timestamp`, `array<string>`, ...
+    pub r#type: String,
+    /// The field's documentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+}
+
+/// A table of Avro files landed from one topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableDef {
+    /// Database (Glue database).
+    pub database: String,
+    /// Table name.
+    pub name: String,
+    /// The topic the table lands.
+    pub topic: String,
+    /// URL of the table's directory (`s3://...` or `file://...`).
+    pub location: String,
+    /// Registry id of the schema the columns come from (the newest seen).
+    pub schema_id: u32,
+    /// That Avro schema (`avro.schema.literal`).
+    pub avro_schema: String,
+    /// Columns, from the schema's fields.
+    pub columns: Vec<Column>,
+    /// Partition columns, in directory order (`dt`, `hour`, then `partition_by` fields).
+    pub partition_keys: Vec<Column>,
+}
+
+impl TableDef {
+    /// The table of `topic` in `database`, at `location`, with the columns of `schema`
+    /// (registry id `schema_id`) and the partition keys `dt`, `hour` and the topic's
+    /// `partition_by` fields.
+    pub fn of(
+        database: &str,
+        topic: &LakeTopic,
+        location: String,
+        schema_id: u32,
+        schema: &Schema,
+    ) -> Result<Self, CatalogError> {
+        let string = |name: &str| Column {
+            name: name.into(),
+            r#type: "string".into(),
+            comment: None,
+        };
+        let mut partition_keys = vec![string("dt"), string("hour")];
+        partition_keys.extend(topic.partition_by.iter().map(|f| string(f)));
+        Ok(Self {
+            database: database.into(),
+            name: topic.table_name(),
+            topic: topic.topic.clone(),
+            location,
+            schema_id,
+            avro_schema: schema.canonical_form(),
+            columns: hive::columns(schema)?,
+            partition_keys,
+        })
+    }
+}
+
+/// One registered partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartitionDef {
+    /// Values of the partition keys, in order.
+    pub values: Vec<String>,
+    /// URL of the partition's directory.
+    pub location: String,
+}
+
+/// The catalog a lake sink registers its tables in.
+#[derive(Debug, Clone)]
+pub enum Catalog {
+    /// The local catalog file of a lake.
+    Local(LocalCatalog),
+    /// The AWS Glue Data Catalog.
+    Glue(GlueCatalog),
+}
+
+impl Catalog {
+    /// Creates the table, or updates it when `table` comes from a newer schema.
+    pub async fn ensure_table(&self, table: &TableDef) -> Result<(), CatalogError> {
+        match self {
+            Catalog::Local(c) => c.ensure_table(table).await,
+            Catalog::Glue(c) => c.ensure_table(table).await,
+        }
+    }
+
+    /// Registers partitions of `table`; those already registered are left as they are.
+    pub async fn add_partitions(
+        &self,
+        table: &TableDef,
+        partitions: &[PartitionDef],
+    ) -> Result<(), CatalogError> {
+        match self {
+            Catalog::Local(c) => c.add_partitions(table, partitions).await,
+            Catalog::Glue(c) => c.add_partitions(table, partitions).await,
+        }
+    }
+}

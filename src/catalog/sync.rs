@@ -1,0 +1,124 @@
+//! `tickflow catalog sync`: creates or repairs each landed topic's table from the files in
+//! the lake, and registers every partition that holds files. The files carry what it needs:
+//! their schema (the Avro header) and its registry id (`tickflow.schema_id`), so no registry
+//! is consulted. Registering is idempotent, so it can run at any time, also next to a sink.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use apache_avro::Schema;
+
+use super::{Catalog, CatalogError, PartitionDef, TableDef};
+use crate::config::lake::LakeSpec;
+use crate::sink::lake::SCHEMA_ID_KEY;
+use crate::sink::lake::store::LakeStore;
+
+/// What `sync` found and registered for one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSync {
+    /// Table name.
+    pub table: String,
+    /// Files found.
+    pub files: usize,
+    /// Partitions holding files (all registered).
+    pub partitions: usize,
+    /// Registry id of the schema the table now has, if it has files.
+    pub schema_id: Option<u32>,
+}
+
+fn store_err(e: crate::sink::lake::LakeError) -> CatalogError {
+    CatalogError::Store(e.to_string())
+}
+
+/// Creates or repairs every table of `spec` in `catalog` from the files in `store`.
+pub async fn sync(
+    spec: &LakeSpec,
+    store: &LakeStore,
+    catalog: &Catalog,
+) -> Result<Vec<TableSync>, CatalogError> {
+    let mut out = Vec::new();
+    for topic in &spec.topics {
+        let table = topic.table_name();
+        let files: Vec<String> = store
+            .list_all(&format!("{table}/"))
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .filter(|p| p.ends_with(".avro"))
+            .collect();
+        // The newest file (highest first offset in its name) of each partition directory.
+        let mut newest: BTreeMap<String, String> = BTreeMap::new();
+        for path in &files {
+            let (dir, _) = path.rsplit_once('/').unwrap_or(("", path));
+            let entry = newest.entry(dir.to_string()).or_default();
+            if path.as_str() > entry.as_str() {
+                *entry = path.clone();
+            }
+        }
+        let mut best: Option<(u32, Schema)> = None;
+        for path in newest.values() {
+            let (id, schema) = file_schema(store, path).await?;
+            if best.as_ref().is_none_or(|(b, _)| id > *b) {
+                best = Some((id, schema));
+            }
+        }
+        let Some((schema_id, schema)) = best else {
+            out.push(TableSync {
+                table,
+                files: 0,
+                partitions: 0,
+                schema_id: None,
+            });
+            continue;
+        };
+        let def = TableDef::of(
+            &spec.database,
+            topic,
+            store.location(&table),
+            schema_id,
+            &schema,
+        )?;
+        catalog.ensure_table(&def).await?;
+        let partitions: BTreeSet<PartitionDef> = newest
+            .keys()
+            .filter_map(|dir| partition_of(&table, dir, store))
+            .collect();
+        let partitions: Vec<PartitionDef> = partitions.into_iter().collect();
+        catalog.add_partitions(&def, &partitions).await?;
+        out.push(TableSync {
+            table,
+            files: files.len(),
+            partitions: partitions.len(),
+            schema_id: Some(schema_id),
+        });
+    }
+    Ok(out)
+}
+
+/// The schema and schema id a lake file was written with.
+async fn file_schema(store: &LakeStore, path: &str) -> Result<(u32, Schema), CatalogError> {
+    let bytes = store.get(path).await.map_err(store_err)?;
+    let corrupt = |message: String| CatalogError::Corrupt {
+        path: store.location(path),
+        message,
+    };
+    let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| corrupt(e.to_string()))?;
+    let id = reader
+        .user_metadata()
+        .get(SCHEMA_ID_KEY)
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .ok_or_else(|| corrupt(format!("no {SCHEMA_ID_KEY}")))?;
+    Ok((id, reader.writer_schema().clone()))
+}
+
+/// The partition of directory `dir` (`<table>/k=v/k=v`), if it is one.
+fn partition_of(table: &str, dir: &str, store: &LakeStore) -> Option<PartitionDef> {
+    let rest = dir.strip_prefix(&format!("{table}/"))?;
+    let values: Option<Vec<String>> = rest
+        .split('/')
+        .map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
+        .collect();
+    Some(PartitionDef {
+        values: values?,
+        location: store.location(dir),
+    })
+}

@@ -1,0 +1,740 @@
+//! The lake sink: lands the records of Kafka topics as Avro object container files in a lake
+//! (a directory or S3), partitioned by event time, and registers them in a catalog, with
+//! exactly-once files. The protocol (see `docs/lake.md`):
+//!
+//! 1. Records of one Kafka partition go to one open file per lake partition; a file is
+//!    closed when it reaches a roll limit and written at once, under a name made of topic,
+//!    Kafka partition and first offset, with a conditional put. The file's metadata lists
+//!    the offsets it holds.
+//! 2. Every `flush_interval`, and when partitions are revoked, every open file is closed and
+//!    written, new lake partitions are registered in the catalog, and only then is the
+//!    consumer position committed. So every file written before a commit holds only offsets
+//!    below the committed position.
+//! 3. After a restart, the files of a Kafka partition whose first offset is at or above the
+//!    committed position are the only ones that can hold records about to be replayed. The
+//!    sink reads their offset lists (lazily, per lake partition, when a replayed record first
+//!    goes there) and skips those records, so no record is landed twice, whatever the roll
+//!    points of the previous run were. Their lake partitions are registered again (an
+//!    existing partition is success), which finishes a registration the crash interrupted.
+
+pub mod file;
+pub mod offsets;
+pub mod store;
+pub mod writer;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use apache_avro::types::Value;
+use apache_avro::{Codec, Schema};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use self::offsets::OffsetRanges;
+use self::store::LakeStore;
+use self::writer::{ClosedFile, Landing, PartitionFiles, PartitionValues, partition_path};
+use crate::catalog::{Catalog, CatalogError, GlueCatalog, LocalCatalog, PartitionDef, TableDef};
+use crate::codec::{CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, watermark_of};
+use crate::config::lake::{CatalogKind, LakeCodec, LakeSpec, LakeTopic};
+use crate::config::{AppConfig, KafkaConfig};
+use crate::kafka::client_config_with;
+use crate::metrics::Metrics;
+use crate::sink::{KafkaSink, SinkError};
+
+/// Metadata key of the offsets a file holds (`a-b,c-d`).
+pub const OFFSETS_KEY: &str = "tickflow.offsets";
+/// Metadata key of the registry id of the file's schema.
+pub const SCHEMA_ID_KEY: &str = "tickflow.schema_id";
+/// Metadata key of the topic a file's records come from.
+pub const TOPIC_KEY: &str = "tickflow.topic";
+
+/// Errors of the lake sink.
+#[derive(Debug, thiserror::Error)]
+pub enum LakeError {
+    /// Avro encoding failed.
+    #[error("avro: {0}")]
+    Avro(String),
+    /// The object store failed.
+    #[error("lake store: {0}")]
+    Store(String),
+    /// A file with the same name and other content exists: another writer landed records
+    /// of this partition.
+    #[error("{0} exists with other content: is another sink writing this lake?")]
+    Conflict(String),
+    /// The catalog failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Kafka failed.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The registry failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// Writing dead letters failed.
+    #[error(transparent)]
+    LakeWriter(#[from] SinkError),
+}
+
+impl LakeError {
+    fn avro(e: apache_avro::Error) -> Self {
+        Self::Avro(e.to_string())
+    }
+
+    fn store(e: object_store::Error) -> Self {
+        Self::Store(e.to_string())
+    }
+
+    fn kafka(e: impl std::fmt::Display) -> Self {
+        Self::Kafka(e.to_string())
+    }
+}
+
+/// How to run the sink.
+#[derive(Debug, Clone)]
+pub struct LakeOptions {
+    /// Stop (after a final flush) when no record arrived for this long.
+    pub stop_when_idle: Option<Duration>,
+    /// Static group membership (`group.instance.id`), so a restarted sink takes its
+    /// partitions back at once.
+    pub instance_id: Option<String>,
+}
+
+/// What a run landed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LakeStats {
+    /// Records written into files.
+    pub records: u64,
+    /// Files written.
+    pub files: u64,
+    /// Replayed records found in files already.
+    pub skipped: u64,
+    /// Records sent to the dead-letter topic.
+    pub dead_letters: u64,
+}
+
+/// A landed topic, resolved.
+struct Table {
+    spec: LakeTopic,
+    name: String,
+    /// Registry id and schema of the table's definition (the newest seen), once known.
+    schema_id: Option<u32>,
+    /// Whether the catalog has the current definition.
+    registered: bool,
+}
+
+/// Lands records into files and registers them: everything the consumer loop and the
+/// rebalance callback share. `run` drives it from a consumer; a benchmark can feed it
+/// records directly.
+pub struct LakeWriter {
+    spec: LakeSpec,
+    application: String,
+    store: LakeStore,
+    catalog: Catalog,
+    registry: RegistryClient,
+    runtime: tokio::runtime::Handle,
+    schemas: HashMap<u32, Arc<Schema>>,
+    tables: HashMap<String, Table>,
+    files: HashMap<(String, i32), PartitionFiles>,
+    /// Lake partitions with files, to register at the next flush: (topic, values).
+    unregistered: BTreeSet<(String, PartitionValues)>,
+    dead_letters: Encoder<DeadLetter>,
+    dlq: KafkaSink,
+    dlq_topic: String,
+    metrics: Metrics,
+    stats: LakeStats,
+    failure: Option<LakeError>,
+}
+
+impl LakeWriter {
+    fn codec(&self) -> Codec {
+        match self.spec.codec {
+            LakeCodec::Null => Codec::Null,
+            LakeCodec::Deflate => Codec::Deflate(Default::default()),
+            LakeCodec::Snappy => Codec::Snappy,
+            LakeCodec::Zstandard => Codec::Zstandard(Default::default()),
+        }
+    }
+
+    fn schema(&mut self, id: u32) -> Result<Arc<Schema>, LakeError> {
+        if let Some(s) = self.schemas.get(&id) {
+            return Ok(s.clone());
+        }
+        let text = self.runtime.block_on(self.registry.schema_by_id(id))?;
+        let schema = Schema::parse_str(&text).map_err(|e| CodecError::SchemaNotFound {
+            id,
+            message: format!("unparseable schema: {e}"),
+        })?;
+        let schema = Arc::new(schema);
+        self.schemas.insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// Starts the files of newly assigned partitions at their committed positions.
+    fn assign(&mut self, committed: &TopicPartitionList) {
+        for e in committed.elements() {
+            let position = match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            };
+            self.start_partition(e.topic(), e.partition(), position);
+        }
+    }
+
+    /// Starts landing `partition` of `topic` from the committed `position` (`None`: nothing
+    /// committed). A partition already started keeps its open files.
+    pub fn start_partition(&mut self, topic: &str, partition: i32, position: Option<i64>) {
+        let codec = self.codec();
+        let Some(table) = self.tables.get(topic) else {
+            return;
+        };
+        let key = (topic.to_string(), partition);
+        if self.files.contains_key(&key) {
+            return;
+        }
+        let position = position.unwrap_or(i64::MIN);
+        tracing::debug!(topic, partition, position, "lake partition assigned");
+        let files = PartitionFiles::new(
+            topic,
+            &table.name,
+            partition,
+            codec,
+            self.spec.roll.clone(),
+            position,
+        );
+        self.files.insert(key, files);
+    }
+
+    /// Lands one record, or sends it to the dead-letter topic.
+    pub fn land(&mut self, m: &impl Message) -> Result<(), LakeError> {
+        if watermark_of(m.key(), m.payload()).is_some() {
+            return Ok(());
+        }
+        let Some((id, datum)) = m.payload().and_then(framed) else {
+            return self.dead_letter(m, "undecodable", "not in the Confluent wire format".into());
+        };
+        let schema = match self.schema(id) {
+            Ok(s) => s,
+            Err(LakeError::Codec(CodecError::SchemaNotFound { message, .. })) => {
+                return self.dead_letter(m, "unknown_schema", format!("schema id {id}: {message}"));
+            }
+            Err(e) => return Err(e),
+        };
+        let value = match decode_datum(&schema, datum) {
+            Ok(v) => v,
+            Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
+        };
+        let table = &self.tables[m.topic()];
+        let (time, partition) = match partition_of(&table.spec, &value) {
+            Ok(x) => x,
+            Err(detail) => return self.dead_letter(m, "missing_field", detail),
+        };
+        if table.schema_id.is_none_or(|known| id > known) {
+            let t = self.tables.get_mut(m.topic()).expect("known topic");
+            (t.schema_id, t.registered) = (Some(id), false);
+        }
+        let key = (m.topic().to_string(), m.partition());
+        self.recover(&key, &partition)?;
+        let files = self
+            .files
+            .get_mut(&key)
+            .ok_or_else(|| LakeError::kafka(format!("record of unassigned {}-{}", key.0, key.1)))?;
+        let before = files.skipped;
+        let closed = files.add(Landing {
+            offset: m.offset(),
+            schema_id: id,
+            datum,
+            time,
+            partition,
+        })?;
+        if files.skipped > before {
+            self.stats.skipped += 1;
+            self.metrics.lake_skipped.inc();
+        }
+        if let Some(c) = closed {
+            self.write(&key.0, c)?;
+        }
+        Ok(())
+    }
+
+    /// Before the first record of a lake partition after an assignment: finds the files a
+    /// previous run wrote there at or after the committed position, and marks their records
+    /// landed.
+    fn recover(&mut self, key: &(String, i32), values: &PartitionValues) -> Result<(), LakeError> {
+        let Some(files) = self.files.get_mut(key) else {
+            return Ok(());
+        };
+        if !files.needs_check(values) {
+            return Ok(());
+        }
+        let (position, table) = (files.committed, self.tables[&key.0].name.clone());
+        let dir = format!("{table}/{}", partition_path(values));
+        let names = self.runtime.block_on(self.store.list_names(&dir))?;
+        let mut found = OffsetRanges::default();
+        let mut any = false;
+        for name in names {
+            let Some(first) = writer::first_offset_of(&name, &key.0, key.1) else {
+                continue;
+            };
+            any = true;
+            if first < position {
+                continue;
+            }
+            let bytes = self
+                .runtime
+                .block_on(self.store.get(&format!("{dir}/{name}")))?;
+            let offsets = file_offsets(&bytes).ok_or_else(|| {
+                LakeError::Store(format!("{dir}/{name}: no readable {OFFSETS_KEY}"))
+            })?;
+            found.merge(&offsets);
+        }
+        if any {
+            self.unregistered.insert((key.0.clone(), values.clone()));
+        }
+        if found.count() > 0 {
+            tracing::info!(
+                topic = key.0,
+                partition = key.1,
+                lake_partition = dir,
+                records = found.count(),
+                "found records landed by a previous run"
+            );
+            self.files
+                .get_mut(key)
+                .expect("checked")
+                .mark_landed(&found);
+        }
+        Ok(())
+    }
+
+    /// Writes a closed file (conditional put).
+    fn write(&mut self, topic: &str, closed: ClosedFile) -> Result<(), LakeError> {
+        let schema = self.schema(closed.schema_id)?;
+        let records = closed.file.records;
+        let offsets = closed.offsets.to_string();
+        let metadata = [
+            (OFFSETS_KEY, offsets),
+            (SCHEMA_ID_KEY, closed.schema_id.to_string()),
+            (TOPIC_KEY, topic.to_string()),
+        ];
+        let bytes = closed.file.finish(&schema, &metadata)?;
+        let size = bytes.len() as u64;
+        let created = self
+            .runtime
+            .block_on(self.store.put_new(&closed.path, bytes))?;
+        tracing::debug!(
+            path = closed.path,
+            records,
+            size,
+            ?created,
+            "lake file written"
+        );
+        self.stats.records += records;
+        self.stats.files += 1;
+        self.metrics.lake_records.inc_by(records);
+        self.metrics.lake_files.inc();
+        self.metrics.lake_bytes.inc_by(size);
+        self.unregistered
+            .insert((topic.to_string(), closed.partition));
+        Ok(())
+    }
+
+    /// Closes and writes every open file (of every partition, or of `only`), registers new
+    /// tables and partitions, and returns the positions that may now be committed.
+    pub fn flush(
+        &mut self,
+        only: Option<&TopicPartitionList>,
+    ) -> Result<TopicPartitionList, LakeError> {
+        let keys: Vec<(String, i32)> = match only {
+            Some(tpl) => tpl
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition()))
+                .collect(),
+            None => self.files.keys().cloned().collect(),
+        };
+        for key in &keys {
+            let closed = self
+                .files
+                .get_mut(key)
+                .map(PartitionFiles::close_all)
+                .unwrap_or_default();
+            for c in closed {
+                self.write(&key.0, c)?;
+            }
+        }
+        self.register()?;
+        self.dlq.flush(Duration::from_secs(60))?;
+        let mut tpl = TopicPartitionList::new();
+        for key in &keys {
+            if let Some(next) = self
+                .files
+                .get(key)
+                .and_then(PartitionFiles::commit_position)
+            {
+                tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next))
+                    .map_err(LakeError::kafka)?;
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// Creates or updates tables whose schema changed, and registers new partitions.
+    fn register(&mut self) -> Result<(), LakeError> {
+        let topics: Vec<String> = self.tables.keys().cloned().collect();
+        for topic in topics {
+            let has_partitions = self.unregistered.iter().any(|(t, _)| *t == topic);
+            let t = &self.tables[&topic];
+            if t.registered && !has_partitions {
+                continue;
+            }
+            let Some(id) = t.schema_id else {
+                continue;
+            };
+            let def = self.table_def(&topic, id)?;
+            if !self.tables[&topic].registered {
+                self.runtime.block_on(self.catalog.ensure_table(&def))?;
+                self.tables.get_mut(&topic).expect("known").registered = true;
+            }
+            let parts: Vec<PartitionDef> = self
+                .unregistered
+                .iter()
+                .filter(|(t, _)| *t == topic)
+                .map(|(_, values)| PartitionDef {
+                    values: values.iter().map(|(_, v)| v.clone()).collect(),
+                    location: self.store.location(&format!(
+                        "{}/{}",
+                        def.name,
+                        partition_path(values)
+                    )),
+                })
+                .collect();
+            if !parts.is_empty() {
+                self.runtime
+                    .block_on(self.catalog.add_partitions(&def, &parts))?;
+                self.unregistered.retain(|(t, _)| *t != topic);
+            }
+        }
+        Ok(())
+    }
+
+    fn table_def(&mut self, topic: &str, schema_id: u32) -> Result<TableDef, LakeError> {
+        let schema = self.schema(schema_id)?;
+        let t = &self.tables[topic];
+        let location = self.store.location(&t.name);
+        let def = TableDef::of(&self.spec.database, &t.spec, location, schema_id, &schema)?;
+        Ok(def)
+    }
+
+    fn dead_letter(
+        &mut self,
+        m: &impl Message,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), LakeError> {
+        let envelope = DeadLetter {
+            topic: m.topic().into(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            reason: reason.into(),
+            detail,
+            application: format!("{}-lake", self.application),
+            error_time: chrono::Utc::now().timestamp_micros(),
+        };
+        let bytes = self.dead_letters.encode(&envelope)?;
+        self.dlq
+            .send_to(&self.dlq_topic, m.key().unwrap_or_default(), &bytes)?;
+        self.stats.dead_letters += 1;
+        self.metrics.dead_letters.with_label_values(&[reason]).inc();
+        if let Some(f) = self.files.get_mut(&(m.topic().to_string(), m.partition())) {
+            f.next_offset = Some(m.offset() + 1);
+        }
+        Ok(())
+    }
+}
+
+/// Schema id and datum of a Confluent wire-format value.
+fn framed(value: &[u8]) -> Option<(u32, &[u8])> {
+    match value {
+        [0, a, b, c, d, rest @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
+        _ => None,
+    }
+}
+
+/// Decodes one binary Avro datum written with `schema`.
+pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<Value, apache_avro::Error> {
+    apache_avro::reader::datum::GenericDatumReader::builder(schema)
+        .build()?
+        .read_value(&mut datum)
+}
+
+/// The offsets listed in a lake file's metadata.
+pub fn file_offsets(bytes: &[u8]) -> Option<OffsetRanges> {
+    let reader = apache_avro::Reader::new(bytes).ok()?;
+    let text = reader.user_metadata().get(OFFSETS_KEY)?;
+    OffsetRanges::parse(std::str::from_utf8(text).ok()?)
+}
+
+/// Event time (UTC microseconds) and lake partition of a record.
+fn partition_of(spec: &LakeTopic, value: &Value) -> Result<(i64, PartitionValues), String> {
+    let Value::Record(fields) = value else {
+        return Err("the value is not a record".into());
+    };
+    let time = match &spec.time_field {
+        Some(name) => fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| micros(v))
+            .ok_or_else(|| format!("no timestamp field `{name}`"))?,
+        None => fields
+            .iter()
+            .find_map(|(_, v)| micros(v))
+            .ok_or("no timestamp field")?,
+    };
+    let at = chrono::DateTime::from_timestamp_micros(time).ok_or("timestamp out of range")?;
+    let mut values = vec![
+        ("dt".to_string(), at.format("%Y-%m-%d").to_string()),
+        ("hour".to_string(), at.format("%H").to_string()),
+    ];
+    for name in &spec.partition_by {
+        let v = fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| partition_text(v))
+            .ok_or_else(|| format!("no string or integer field `{name}`"))?;
+        values.push((name.clone(), v));
+    }
+    Ok((time, values))
+}
+
+fn micros(v: &Value) -> Option<i64> {
+    match v {
+        Value::TimestampMicros(t) | Value::LocalTimestampMicros(t) => Some(*t),
+        Value::TimestampMillis(t) | Value::LocalTimestampMillis(t) => Some(t * 1000),
+        Value::TimestampNanos(t) | Value::LocalTimestampNanos(t) => Some(t / 1000),
+        Value::Union(_, inner) => micros(inner),
+        _ => None,
+    }
+}
+
+/// A partition value safe in a path: letters, digits, `-`, `_` and `.` kept, others
+/// percent-encoded, like Hive does.
+fn partition_text(v: &Value) -> Option<String> {
+    let raw = match v {
+        Value::String(s) | Value::Enum(_, s) => s.clone(),
+        Value::Int(i) => i.to_string(),
+        Value::Long(l) => l.to_string(),
+        Value::Union(_, inner) => return partition_text(inner),
+        _ => return None,
+    };
+    Some(
+        raw.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c.to_string()
+                } else {
+                    format!("%{:02X}", c as u32)
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Consumer context that flushes revoked partitions and starts assigned ones.
+struct LakeContext {
+    sink: Arc<Mutex<LakeWriter>>,
+}
+
+impl ClientContext for LakeContext {}
+
+impl ConsumerContext for LakeContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let mut sink = self.sink.lock().expect("sink lock");
+        if let Rebalance::Revoke(tpl) = rebalance {
+            let lost = consumer.assignment_lost();
+            let result = if lost {
+                Ok(())
+            } else {
+                sink.flush(Some(tpl)).and_then(|positions| {
+                    if positions.count() == 0 {
+                        return Ok(());
+                    }
+                    consumer
+                        .commit(&positions, CommitMode::Sync)
+                        .map_err(LakeError::kafka)
+                })
+            };
+            for e in tpl.elements() {
+                sink.files.remove(&(e.topic().to_string(), e.partition()));
+            }
+            if let Err(e) = result {
+                sink.failure.get_or_insert(e);
+            }
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut sink = self.sink.lock().expect("sink lock");
+            match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(30)) {
+                Ok(committed) => sink.assign(&committed),
+                Err(e) => {
+                    sink.failure.get_or_insert(LakeError::kafka(e));
+                }
+            }
+        }
+    }
+}
+
+/// Runs the lake sink of `spec` until `stop` is set (or until idle).
+pub async fn run(
+    application: &str,
+    spec: &LakeSpec,
+    app: &AppConfig,
+    options: LakeOptions,
+    metrics: Metrics,
+    stop: Arc<AtomicBool>,
+) -> Result<LakeStats, LakeError> {
+    let writer = LakeWriter::open(application, spec, app, metrics).await?;
+    let kafka = app.kafka.clone();
+    let group = format!("{application}-lake");
+    tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
+        .await
+        .map_err(LakeError::kafka)?
+}
+
+impl LakeWriter {
+    /// Opens the lake store (failing fast if it cannot be listed), connects the catalog and
+    /// registers the dead-letter schema. Its methods block on the current Tokio runtime: call
+    /// them from a blocking thread.
+    pub async fn open(
+        application: &str,
+        spec: &LakeSpec,
+        app: &AppConfig,
+        metrics: Metrics,
+    ) -> Result<Self, LakeError> {
+        let store = LakeStore::open(&spec.url, &app.aws).await?;
+        store.check().await?;
+        let catalog = match spec.catalog_kind() {
+            CatalogKind::Local => Catalog::Local(LocalCatalog::new(store.clone())),
+            CatalogKind::Glue => {
+                let glue = GlueCatalog::connect(&app.aws).await?;
+                glue.ensure_database(&spec.database).await?;
+                Catalog::Glue(glue)
+            }
+        };
+        let registry = RegistryClient::new(&app.registry.url)?;
+        let dlq_topic = format!("{application}.dlq");
+        let dlq_id = registry
+            .register_value(&dlq_topic, RecordKind::DeadLetter)
+            .await?;
+        let tables = spec
+            .topics
+            .iter()
+            .map(|t| {
+                let table = Table {
+                    spec: t.clone(),
+                    name: t.table_name(),
+                    schema_id: None,
+                    registered: false,
+                };
+                (t.topic.clone(), table)
+            })
+            .collect();
+        Ok(Self {
+            spec: spec.clone(),
+            application: application.into(),
+            store,
+            catalog,
+            registry,
+            runtime: tokio::runtime::Handle::current(),
+            schemas: HashMap::new(),
+            tables,
+            files: HashMap::new(),
+            unregistered: BTreeSet::new(),
+            dead_letters: Encoder::new(RecordKind::DeadLetter, dlq_id),
+            dlq: KafkaSink::new(&app.kafka, &dlq_topic)?,
+            dlq_topic,
+            metrics,
+            stats: LakeStats::default(),
+            failure: None,
+        })
+    }
+
+    /// What the writer has landed so far.
+    pub fn stats(&self) -> &LakeStats {
+        &self.stats
+    }
+}
+
+fn land_loop(
+    sink: LakeWriter,
+    kafka: &KafkaConfig,
+    group: &str,
+    options: &LakeOptions,
+    stop: &AtomicBool,
+) -> Result<LakeStats, LakeError> {
+    let topics: Vec<String> = sink.spec.topics.iter().map(|t| t.topic.clone()).collect();
+    let interval = sink.spec.roll.flush_interval.value;
+    let sink = Arc::new(Mutex::new(sink));
+    let mut settings = vec![
+        ("group.id", group),
+        ("auto.offset.reset", "earliest"),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("fetch.wait.max.ms", "50"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        // Landed topics that the engine creates at its start are picked up quickly.
+        ("topic.metadata.refresh.interval.ms", "5000"),
+    ];
+    if let Some(id) = &options.instance_id {
+        settings.push(("group.instance.id", id.as_str()));
+    }
+    let consumer: BaseConsumer<LakeContext> = client_config_with(kafka, &settings)
+        .create_with_context(LakeContext { sink: sink.clone() })
+        .map_err(LakeError::kafka)?;
+    consumer
+        .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
+        .map_err(LakeError::kafka)?;
+    let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let polled = Instant::now();
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                sink.lock().expect("sink lock").land(&m)?;
+                (idle, pending) = (Duration::ZERO, pending + 1);
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            None if !sink.lock().expect("sink lock").files.is_empty() => idle += polled.elapsed(),
+            None => {}
+        }
+        let mut s = sink.lock().expect("sink lock");
+        if let Some(f) = s.failure.take() {
+            return Err(f);
+        }
+        if pending > 0 && last_flush.elapsed() >= interval {
+            commit(&mut s, &consumer)?;
+            (last_flush, pending) = (Instant::now(), 0);
+        }
+        if options.stop_when_idle.is_some_and(|d| idle >= d) {
+            break;
+        }
+    }
+    let mut s = sink.lock().expect("sink lock");
+    commit(&mut s, &consumer)?;
+    Ok(s.stats.clone())
+}
+
+fn commit(sink: &mut LakeWriter, consumer: &BaseConsumer<LakeContext>) -> Result<(), LakeError> {
+    let positions = sink.flush(None)?;
+    if positions.count() > 0 {
+        consumer
+            .commit(&positions, CommitMode::Sync)
+            .map_err(LakeError::kafka)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Where lake files live: a local directory or an S3 bucket (or an S3-compatible store),
+//! through `object_store`. Files are created with a conditional put, so an object, once
+//! written, is never replaced, and never visible half-written. `object_store` retries
+//! throttling and 5xx answers with exponential backoff.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::CredentialProvider;
+use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+
+use super::LakeError;
+use crate::config::AwsConfig;
+
+/// What a conditional put found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// The object was written.
+    New,
+    /// An identical object was there already (a replay wrote the same file).
+    Identical,
+}
+
+/// The lake's object store, rooted at the lake URL.
+#[derive(Clone)]
+pub struct LakeStore {
+    store: Arc<dyn ObjectStore>,
+    /// The lake URL with no trailing slash, for table and partition locations.
+    root: String,
+}
+
+impl std::fmt::Debug for LakeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+impl LakeStore {
+    /// Opens `file://DIR` (created if missing) or `s3://bucket/prefix`; S3 credentials come
+    /// from the standard AWS chain (environment, profile, EC2 instance role).
+    pub async fn open(url: &str, aws: &AwsConfig) -> Result<Self, LakeError> {
+        if let Some(dir) = url.strip_prefix("file://") {
+            std::fs::create_dir_all(dir).map_err(|e| LakeError::Store(format!("{url}: {e}")))?;
+            let abs =
+                std::fs::canonicalize(dir).map_err(|e| LakeError::Store(format!("{url}: {e}")))?;
+            let store = LocalFileSystem::new_with_prefix(&abs).map_err(LakeError::store)?;
+            return Ok(Self {
+                store: Arc::new(store),
+                root: format!("file://{}", abs.display()),
+            });
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(LakeError::Store(format!("{url}: not file:// or s3://")));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(aws.region.clone()))
+            .load()
+            .await;
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_region(&aws.region);
+        if let Some(chain) = sdk.credentials_provider() {
+            builder = builder.with_credentials(Arc::new(ChainCredentials {
+                chain,
+                cached: tokio::sync::Mutex::new(None),
+            }));
+        }
+        if let Some(endpoint) = &aws.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(LakeError::store)?);
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            s3
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        let root = format!(
+            "s3://{bucket}{}",
+            if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("/{prefix}")
+            }
+        );
+        Ok(Self { store, root })
+    }
+
+    /// The URL of `path` under the lake root, e.g. a table's or a partition's location.
+    pub fn location(&self, path: &str) -> String {
+        format!("{}/{}", self.root, path.trim_start_matches('/'))
+    }
+
+    /// Fails with a clear message if the store cannot be listed (a missing bucket, missing
+    /// or refused credentials).
+    pub async fn check(&self) -> Result<(), LakeError> {
+        let mut list = self.store.list(Some(&ObjectPath::from("_catalog")));
+        list.try_next()
+            .await
+            .map_err(|e| LakeError::Store(format!("{}: cannot list: {e}", self.root)))?;
+        Ok(())
+    }
+
+    /// Writes `bytes` at `path` unless an object is there; an identical object is success,
+    /// a different one is an error (another writer landed other records under that name).
+    pub async fn put_new(&self, path: &str, bytes: Vec<u8>) -> Result<Created, LakeError> {
+        let location = ObjectPath::from(path);
+        let bytes = Bytes::from(bytes);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&location, PutPayload::from_bytes(bytes.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(Created::New),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => {
+                if self.get(path).await? == bytes {
+                    Ok(Created::Identical)
+                } else {
+                    Err(LakeError::Conflict(self.location(path)))
+                }
+            }
+            Err(e) => Err(LakeError::store(e)),
+        }
+    }
+
+    /// Writes `bytes` at `path`, replacing what is there (catalog files).
+    pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
+        self.store
+            .put(&ObjectPath::from(path), PutPayload::from(bytes))
+            .await
+            .map_err(LakeError::store)?;
+        Ok(())
+    }
+
+    /// The object at `path`, or `None` if there is none.
+    pub async fn get_opt(&self, path: &str) -> Result<Option<Bytes>, LakeError> {
+        match self.store.get(&ObjectPath::from(path)).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(LakeError::store)?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(LakeError::store(e)),
+        }
+    }
+
+    /// The object at `path`.
+    pub async fn get(&self, path: &str) -> Result<Bytes, LakeError> {
+        self.get_opt(path)
+            .await?
+            .ok_or_else(|| LakeError::Store(format!("{} is missing", self.location(path))))
+    }
+
+    /// Names of the objects directly under the directory `dir`.
+    pub async fn list_names(&self, dir: &str) -> Result<Vec<String>, LakeError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&ObjectPath::from(dir)))
+            .await
+            .map_err(LakeError::store)?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| o.location.filename().map(str::to_string))
+            .collect())
+    }
+
+    /// Paths of every object under `prefix`, recursively.
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
+        let objects: Vec<_> = self
+            .store
+            .list(Some(&ObjectPath::from(prefix)))
+            .try_collect()
+            .await
+            .map_err(LakeError::store)?;
+        Ok(objects
+            .into_iter()
+            .map(|o| o.location.to_string())
+            .collect())
+    }
+}
+
+/// S3 credentials from the AWS SDK's default chain (which, unlike `object_store`'s own,
+/// reads profiles), cached until five minutes before they expire.
+#[derive(Debug)]
+struct ChainCredentials {
+    chain: aws_credential_types::provider::SharedCredentialsProvider,
+    cached: tokio::sync::Mutex<Option<(Arc<AwsCredential>, Option<std::time::SystemTime>)>>,
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for ChainCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let mut cached = self.cached.lock().await;
+        let margin = std::time::Duration::from_secs(300);
+        if let Some((credential, expiry)) = cached.as_ref()
+            && expiry.is_none_or(|e| e > std::time::SystemTime::now() + margin)
+        {
+            return Ok(credential.clone());
+        }
+        let c =
+            self.chain
+                .provide_credentials()
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(e),
+                })?;
+        let credential = Arc::new(AwsCredential {
+            key_id: c.access_key_id().to_string(),
+            secret_key: c.secret_access_key().to_string(),
+            token: c.session_token().map(str::to_string),
+        });
+        *cached = Some((credential.clone(), c.expiry()));
+        Ok(credential)
+    }
+}

@@ -1,0 +1,177 @@
+//! Checking a lake: every record of every landed topic in exactly one file, in its event-time
+//! partition, with the value it had in Kafka; and every partition holding files registered.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use apache_avro::types::Value;
+use tickflow::codec::RegistryClient;
+use tickflow::sink::lake::store::LakeStore;
+use tickflow::sink::lake::{decode_datum, file_offsets};
+use tickflow::source::RawRecord;
+
+/// One landed record: (topic, Kafka partition, offset) → (lake partition dir, decoded value).
+pub type Landed = BTreeMap<(String, i32, i64), (String, Value)>;
+
+/// A landed topic: (topic, table, time field).
+pub type LandedTopic<'a> = (&'a str, &'a str, &'a str);
+
+/// Every `.avro` file under the directory `lake`, as (path under the lake, bytes).
+pub fn local_files(lake: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![lake.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "avro") {
+                let rel = path.strip_prefix(lake).unwrap().display().to_string();
+                out.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Every `.avro` object of a lake store, as (path under the lake, bytes).
+pub async fn store_files(store: &LakeStore) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for path in store.list_all("").await.unwrap() {
+        if path.ends_with(".avro") {
+            out.push((path.clone(), store.get(&path).await.unwrap().to_vec()));
+        }
+    }
+    out
+}
+
+/// The records of `files`, each at the offset its file's metadata gives. Fails on any
+/// record landed twice.
+pub fn landed(files: &[(String, Vec<u8>)]) -> Landed {
+    let mut out = Landed::new();
+    let mut seen: BTreeMap<(String, i32, i64), String> = BTreeMap::new();
+    for (path, bytes) in files {
+        let (dir, name) = path.rsplit_once('/').unwrap();
+        let parts: Vec<&str> = name.trim_end_matches(".avro").split('+').collect();
+        let (topic, p) = (parts[0].to_string(), parts[1].parse::<i32>().unwrap());
+        let offsets: Vec<i64> = file_offsets(bytes)
+            .expect("offsets metadata")
+            .to_string()
+            .split(',')
+            .flat_map(|r| {
+                let (a, b) = r.split_once('-').unwrap();
+                a.parse::<i64>().unwrap()..=b.parse::<i64>().unwrap()
+            })
+            .collect();
+        let values: Vec<Value> = apache_avro::Reader::new(&bytes[..])
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(values.len(), offsets.len(), "{path}: records vs offsets");
+        for (o, v) in offsets.into_iter().zip(values) {
+            let key = (topic.clone(), p, o);
+            if let Some(first) = seen.insert(key.clone(), path.clone()) {
+                panic!("{topic}-{p}@{o} landed twice: in {first} and {path}");
+            }
+            out.insert(key, (dir.to_string(), v));
+        }
+    }
+    out
+}
+
+fn field<'a>(v: &'a Value, name: &str) -> &'a Value {
+    let Value::Record(fields) = v else {
+        panic!("not a record: {v:?}")
+    };
+    &fields.iter().find(|(n, _)| n == name).unwrap().1
+}
+
+/// The `<table>/dt=.../hour=...` directory of a record with event time `time` (micros).
+pub fn hour_dir(table: &str, time: i64) -> String {
+    let at = chrono::DateTime::from_timestamp_micros(time).unwrap();
+    format!(
+        "{table}/dt={}/hour={}",
+        at.format("%Y-%m-%d"),
+        at.format("%H")
+    )
+}
+
+/// Checks that `landed` holds exactly the non-watermark records of `records`, each in its
+/// event-time partition and equal to its Kafka value; returns the partition directories
+/// holding files, per table.
+pub async fn check_records(
+    landed: &Landed,
+    records: &[RawRecord],
+    topics: &[LandedTopic<'_>],
+    client: &RegistryClient,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut want = BTreeSet::new();
+    let mut schemas = BTreeMap::new();
+    for r in records {
+        if r.key.as_deref() == Some(tickflow::codec::WATERMARK_KEY) {
+            continue;
+        }
+        let value = r.value.as_deref().unwrap();
+        let (_, table, time_field) = topics.iter().find(|(t, _, _)| *t == r.topic).unwrap();
+        let key = (r.topic.clone(), r.partition, r.offset);
+        let (dir, got) = landed
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} is not in the lake"));
+        let id = u32::from_be_bytes(value[1..5].try_into().unwrap());
+        if let std::collections::btree_map::Entry::Vacant(e) = schemas.entry(id) {
+            let text = client.schema_by_id(id).await.unwrap();
+            e.insert(apache_avro::Schema::parse_str(&text).unwrap());
+        }
+        let original = decode_datum(&schemas[&id], &value[5..]).unwrap();
+        assert_eq!(got, &original, "{key:?}");
+        let Value::TimestampMicros(t) = field(got, time_field) else {
+            panic!("{time_field} is not a timestamp")
+        };
+        assert_eq!(dir, &hour_dir(table, *t), "{key:?} partition");
+        want.insert(key);
+    }
+    let extra: Vec<_> = landed
+        .keys()
+        .filter(|k| !want.contains(*k))
+        .take(5)
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "records in the lake that are not in Kafka: {extra:?}"
+    );
+    let mut dirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (dir, _) in landed.values() {
+        let table = dir.split('/').next().unwrap().to_string();
+        dirs.entry(table).or_default().insert(dir.clone());
+    }
+    dirs
+}
+
+/// The lake tests' topology: 1-minute bars of `input`, and a lake at `url` landing the ticks
+/// (table `ticks`) and the bars (table `bars_1m`) into `database`, with `roll`.
+pub fn topology(id: &str, input: &str, url: &str, database: &str, roll: &str) -> String {
+    format!(
+        "application: {id}
+sources:
+  ticks: {{ topic: {input} }}
+operators:
+  - window:
+      id: bars
+      input: ticks
+      tumbling: [1m]
+      grace: 2s
+      aggregates: [open, high, low, close, volume, vwap]
+      late_topic: {id}.late
+sinks:
+  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}
+lake:
+  url: {url}
+  database: {database}
+  codec: snappy
+  topics:
+    - {{ topic: {input}, table: ticks }}
+    - {{ topic: {id}.bars.1m, table: bars_1m }}
+  roll: {roll}
+"
+    )
+}

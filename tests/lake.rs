@@ -1,0 +1,240 @@
+//! The lake sink lands every record of every landed topic in exactly one file, in the right
+//! partition, registered in the catalog: once in one run, and once with the sink killed
+//! (SIGKILL) at several points and restarted.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use common::golden::{read_all, read_at_least, simulate_into};
+use common::lake::{self, LandedTopic};
+use common::process::{engine_env, interrupt, start_engine_with, wait_for_metric};
+use tickflow::catalog::local::TableFile;
+use tickflow::codec::RegistryClient;
+use tickflow::sim::SimConfig;
+use tickflow::source::RawRecord;
+
+/// Checks the lake in directory `lake` against `records` (see `check_records`), and that
+/// its local catalog registers exactly the partitions holding files, at their locations.
+async fn check_lake(
+    lake: &Path,
+    records: &[RawRecord],
+    topics: &[LandedTopic<'_>],
+    client: &RegistryClient,
+) {
+    let landed = lake::landed(&lake::local_files(lake));
+    let dirs = lake::check_records(&landed, records, topics, client).await;
+    for (_, table, _) in topics {
+        let file: TableFile = serde_json::from_slice(
+            &std::fs::read(lake.join(format!("_catalog/tickflow/{table}.json"))).unwrap(),
+        )
+        .unwrap();
+        let registered: BTreeSet<String> = file
+            .partitions
+            .iter()
+            .map(|p| format!("{table}/dt={}/hour={}", p.values[0], p.values[1]))
+            .collect();
+        assert_eq!(
+            Some(&registered),
+            dirs.get(*table),
+            "{table}: registered partitions"
+        );
+        for p in &file.partitions {
+            let want = format!(
+                "{}/dt={}/hour={}",
+                file.table.location, p.values[0], p.values[1]
+            );
+            assert_eq!(p.location, want);
+        }
+        assert!(file.table.columns.iter().any(|c| c.r#type == "timestamp"));
+    }
+}
+
+/// A directory with a lake, a topology file landing into it with `roll`, and the engine's
+/// environment.
+fn setup(
+    kafka: &tickflow::config::KafkaConfig,
+    registry: &str,
+    id: &str,
+    input: &str,
+    roll: &str,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let t = dir.path().join("t.yaml");
+    let url = format!("file://{}", lake.display());
+    std::fs::write(&t, lake::topology(id, input, &url, "tickflow", roll)).unwrap();
+    let env = engine_env(
+        &kafka.bootstrap_servers,
+        registry,
+        &dir.path().join("state"),
+    );
+    (dir, lake, t, env)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_lands_once_in_its_partition_and_is_registered() {
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("lake");
+    let input = format!("{id}.ticks");
+    const COUNT: u64 = 100_000;
+    // Three hours of market time, so ticks and bars span several partitions.
+    let cfg = SimConfig {
+        trades_per_second: 10.0,
+        late_fraction: 0.01,
+        ..SimConfig::default()
+    };
+    simulate_into(&kafka, &client, &input, cfg, 50, COUNT).await;
+    // Two records the sink cannot land: they go to the dead-letter topic, with the reason.
+    const BAD: [&[u8]; 2] = [b"not avro at all", &[0, 0, 0, 0x7f, 0x7f, 1, 2, 3]];
+    let (k, i) = (kafka.clone(), input.clone());
+    tokio::task::spawn_blocking(move || {
+        let sink = tickflow::sink::KafkaSink::new(&k, &i).unwrap();
+        for bad in BAD {
+            sink.send_to(&i, b"BAD", bad).unwrap();
+        }
+        sink.flush(std::time::Duration::from_secs(30)).unwrap();
+    })
+    .await
+    .unwrap();
+    let (_dir, lake, t, env) = setup(
+        &kafka,
+        &registry.url,
+        &id,
+        &input,
+        "{ max_records: 5000, flush_interval: 2s }",
+    );
+    let (t2, env2) = (t.clone(), env.clone());
+    let status = tokio::task::spawn_blocking(move || {
+        start_engine_with(&t2, &env2, &[]).child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success());
+
+    let (k, i, b) = (kafka.clone(), input.clone(), format!("{id}.bars.1m"));
+    let (d, dlq) = (format!("{id}.dlq"), Vec::new());
+    let (mut records, dlq) = tokio::task::spawn_blocking(move || {
+        let mut r = read_all(&k, &[&i], COUNT as usize + 8 + BAD.len());
+        r.extend(read_at_least(&k, &[&b], 1));
+        let mut dlq = dlq;
+        dlq.extend(read_at_least(&k, &[&d], 2 * BAD.len()));
+        (r, dlq)
+    })
+    .await
+    .unwrap();
+    // The dead letters name their reason; the engine's own (it reads the same topic) go to
+    // the same topic, so look for the lake sink's.
+    let lake_letters: Vec<String> = dlq
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap()).to_string())
+        .filter(|l| l.contains(&format!("{id}-lake")))
+        .collect();
+    assert_eq!(lake_letters.len(), BAD.len(), "{lake_letters:?}");
+    assert!(
+        lake_letters.iter().any(|l| l.contains("undecodable")),
+        "{lake_letters:?}"
+    );
+    assert!(
+        lake_letters.iter().any(|l| l.contains("unknown_schema")),
+        "{lake_letters:?}"
+    );
+    records.retain(|r| r.key.as_deref() != Some(b"BAD"));
+    let bars = format!("{id}.bars.1m");
+    let tables = [
+        (input.as_str(), "ticks", "event_time"),
+        (bars.as_str(), "bars_1m", "window_start"),
+    ];
+    check_lake(&lake, &records, &tables, &client).await;
+
+    // A lost catalog is rebuilt from the files by `tickflow catalog sync`.
+    std::fs::remove_dir_all(lake.join("_catalog")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["catalog", "sync", "--topology"])
+        .arg(&t)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tickflow.ticks: "), "{stdout}");
+    check_lake(&lake, &records, &tables, &client).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sink_lands_every_record_exactly_once() {
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("lake-crash");
+    let input = format!("{id}.ticks");
+    const COUNT: u64 = 200_000;
+    let cfg = SimConfig {
+        trades_per_second: 20.0,
+        late_fraction: 0.01,
+        ..SimConfig::default()
+    };
+    simulate_into(&kafka, &client, &input, cfg, 50, COUNT).await;
+    let (_dir, lake, t, env) = setup(
+        &kafka,
+        &registry.url,
+        &id,
+        &input,
+        "{ max_records: 3000, flush_interval: 1s }",
+    );
+    let (t2, e2) = (t.clone(), env.clone());
+    tokio::task::spawn_blocking(move || {
+        let engine = start_engine_with(&t2, &e2, &["--stage", "engine"]);
+        // Kill the sink at random points: after a random number of landed records, counted
+        // from its restart.
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..5 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let after = 5_000 + rng % 30_000;
+            // Static membership: Tansu never reassigns the partitions of a member that died
+            // without leaving the group; the restarted sink takes its place.
+            let mut sink =
+                start_engine_with(&t2, &e2, &["--stage", "lake", "--instance-id", "sink"]);
+            wait_for_metric(
+                &mut sink,
+                "tickflow_lake_records_total",
+                |n| n >= after,
+                &format!("kill {round}"),
+            );
+            interrupt(sink, 0, "KILL");
+        }
+        let mut engine = engine;
+        assert!(engine.child.wait().unwrap().success());
+        let status = start_engine_with(&t2, &e2, &["--stage", "lake", "--instance-id", "sink"])
+            .child
+            .wait()
+            .unwrap();
+        assert!(status.success());
+    })
+    .await
+    .unwrap();
+
+    let (k, i, b) = (kafka.clone(), input.clone(), format!("{id}.bars.1m"));
+    let records = tokio::task::spawn_blocking(move || {
+        let mut r = read_all(&k, &[&i], COUNT as usize + 8);
+        r.extend(read_at_least(&k, &[&b], 1));
+        r
+    })
+    .await
+    .unwrap();
+    let bars = format!("{id}.bars.1m");
+    let tables = [
+        (input.as_str(), "ticks", "event_time"),
+        (bars.as_str(), "bars_1m", "window_start"),
+    ];
+    check_lake(&lake, &records, &tables, &client).await;
+}

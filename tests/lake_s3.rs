@@ -1,0 +1,237 @@
+//! The lake sink against S3 and Glue (moto, started by `scripts/test.sh`): every record lands
+//! once, in its partition, every partition holding files is registered in Glue at its S3
+//! location, and a new optional field in the tick schema mid-run adds a column to the Glue
+//! table while old and new files stay readable. A missing bucket fails fast, naming it.
+//! One test only: it sets the AWS environment of its process.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use apache_avro::types::Value;
+use common::golden::{read_all, read_at_least, simulate_into};
+use common::lake::{self, LandedTopic};
+use common::process::{engine_env, start_engine_with};
+use tickflow::catalog::GlueCatalog;
+use tickflow::codec::{RecordKind, RegistryClient};
+use tickflow::config::AwsConfig;
+use tickflow::sim::SimConfig;
+use tickflow::sink::KafkaSink;
+use tickflow::sink::lake::decode_datum;
+use tickflow::sink::lake::store::LakeStore;
+
+/// moto, started by `scripts/test.sh`.
+fn aws() -> AwsConfig {
+    let endpoint = std::env::var("TICKFLOW_TEST_AWS_ENDPOINT")
+        .expect("TICKFLOW_TEST_AWS_ENDPOINT is not set: run the tests with scripts/test.sh");
+    AwsConfig {
+        region: "us-east-1".into(),
+        endpoint: Some(endpoint),
+    }
+}
+
+/// Credentials moto accepts, for this process and the engines it starts.
+const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "testing"),
+    ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+fn database(id: &str) -> String {
+    id.replace('-', "_")
+}
+
+/// The tick schema with one more, optional, field.
+const EVOLVED: &str = r#"{"type":"record","name":"Tick","namespace":"io.tickflow","fields":[
+ {"name":"symbol","type":"string"},{"name":"venue","type":"string"},{"name":"price","type":"double"},
+ {"name":"size","type":"long"},{"name":"event_time","type":{"type":"long","logicalType":"timestamp-micros"}},
+ {"name":"trade_id","type":"long"},{"name":"side","type":"string"},
+ {"name":"conditions","type":{"type":"array","items":"string"},"default":[]},
+ {"name":"currency","type":"string","default":"USD"},
+ {"name":"exchange_seq","type":["null","long"],"default":null}]}"#;
+
+/// Produces `ticks` (decoded tick records) in the evolved schema, one hour later in event
+/// time, with the new field set; the schema is registered under the topic's subject.
+async fn produce_evolved(
+    kafka: &tickflow::config::KafkaConfig,
+    registry: &str,
+    topic: &str,
+    ticks: Vec<(Vec<u8>, Value)>,
+) {
+    let http = reqwest::Client::new();
+    let body = serde_json::json!({ "schema": EVOLVED });
+    let answer: serde_json::Value = http
+        .post(format!("{registry}/subjects/{topic}-value/versions"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = answer["id"].as_u64().expect("registered") as u32;
+    let schema = apache_avro::Schema::parse_str(EVOLVED).unwrap();
+    let (k, t) = (kafka.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let sink = KafkaSink::new(&k, &t).unwrap();
+        for (i, (key, tick)) in ticks.into_iter().enumerate() {
+            let Value::Record(mut fields) = tick else {
+                panic!("{tick:?}")
+            };
+            for (name, v) in fields.iter_mut() {
+                if let (true, Value::TimestampMicros(t)) = (name == "event_time", &v) {
+                    *v = Value::TimestampMicros(t + 3_600_000_000);
+                }
+            }
+            fields.push((
+                "exchange_seq".into(),
+                Value::Union(1, Box::new(Value::Long(i as i64))),
+            ));
+            let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
+                .build()
+                .unwrap()
+                .write_value_to_vec(Value::Record(fields))
+                .unwrap();
+            let mut framed = vec![0];
+            framed.extend_from_slice(&id.to_be_bytes());
+            framed.extend_from_slice(&datum);
+            sink.send_to(&t, &key, &framed).unwrap();
+        }
+        sink.flush(std::time::Duration::from_secs(30)).unwrap();
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
+    // SAFETY: set before this test (the only one in this binary) starts any thread that
+    // reads the environment; object_store and the AWS SDK read the credentials from it.
+    for (k, v) in AWS_ENV {
+        unsafe { std::env::set_var(k, v) };
+    }
+    let aws = aws();
+    let endpoint = aws.endpoint.clone().unwrap();
+    // A missing bucket fails fast, and says which.
+    let missing = LakeStore::open("s3://no-such-bucket-tickflow/lake", &aws)
+        .await
+        .unwrap();
+    let err = missing.check().await.unwrap_err().to_string();
+    assert!(err.contains("no-such-bucket-tickflow"), "{err}");
+    assert!(err.to_lowercase().contains("bucket"), "{err}");
+    let kafka = common::kafka();
+    let registry = common::TestRegistry::start().await;
+    let client = RegistryClient::new(&registry.url).unwrap();
+    let id = common::unique("s3lake");
+    let bucket = id.clone();
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(created.status().is_success(), "{created:?}");
+    let input = format!("{id}.ticks");
+    const COUNT: u64 = 40_000;
+    let cfg = SimConfig {
+        trades_per_second: 10.0,
+        late_fraction: 0.01,
+        ..SimConfig::default()
+    };
+    simulate_into(&kafka, &client, &input, cfg, 30, COUNT).await;
+    let (k, i) = (kafka.clone(), input.clone());
+    let first = tokio::task::spawn_blocking(move || read_all(&k, &[&i], COUNT as usize + 8))
+        .await
+        .unwrap();
+    // The evolved ticks: copies of the last 500 ticks, one hour later.
+    let later: Vec<(Vec<u8>, Value)> = first
+        .iter()
+        .filter(|r| r.key.as_deref() != Some(tickflow::codec::WATERMARK_KEY))
+        .rev()
+        .take(500)
+        .map(|r| {
+            let value = r.value.as_deref().unwrap();
+            let tick = decode_datum(RecordKind::Tick.schema(), &value[5..]).unwrap();
+            (r.key.clone().unwrap_or_default(), tick)
+        })
+        .collect();
+    produce_evolved(&kafka, &registry.url, &input, later).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.yaml");
+    let url = format!("s3://{bucket}/lake");
+    let roll = "{ max_records: 4000, flush_interval: 2s }";
+    std::fs::write(&t, lake::topology(&id, &input, &url, &database(&id), roll)).unwrap();
+    let mut env = engine_env(
+        &kafka.bootstrap_servers,
+        &registry.url,
+        &dir.path().join("s"),
+    );
+    env.push(("TICKFLOW_AWS__ENDPOINT".into(), endpoint.clone()));
+    env.extend(AWS_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let status =
+        tokio::task::spawn_blocking(move || start_engine_with(&t, &env, &[]).child.wait().unwrap())
+            .await
+            .unwrap();
+    assert!(status.success());
+
+    let (k, i, b) = (kafka.clone(), input.clone(), format!("{id}.bars.1m"));
+    let records = tokio::task::spawn_blocking(move || {
+        let mut r = read_all(&k, &[&i], COUNT as usize + 8 + 500);
+        r.extend(read_at_least(&k, &[&b], 1));
+        r
+    })
+    .await
+    .unwrap();
+    let store = LakeStore::open(&url, &aws).await.unwrap();
+    let landed = lake::landed(&lake::store_files(&store).await);
+    let bars = format!("{id}.bars.1m");
+    let topics: [LandedTopic; 2] = [
+        (input.as_str(), "ticks", "event_time"),
+        (bars.as_str(), "bars_1m", "window_start"),
+    ];
+    let dirs = lake::check_records(&landed, &records, &topics, &client).await;
+
+    let glue = GlueCatalog::connect(&aws).await.unwrap();
+    let db = database(&id);
+    for (_, table, _) in topics {
+        let registered: BTreeSet<String> = glue
+            .partitions(&db, table)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(values, location)| {
+                let dir = format!("{table}/dt={}/hour={}", values[0], values[1]);
+                assert_eq!(location, store.location(&dir));
+                dir
+            })
+            .collect();
+        assert_eq!(
+            Some(&registered),
+            dirs.get(table),
+            "{table}: partitions in Glue"
+        );
+    }
+    let (columns, _) = glue
+        .table(&db, "ticks")
+        .await
+        .unwrap()
+        .expect("ticks table");
+    let names: Vec<(&str, &str)> = columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.r#type.as_str()))
+        .collect();
+    assert!(names.contains(&("event_time", "timestamp")), "{names:?}");
+    assert!(
+        names.contains(&("exchange_seq", "bigint")),
+        "the new column: {names:?}"
+    );
+    let evolved = landed
+        .values()
+        .filter(
+            |(_, v)| matches!(v, Value::Record(f) if f.iter().any(|(n, _)| n == "exchange_seq")),
+        )
+        .count();
+    assert_eq!(evolved, 500, "records in files of the new schema");
+}

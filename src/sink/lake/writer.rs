@@ -129,7 +129,7 @@ impl PartitionFiles {
     /// Whether the files a previous run left in lake partition `values` are still to be
     /// looked for (true once per lake partition).
     pub fn needs_check(&mut self, values: &PartitionValues) -> bool {
-        self.checked.insert(values.clone())
+        !self.checked.contains(values) && self.checked.insert(values.clone())
     }
 
     /// Records that the offsets of a file a previous run wrote are landed (found at a

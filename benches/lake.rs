@@ -10,13 +10,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::Timestamp;
 use rdkafka::message::OwnedMessage;
-use support::{START, universe};
-use tickflow::codec::registry::SchemaRegistry;
+use support::{START, start_registry, universe};
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::lake::LakeSpec;
 use tickflow::config::{AppConfig, AwsConfig};
@@ -117,13 +115,7 @@ fn per_message(runtime: &tokio::runtime::Runtime, store: &LakeStore, ticks: &[Ti
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(SchemaRegistry::open(registry_dir.path()).unwrap());
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let registry_url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(registry.serve(listener));
+    let (_registry_dir, registry_url) = start_registry(&runtime);
     let mut app = AppConfig::default();
     app.registry.url = registry_url.clone();
     // The writer's dead-letter producer is never used here and needs no broker.

@@ -11,9 +11,8 @@ mod support;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use support::{START, universe};
+use support::{START, start_registry, universe};
 
-use tickflow::codec::registry::SchemaRegistry;
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::metrics::Metrics;
@@ -91,13 +90,7 @@ fn main() {
             "TICKFLOW_BENCH_KAFKA",
         ))
         .unwrap();
-    let registry_dir = tempfile::tempdir().unwrap();
-    let registry = Arc::new(SchemaRegistry::open(registry_dir.path()).unwrap());
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let registry_url = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(registry.serve(listener));
+    let (_registry_dir, registry_url) = start_registry(&runtime);
     let mut app = AppConfig {
         kafka: KafkaConfig {
             bootstrap_servers: servers.clone(),

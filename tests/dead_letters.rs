@@ -25,18 +25,7 @@ const S: i64 = 1_000_000;
 const LEGACY: &str = r#"{"type":"record","name":"Tick","namespace":"io.tickflow","fields":[{"name":"symbol","type":"string"},{"name":"venue","type":"string"},{"name":"size","type":"long"},{"name":"event_time","type":"long"},{"name":"trade_id","type":"long"},{"name":"side","type":"string"}]}"#;
 
 async fn register_legacy(registry_url: &str) -> u32 {
-    let body = serde_json::json!({ "schema": LEGACY });
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{registry_url}/subjects/legacy-value/versions"))
-        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["id"].as_u64().unwrap() as u32
+    common::register_schema(registry_url, "legacy-value", LEGACY).await
 }
 
 fn legacy_record(id: u32, t: &Tick) -> Vec<u8> {

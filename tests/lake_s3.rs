@@ -59,19 +59,7 @@ async fn produce_evolved(
     topic: &str,
     ticks: Vec<(Vec<u8>, Value)>,
 ) {
-    let http = reqwest::Client::new();
-    let body = serde_json::json!({ "schema": EVOLVED });
-    let answer: serde_json::Value = http
-        .post(format!("{registry}/subjects/{topic}-value/versions"))
-        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = answer["id"].as_u64().expect("registered") as u32;
+    let id = common::register_schema(registry, &format!("{topic}-value"), EVOLVED).await;
     let schema = apache_avro::Schema::parse_str(EVOLVED).unwrap();
     let (k, t) = (kafka.clone(), topic.to_string());
     tokio::task::spawn_blocking(move || {

@@ -1,5 +1,8 @@
 //! What several benchmarks share.
 
+use std::sync::Arc;
+
+use tickflow::codec::registry::SchemaRegistry;
 use tickflow::sim::SymbolSpec;
 
 /// Market start of the benchmarks' simulations: Thursday 2026-11-26 09:30 New York.
@@ -19,4 +22,18 @@ pub fn universe() -> Vec<SymbolSpec> {
             activity: 1.0 / (1.0 + i as f64).powf(0.5),
         })
         .collect()
+}
+
+/// Serves the built-in schema registry from a temporary directory on an ephemeral port of
+/// `runtime`; returns the directory (keep it) and the registry's URL.
+#[allow(dead_code)] // Not every benchmark needs a registry.
+pub fn start_registry(runtime: &tokio::runtime::Runtime) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(SchemaRegistry::open(dir.path()).unwrap());
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(registry.serve(listener));
+    (dir, url)
 }

@@ -55,3 +55,20 @@ impl TestRegistry {
         self.dir
     }
 }
+
+/// Registers the Avro schema text `schema` under `subject` through the registry's HTTP API
+/// (for schemas tickflow does not ship); returns its id.
+pub async fn register_schema(registry_url: &str, subject: &str, schema: &str) -> u32 {
+    let body = serde_json::json!({ "schema": schema });
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{registry_url}/subjects/{subject}/versions"))
+        .header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["id"].as_u64().expect("registered") as u32
+}

@@ -15,6 +15,7 @@ pub mod config;
 pub mod kafka;
 pub mod metrics;
 pub mod operators;
+pub mod query;
 pub mod sim;
 pub mod sink;
 pub mod source;

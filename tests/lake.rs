@@ -5,11 +5,11 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::golden::{read_all, read_at_least, simulate_into};
 use common::lake::{self, LandedTopic};
-use common::process::{engine_env, interrupt, start_engine_with, wait_for_metric};
+use common::process::{interrupt, start_engine_with, wait_for_metric};
 use tickflow::catalog::local::TableFile;
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
@@ -51,28 +51,6 @@ async fn check_lake(
     }
 }
 
-/// A directory with a lake, a topology file landing into it with `roll`, and the engine's
-/// environment.
-fn setup(
-    kafka: &tickflow::config::KafkaConfig,
-    registry: &str,
-    id: &str,
-    input: &str,
-    roll: &str,
-) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<(String, String)>) {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = dir.path().join("lake");
-    let t = dir.path().join("t.yaml");
-    let url = format!("file://{}", lake.display());
-    std::fs::write(&t, lake::topology(id, input, &url, "tickflow", roll)).unwrap();
-    let env = engine_env(
-        &kafka.bootstrap_servers,
-        registry,
-        &dir.path().join("state"),
-    );
-    (dir, lake, t, env)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_record_lands_once_in_its_partition_and_is_registered() {
     let kafka = common::kafka();
@@ -100,7 +78,7 @@ async fn every_record_lands_once_in_its_partition_and_is_registered() {
     })
     .await
     .unwrap();
-    let (_dir, lake, t, env) = setup(
+    let (_dir, lake, t, env) = lake::setup(
         &kafka,
         &registry.url,
         &id,
@@ -182,7 +160,7 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
         ..SimConfig::default()
     };
     simulate_into(&kafka, &client, &input, cfg, 50, COUNT).await;
-    let (_dir, lake, t, env) = setup(
+    let (_dir, lake, t, env) = lake::setup(
         &kafka,
         &registry.url,
         &id,

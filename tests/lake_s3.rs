@@ -201,12 +201,13 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
             "{table}: partitions in Glue"
         );
     }
-    let (columns, _) = glue
-        .table(&db, "ticks")
+    let table = glue
+        .table_def(&db, "ticks")
         .await
         .unwrap()
         .expect("ticks table");
-    let names: Vec<(&str, &str)> = columns
+    let names: Vec<(&str, &str)> = table
+        .columns
         .iter()
         .map(|c| (c.name.as_str(), c.r#type.as_str()))
         .collect();

@@ -214,32 +214,44 @@ impl GlueCatalog {
         Ok(out)
     }
 
-    /// The columns and schema id of `table`, if it exists.
-    pub async fn table(
+    /// The full definition of `table`, as tickflow registered it, if it exists.
+    pub async fn table_def(
         &self,
         database: &str,
         table: &str,
-    ) -> Result<Option<(Vec<Column>, u32)>, CatalogError> {
+    ) -> Result<Option<TableDef>, CatalogError> {
         let Some(t) = self.get_table(database, table).await? else {
             return Ok(None);
         };
-        let columns = t
-            .storage_descriptor()
-            .map(|s| s.columns())
-            .unwrap_or_default()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                r#type: c.r#type().unwrap_or_default().to_string(),
-                comment: c.comment().map(str::to_string),
-            })
-            .collect();
-        let id = t
-            .parameters()
-            .and_then(|p| p.get(SCHEMA_ID))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        Ok(Some((columns, id)))
+        let param = |k: &str| {
+            t.parameters()
+                .and_then(|p| p.get(k))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let columns = |cols: &[GlueColumn]| -> Vec<Column> {
+            cols.iter()
+                .map(|c| Column {
+                    name: c.name().to_string(),
+                    r#type: c.r#type().unwrap_or_default().to_string(),
+                    comment: c.comment().map(str::to_string),
+                })
+                .collect()
+        };
+        let storage = t.storage_descriptor();
+        Ok(Some(TableDef {
+            database: database.into(),
+            name: table.into(),
+            topic: param("tickflow.topic"),
+            location: storage
+                .and_then(|s| s.location())
+                .unwrap_or_default()
+                .to_string(),
+            schema_id: param(SCHEMA_ID).parse().unwrap_or(0),
+            avro_schema: param("avro.schema.literal"),
+            columns: columns(storage.map(|s| s.columns()).unwrap_or_default()),
+            partition_keys: columns(t.partition_keys()),
+        }))
     }
 }
 

@@ -60,7 +60,7 @@ pub struct TableDef {
     pub location: String,
     /// Registry id of the schema the columns come from (the newest seen).
     pub schema_id: u32,
-    /// That Avro schema (`avro.schema.literal`).
+    /// That Avro schema, as JSON with logical types and defaults (`avro.schema.literal`).
     pub avro_schema: String,
     /// Columns, from the schema's fields.
     pub columns: Vec<Column>,
@@ -92,7 +92,10 @@ impl TableDef {
             topic: topic.topic.clone(),
             location,
             schema_id,
-            avro_schema: schema.canonical_form(),
+            // The full schema, not its canonical form: that would strip logical types
+            // (timestamps) and the defaults that let old files be read with new fields.
+            avro_schema: serde_json::to_string(schema)
+                .map_err(|e| CatalogError::Schema(e.to_string()))?,
             columns: hive::columns(schema)?,
             partition_keys,
         })
@@ -123,6 +126,39 @@ impl Catalog {
         match self {
             Catalog::Local(c) => c.ensure_table(table).await,
             Catalog::Glue(c) => c.ensure_table(table).await,
+        }
+    }
+
+    /// The definition of `table` in `database`, if the catalog has it.
+    pub async fn table_def(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Option<TableDef>, CatalogError> {
+        match self {
+            Catalog::Local(c) => Ok(c.table(database, table).await?.map(|f| f.table)),
+            Catalog::Glue(c) => c.table_def(database, table).await,
+        }
+    }
+
+    /// The partition values of `table` that the catalog has registered.
+    pub async fn partition_values(
+        &self,
+        database: &str,
+        table: &str,
+    ) -> Result<Vec<Vec<String>>, CatalogError> {
+        match self {
+            Catalog::Local(c) => Ok(c
+                .table(database, table)
+                .await?
+                .map(|f| f.partitions.into_iter().map(|p| p.values).collect())
+                .unwrap_or_default()),
+            Catalog::Glue(c) => Ok(c
+                .partitions(database, table)
+                .await?
+                .into_iter()
+                .map(|(values, _)| values)
+                .collect()),
         }
     }
 

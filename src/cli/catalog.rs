@@ -1,6 +1,6 @@
 //! `tickflow catalog`: the lake's tables in the catalog.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -33,19 +33,8 @@ pub enum CatalogCommand {
 /// Runs `tickflow catalog`.
 pub async fn run(args: CatalogArgs, app: AppConfig) -> anyhow::Result<()> {
     let CatalogCommand::Sync { topology } = args.command;
-    let spec = TopologySpec::load(&topology)?;
-    let lake = spec.lake.as_ref().with_context(|| {
-        format!(
-            "{}: the topology has no `lake:` section",
-            topology.display()
-        )
-    })?;
-    let store = LakeStore::open(&lake.url, &app.aws).await?;
-    store.check().await?;
-    let catalog = match lake.catalog_kind() {
-        CatalogKind::Local => Catalog::Local(LocalCatalog::new(store.clone())),
-        CatalogKind::Glue => Catalog::Glue(GlueCatalog::connect(&app.aws).await?),
-    };
+    let (spec, store, catalog) = open_lake(&topology, &app).await?;
+    let lake = spec.lake.as_ref().expect("checked by open_lake");
     for t in sync::sync(lake, &store, &catalog).await? {
         match t.schema_id {
             Some(id) => println!(
@@ -56,4 +45,31 @@ pub async fn run(args: CatalogArgs, app: AppConfig) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The topology in `path`, its lake's store (checked to be reachable) and its catalog.
+pub async fn open_lake(
+    path: &Path,
+    app: &AppConfig,
+) -> anyhow::Result<(TopologySpec, LakeStore, Catalog)> {
+    let spec = TopologySpec::load(path)?;
+    let (store, catalog) = lake_of(&spec, app)
+        .await
+        .with_context(|| format!("{}", path.display()))?;
+    Ok((spec, store, catalog))
+}
+
+/// The store (checked to be reachable) and catalog of `spec`'s lake.
+pub async fn lake_of(spec: &TopologySpec, app: &AppConfig) -> anyhow::Result<(LakeStore, Catalog)> {
+    let lake = spec
+        .lake
+        .as_ref()
+        .context("the topology has no `lake:` section")?;
+    let store = LakeStore::open(&lake.url, &app.aws).await?;
+    store.check().await?;
+    let catalog = match lake.catalog_kind() {
+        CatalogKind::Local => Catalog::Local(LocalCatalog::new(store.clone())),
+        CatalogKind::Glue => Catalog::Glue(GlueCatalog::connect(&app.aws).await?),
+    };
+    Ok((store, catalog))
 }

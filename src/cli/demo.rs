@@ -114,6 +114,7 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
     land(&app, &kafka, &registry_url).await?;
     let venue_bars = run_venues(&args, &app, &kafka, &registry_url).await?;
     print!("{}", render_venues(&venue_bars));
+    query_the_lake(&app).await?;
     server.abort();
     println!(
         "● demo files (registry, state stores) are in {}",
@@ -194,6 +195,42 @@ async fn land(app: &AppConfig, kafka: &KafkaConfig, registry_url: &str) -> anyho
     );
     Ok(())
 }
+
+/// Answers a saved query from the lake the demo wrote, and reconciles its bars with its
+/// raw ticks.
+#[cfg(feature = "embedded-broker")]
+async fn query_the_lake(app: &AppConfig) -> anyhow::Result<()> {
+    let spec = TopologySpec::parse("topologies/ohlc_vwap.yaml", FLAGSHIP)?;
+    let (store, catalog) = super::catalog::lake_of(&spec, app).await?;
+    let (mut latest, stats) = super::query::run_sql(
+        &spec,
+        &store,
+        &catalog,
+        "queries/latest_bars.sql",
+        LATEST_BARS,
+        Default::default(),
+    )
+    .await?;
+    let symbols = latest.rows.len();
+    latest.rows.truncate(5);
+    println!(
+        "● tickflow query --file queries/latest_bars.sql (first 5 of {symbols} symbols; \
+         {} of {} files read):",
+        stats.files_read, stats.files_present
+    );
+    print!("{}", latest.render(crate::query::OutputFormat::Table));
+    let report = crate::query::reconcile::reconcile(&spec, &store, &Default::default()).await?;
+    println!("● tickflow reconcile:");
+    print!("{}", super::query::summary(&report));
+    if report.differences() > 0 {
+        bail!("the demo's bars do not reconcile with its ticks");
+    }
+    Ok(())
+}
+
+/// The saved query the demo answers, compiled in.
+#[cfg(feature = "embedded-broker")]
+const LATEST_BARS: &str = include_str!("../../queries/latest_bars.sql");
 
 /// The demo's broker starts empty, so a lake from an earlier demo would clash with the new
 /// offsets: it is removed, but only if it is a tickflow lake.

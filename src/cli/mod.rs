@@ -3,6 +3,7 @@
 
 mod catalog;
 mod demo;
+mod query;
 mod run;
 mod serve;
 mod simulate;
@@ -52,6 +53,11 @@ pub enum Command {
     Graph(topology::GraphArgs),
     /// Print records of a topic, decoded through the schema registry, as JSON lines.
     Tail(tail::TailArgs),
+    /// Run SQL over the lake's tables (the embedded engine), e.g. a saved query in `queries/`.
+    Query(query::QueryArgs),
+    /// Recompute the bars from the lake's raw ticks and compare them with its bar tables;
+    /// exits 1 on any difference.
+    Reconcile(query::ReconcileArgs),
     /// Manage the lake's tables in the catalog (`catalog sync`).
     Catalog(catalog::CatalogArgs),
     /// Serve the built-in Confluent-compatible schema registry.
@@ -93,6 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Validate(args) => topology::validate(args),
             Command::Graph(args) => topology::graph(args),
             Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
+            Command::Query(args) => query::run(args, load_config(&cli.config)?).await,
+            Command::Reconcile(args) => query::reconcile(args, load_config(&cli.config)?).await,
             Command::Catalog(args) => catalog::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]

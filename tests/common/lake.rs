@@ -2,7 +2,7 @@
 //! partition, with the value it had in Kafka; and every partition holding files registered.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use apache_avro::types::Value;
 use tickflow::codec::RegistryClient;
@@ -174,4 +174,26 @@ lake:
   roll: {roll}
 "
     )
+}
+
+/// A directory with a lake, a topology file landing into it with `roll`, and the engine's
+/// environment.
+pub fn setup(
+    kafka: &tickflow::config::KafkaConfig,
+    registry: &str,
+    id: &str,
+    input: &str,
+    roll: &str,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Vec<(String, String)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let t = dir.path().join("t.yaml");
+    let url = format!("file://{}", lake.display());
+    std::fs::write(&t, topology(id, input, &url, "tickflow", roll)).unwrap();
+    let env = super::process::engine_env(
+        &kafka.bootstrap_servers,
+        registry,
+        &dir.path().join("state"),
+    );
+    (dir, lake, t, env)
 }

@@ -54,6 +54,11 @@ impl OffsetRanges {
         self.0.last().map(|(_, b)| *b)
     }
 
+    /// Every offset in the set, in ascending order.
+    pub fn iter(&self) -> impl Iterator<Item = i64> + '_ {
+        self.0.iter().flat_map(|(a, b)| *a..=*b)
+    }
+
     /// Reads the text form `a-b,c-d` written by `Display`.
     pub fn parse(text: &str) -> Option<Self> {
         let mut set = Self::default();

@@ -97,6 +97,20 @@ impl LakeStore {
         Ok(Self { store, root })
     }
 
+    /// The object store itself, with paths relative to the lake root.
+    pub fn object_store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    /// The path under the lake root of `location` (a URL such as a table's), if it is there.
+    pub fn relative(&self, location: &str) -> Option<String> {
+        let rest = location.strip_prefix(&self.root)?;
+        if !(rest.is_empty() || rest.starts_with('/')) {
+            return None;
+        }
+        Some(rest.trim_matches('/').to_string())
+    }
+
     /// The URL of `path` under the lake root, e.g. a table's or a partition's location.
     pub fn location(&self, path: &str) -> String {
         format!("{}/{}", self.root, path.trim_start_matches('/'))

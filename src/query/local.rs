@@ -1,0 +1,250 @@
+//! The embedded SQL engine: DataFusion over the lake's Avro files, with the tables, columns
+//! and partition keys the catalog defines (the local catalog of a `file://` lake, or Glue's
+//! definitions of an S3 lake), under the same names Athena uses. Partition keys are string
+//! columns read from the `key=value` directories, so a filter on `dt` or `hour` skips whole
+//! directories, as it does in Athena.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::arrow_avro::reader::ReaderBuilder;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::file_format::avro::AvroFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use super::{QueryError, ResultSet};
+use crate::catalog::{Catalog, TableDef};
+use crate::sink::lake::store::LakeStore;
+
+/// The URL the lake's object store is registered under in the engine.
+const LAKE_URL: &str = "lake://lake/";
+/// How timestamps are shown: as Athena shows them.
+const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
+
+/// What a query read: files of its tables' scans after partition pruning, and files present
+/// in those tables.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Files the query's scans read.
+    pub files_read: usize,
+    /// Files in the tables the query scans.
+    pub files_present: usize,
+}
+
+/// DataFusion with the lake's tables registered.
+pub struct LocalEngine {
+    ctx: SessionContext,
+    store: LakeStore,
+    tables: Vec<TableDef>,
+}
+
+impl LocalEngine {
+    /// Registers each of `tables` that `catalog` defines in `database`, over the files in
+    /// `store`. Tables the catalog does not have yet are left out.
+    pub async fn open(
+        store: &LakeStore,
+        catalog: &Catalog,
+        database: &str,
+        tables: &[String],
+    ) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_default_catalog_and_schema("awsdatacatalog", database)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let url = url::Url::parse(LAKE_URL).expect("valid URL");
+        ctx.register_object_store(&url, store.object_store());
+        let mut defs = Vec::new();
+        for name in tables {
+            let Some(def) = catalog.table_def(database, name).await? else {
+                continue;
+            };
+            ctx.register_table(name.as_str(), Arc::new(listing_table(store, &def)?))?;
+            defs.push(def);
+        }
+        Ok(Self {
+            ctx,
+            store: store.clone(),
+            tables: defs,
+        })
+    }
+
+    /// The tables registered.
+    pub fn tables(&self) -> &[TableDef] {
+        &self.tables
+    }
+
+    /// Runs `sql` and returns its answer.
+    pub async fn query(&self, sql: &str) -> Result<ResultSet, QueryError> {
+        Ok(self.query_with_stats(sql).await?.0)
+    }
+
+    /// Runs `sql` and returns its answer, with the files its scans read.
+    pub async fn query_with_stats(&self, sql: &str) -> Result<(ResultSet, ScanStats), QueryError> {
+        let frame = self.ctx.sql(sql).await?;
+        let scanned: Vec<TableDef> = self
+            .scanned_tables(frame.logical_plan())
+            .into_iter()
+            .cloned()
+            .collect();
+        let plan = frame.create_physical_plan().await?;
+        let mut stats = ScanStats {
+            files_read: files_scanned(&plan),
+            files_present: 0,
+        };
+        for def in &scanned {
+            stats.files_present += self.files_of(def).await?;
+        }
+        let schema = plan.schema();
+        let batches = collect(plan, self.ctx.task_ctx()).await?;
+        Ok((result_set(&batches, &schema)?, stats))
+    }
+
+    fn scanned_tables(&self, plan: &LogicalPlan) -> Vec<&TableDef> {
+        let mut names = Vec::new();
+        let _ = plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                names.push(scan.table_name.table().to_string());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        self.tables
+            .iter()
+            .filter(|t| names.contains(&t.name))
+            .collect()
+    }
+
+    async fn files_of(&self, def: &TableDef) -> Result<usize, QueryError> {
+        let rel = self.store.relative(&def.location).unwrap_or_default();
+        let names = self.store.list_all(&rel).await?;
+        Ok(names.iter().filter(|n| n.ends_with(".avro")).count())
+    }
+}
+
+/// A listing table over `def`'s directory: Avro files under `key=value` partition
+/// directories, with the columns of the table's Avro schema.
+fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, QueryError> {
+    let rel = store.relative(&def.location).ok_or_else(|| {
+        QueryError::Unsupported(format!(
+            "table {} is at {}, outside the lake",
+            def.name, def.location
+        ))
+    })?;
+    let url = ListingTableUrl::parse(format!("{LAKE_URL}{rel}/"))?;
+    let partition_cols = def
+        .partition_keys
+        .iter()
+        .map(|k| (k.name.clone(), DataType::Utf8))
+        .collect();
+    let options = ListingOptions::new(Arc::new(AvroFormat))
+        .with_file_extension(".avro")
+        .with_table_partition_cols(partition_cols);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(arrow_schema(def)?);
+    Ok(ListingTable::try_new(config)?)
+}
+
+/// The Arrow schema the Avro reader gives records of the table's schema: read from an empty
+/// container file of that schema, so it is exactly what reading a landed file gives.
+fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
+    let bad = |message: String| QueryError::File {
+        path: format!("table {} schema", def.name),
+        message,
+    };
+    let schema =
+        apache_avro::Schema::parse_str(&def.avro_schema).map_err(|e| bad(e.to_string()))?;
+    let mut writer =
+        apache_avro::Writer::new(&schema, Vec::new()).map_err(|e| bad(e.to_string()))?;
+    writer.flush().map_err(|e| bad(e.to_string()))?;
+    let bytes = writer.into_inner().map_err(|e| bad(e.to_string()))?;
+    let reader = ReaderBuilder::new()
+        .build(Cursor::new(bytes))
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(reader.schema())
+}
+
+/// Files read by the file scans in `plan`.
+fn files_scanned(plan: &Arc<dyn ExecutionPlan>) -> usize {
+    let own = file_scan(plan)
+        .map(|c| c.file_groups.iter().map(|g| g.len()).sum())
+        .unwrap_or(0);
+    own + plan
+        .children()
+        .iter()
+        .map(|c| files_scanned(c))
+        .sum::<usize>()
+}
+
+fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+    plan.downcast_ref::<DataSourceExec>()?
+        .data_source()
+        .downcast_ref::<FileScanConfig>()
+}
+
+/// Batches as display strings, timestamps as Athena shows them.
+fn result_set(batches: &[RecordBatch], schema: &ArrowSchema) -> Result<ResultSet, QueryError> {
+    let mut out = ResultSet {
+        columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        types: schema
+            .fields()
+            .iter()
+            .map(|f| sql_type(f.data_type()))
+            .collect(),
+        rows: Vec::new(),
+    };
+    let options = FormatOptions::default()
+        .with_timestamp_format(Some(TIMESTAMP_FORMAT))
+        .with_timestamp_tz_format(Some(TIMESTAMP_FORMAT));
+    for batch in batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| QueryError::Sql(e.to_string()))?;
+        for row in 0..batch.num_rows() {
+            out.rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(c, f)| (!c.is_null(row)).then(|| f.value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The SQL (Athena) name of an Arrow type.
+fn sql_type(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "varchar".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Int8 => "tinyint".into(),
+        DataType::Int16 => "smallint".into(),
+        DataType::Int32 => "integer".into(),
+        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => "bigint".into(),
+        DataType::Float32 => "real".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Timestamp(..) => "timestamp".into(),
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("decimal({p},{s})"),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "varbinary".into(),
+        DataType::List(f) | DataType::LargeList(f) => format!("array({})", sql_type(f.data_type())),
+        DataType::Map(..) => "map".into(),
+        DataType::Struct(_) => "row".into(),
+        DataType::Dictionary(_, v) => sql_type(v),
+        other => other.to_string().to_lowercase(),
+    }
+}

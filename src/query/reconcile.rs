@@ -1,0 +1,493 @@
+//! `tickflow reconcile`: recomputes the bars from the raw tick table and compares them with
+//! the bar tables, field by field, so a user can prove the pipeline to an auditor.
+//!
+//! The recomputation is independent of the engine's window code: it reads the tick table's
+//! files, puts each Kafka partition's ticks back in offset order (every lake file lists the
+//! offsets it holds), and applies the topology's rules by brute force. A tick goes through the
+//! source's sanity checks and the filters; stream time is the largest event time of the
+//! partition's accepted ticks so far; a tick is late for a window whose end plus grace is at
+//! or before stream time; OHLC ties between equal event times go to the lower offset. A bar
+//! is expected once its window has closed by the same rule (a bar the lake holds for a window
+//! that the landed ticks have not closed, for example one an end-of-input watermark closed,
+//! is compared too).
+
+use std::collections::BTreeMap;
+
+use apache_avro::types::Value;
+use serde::de::DeserializeOwned;
+
+use super::QueryError;
+use crate::codec::{Bar, Tick};
+use crate::config::TopologySpec;
+use crate::config::lake::LakeSpec;
+use crate::operators::{Filter, Sanity, WindowDef};
+use crate::sink::lake::file_offsets;
+use crate::sink::lake::store::LakeStore;
+use crate::topology::plan::Plan;
+
+/// A bar's identity: (key, resolution, window start).
+pub type BarId = (String, String, i64);
+
+/// Which bars to check.
+#[derive(Debug, Clone, Default)]
+pub struct ReconcileOptions {
+    /// Only windows starting at or after this (UTC microseconds).
+    pub from: Option<i64>,
+    /// Only windows starting before this (UTC microseconds).
+    pub to: Option<i64>,
+    /// Only these resolutions (all of the topology's when empty).
+    pub resolutions: Vec<String>,
+}
+
+/// What reconcile found.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Ticks read from the tick table.
+    pub ticks: u64,
+    /// (tick, resolution) pairs that were late, so counted in no bar.
+    pub late: u64,
+    /// Ticks refused by the sanity checks (they went to the dead-letter topic).
+    pub rejected: u64,
+    /// Bars compared, per resolution.
+    pub checked: BTreeMap<String, u64>,
+    /// Expected bars of closed windows that the bar tables lack.
+    pub missing: Vec<BarId>,
+    /// Bars in the tables that the ticks do not produce.
+    pub unexpected: Vec<BarId>,
+    /// Bars present in both that differ, with the names of the fields that differ.
+    pub differing: Vec<(BarId, Vec<&'static str>)>,
+    /// Bars landed twice with different values (identical copies are a replay after an
+    /// engine crash, which the delivery protocol allows; Kafka holds both records).
+    pub duplicates: Vec<BarId>,
+}
+
+impl Report {
+    /// Number of problems found (0 means the bar tables are proven).
+    pub fn differences(&self) -> usize {
+        self.missing.len() + self.unexpected.len() + self.differing.len() + self.duplicates.len()
+    }
+
+    /// Differing bars counted by field.
+    pub fn by_field(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for (_, fields) in &self.differing {
+            for f in fields {
+                *out.entry(*f).or_default() += 1;
+            }
+        }
+        out
+    }
+}
+
+/// Reconciles the bar tables of `spec`'s lake (in `store`) with its tick table.
+pub async fn reconcile(
+    spec: &TopologySpec,
+    store: &LakeStore,
+    options: &ReconcileOptions,
+) -> Result<Report, QueryError> {
+    let plan = Plan::of(spec).map_err(|e| QueryError::Unsupported(e.to_string()))?;
+    let lake = spec
+        .lake
+        .as_ref()
+        .ok_or_else(|| QueryError::Unsupported("the topology has no `lake:` section".into()))?;
+    let rules = Rules::of(&plan, options)?;
+    let tick_table = table_of(lake, &plan.input_topic)?;
+    let mut report = Report::default();
+    let log = read_table::<Tick>(store, &tick_table).await?;
+    let expected = rules.expected(log, &mut report);
+    let mut actual: BTreeMap<BarId, Bar> = BTreeMap::new();
+    for (def, topics) in plan.defs.iter().zip(&plan.bar_topics) {
+        if !rules.windows.iter().any(|w| w.name == def.name) {
+            continue;
+        }
+        let topic = topics
+            .iter()
+            .find(|t| table_of(lake, t).is_ok())
+            .ok_or_else(|| {
+                QueryError::Unsupported(format!(
+                    "no bar topic of resolution {} is landed",
+                    def.name
+                ))
+            })?;
+        let table = table_of(lake, topic)?;
+        for (_, records) in read_table::<Bar>(store, &table).await? {
+            for (_, bar) in records {
+                if bar.resolution != def.name || !options.covers(bar.window_start) {
+                    continue;
+                }
+                let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
+                if let Some(old) = actual.insert(id.clone(), bar)
+                    && Some(&old) != actual.get(&id)
+                {
+                    report.duplicates.push(id);
+                }
+            }
+        }
+    }
+    compare(&expected, &actual, &mut report);
+    Ok(report)
+}
+
+impl ReconcileOptions {
+    fn covers(&self, window_start: i64) -> bool {
+        self.from.is_none_or(|f| window_start >= f) && self.to.is_none_or(|t| window_start < t)
+    }
+}
+
+/// The table a topic lands in.
+fn table_of(lake: &LakeSpec, topic: &str) -> Result<String, QueryError> {
+    lake.topics
+        .iter()
+        .find(|t| t.topic == topic)
+        .map(|t| t.table_name())
+        .ok_or_else(|| QueryError::Unsupported(format!("topic {topic} is not landed in the lake")))
+}
+
+/// The records of a table, per Kafka partition, in offset order: (offset, record).
+async fn read_table<T: DeserializeOwned>(
+    store: &LakeStore,
+    table: &str,
+) -> Result<BTreeMap<i32, Vec<(i64, T)>>, QueryError> {
+    let mut out: BTreeMap<i32, Vec<(i64, T)>> = BTreeMap::new();
+    for path in store.list_all(table).await? {
+        if !path.ends_with(".avro") {
+            continue;
+        }
+        let bytes = store.get(&path).await?;
+        let (partition, records) = file_records::<T>(&path, &bytes)?;
+        out.entry(partition).or_default().extend(records);
+    }
+    for records in out.values_mut() {
+        records.sort_by_key(|(o, _)| *o);
+    }
+    Ok(out)
+}
+
+/// The Kafka partition of a lake file (from its name, `<topic>+<partition>+<offset>.avro`)
+/// and its records with their offsets (from its metadata).
+fn file_records<T: DeserializeOwned>(
+    path: &str,
+    bytes: &[u8],
+) -> Result<(i32, Vec<(i64, T)>), QueryError> {
+    let bad = |message: String| QueryError::File {
+        path: path.to_string(),
+        message,
+    };
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let partition = name
+        .trim_end_matches(".avro")
+        .rsplit('+')
+        .nth(1)
+        .and_then(|p| p.parse::<i32>().ok())
+        .ok_or_else(|| bad("the name is not <topic>+<partition>+<offset>.avro".into()))?;
+    let offsets = file_offsets(bytes).ok_or_else(|| bad("no tickflow.offsets metadata".into()))?;
+    let reader = apache_avro::Reader::new(bytes).map_err(|e| bad(e.to_string()))?;
+    let mut records = Vec::new();
+    let mut offsets = offsets.iter();
+    for value in reader {
+        let value: Value = value.map_err(|e| bad(e.to_string()))?;
+        let offset = offsets
+            .next()
+            .ok_or_else(|| bad("more records than offsets".into()))?;
+        let record = apache_avro::from_value::<T>(&value).map_err(|e| bad(e.to_string()))?;
+        records.push((offset, record));
+    }
+    if offsets.next().is_some() {
+        return Err(bad("fewer records than offsets".into()));
+    }
+    Ok((partition, records))
+}
+
+/// The topology's rules, as reconcile applies them.
+struct Rules {
+    sanity: Sanity,
+    filters: Vec<Filter>,
+    windows: Vec<WindowDef>,
+    grace: i64,
+    options: ReconcileOptions,
+}
+
+/// A window's ticks, folded: ((event time, offset) of first and last, with prices), high,
+/// low, volume, turnover, count.
+#[derive(Debug, Clone)]
+struct Fold {
+    first: ((i64, i64), f64),
+    last: ((i64, i64), f64),
+    high: f64,
+    low: f64,
+    volume: i64,
+    turnover: f64,
+    count: i64,
+    /// Largest stream time of the partitions the window's ticks came from.
+    closes_at: i64,
+}
+
+impl Rules {
+    fn of(plan: &Plan, options: &ReconcileOptions) -> Result<Self, QueryError> {
+        if plan.group_by.is_some() || plan.defs.iter().any(|d| d.gap.is_some()) {
+            return Err(QueryError::Unsupported(
+                "reconcile supports tumbling and hopping windows keyed by the source key".into(),
+            ));
+        }
+        let windows: Vec<WindowDef> = plan
+            .defs
+            .iter()
+            .filter(|d| options.resolutions.is_empty() || options.resolutions.contains(&d.name))
+            .cloned()
+            .collect();
+        if windows.is_empty() {
+            let names: Vec<&str> = plan.defs.iter().map(|d| d.name.as_str()).collect();
+            return Err(QueryError::Unsupported(format!(
+                "no such resolution; the topology has {}",
+                names.join(", ")
+            )));
+        }
+        Ok(Self {
+            sanity: plan.sanity,
+            filters: plan.filters.clone(),
+            windows,
+            grace: plan.window.grace.value.as_micros() as i64,
+            options: options.clone(),
+        })
+    }
+
+    /// Bars of closed windows, and the folds of windows still open, by brute force.
+    fn expected(
+        &self,
+        log: BTreeMap<i32, Vec<(i64, Tick)>>,
+        report: &mut Report,
+    ) -> BTreeMap<BarId, (Bar, bool)> {
+        let mut folds: BTreeMap<BarId, Fold> = BTreeMap::new();
+        for (partition, ticks) in log {
+            let mut stream_time = i64::MIN;
+            let mut touched = Vec::new();
+            for (offset, tick) in ticks {
+                report.ticks += 1;
+                if self.sanity.check(&tick, stream_time).is_err() {
+                    report.rejected += 1;
+                    continue;
+                }
+                if !self.filters.iter().all(|f| f.keeps(&tick)) {
+                    continue;
+                }
+                stream_time = stream_time.max(tick.event_time);
+                let order = (tick.event_time, (i64::from(partition) << 40) | offset);
+                for w in &self.windows {
+                    let mut start = tick.event_time.div_euclid(w.advance) * w.advance;
+                    while start + w.size > tick.event_time {
+                        if start + w.size + self.grace <= stream_time {
+                            report.late += 1;
+                        } else if self.options.covers(start) {
+                            let id = (tick.symbol.clone(), w.name.clone(), start);
+                            fold(folds.entry(id.clone()), order, &tick);
+                            touched.push(id);
+                        }
+                        start -= w.advance;
+                    }
+                }
+            }
+            for id in touched {
+                if let Some(f) = folds.get_mut(&id) {
+                    f.closes_at = f.closes_at.max(stream_time);
+                }
+            }
+        }
+        folds
+            .into_iter()
+            .map(|(id, f)| {
+                let size = self
+                    .windows
+                    .iter()
+                    .find(|w| w.name == id.1)
+                    .map_or(0, |w| w.size);
+                let closed = id.2 + size + self.grace <= f.closes_at;
+                let bar = Bar {
+                    symbol: id.0.clone(),
+                    resolution: id.1.clone(),
+                    window_start: id.2,
+                    window_end: id.2 + size,
+                    open: f.first.1,
+                    high: f.high,
+                    low: f.low,
+                    close: f.last.1,
+                    volume: f.volume,
+                    vwap: f.turnover / f.volume as f64,
+                    turnover: f.turnover,
+                    trade_count: f.count,
+                    first_tick_time: f.first.0.0,
+                    last_tick_time: f.last.0.0,
+                    extras: Default::default(),
+                };
+                (id, (bar, closed))
+            })
+            .collect()
+    }
+}
+
+fn fold(entry: std::collections::btree_map::Entry<'_, BarId, Fold>, order: (i64, i64), t: &Tick) {
+    let f = entry.or_insert(Fold {
+        first: (order, t.price),
+        last: (order, t.price),
+        high: t.price,
+        low: t.price,
+        volume: 0,
+        turnover: 0.0,
+        count: 0,
+        closes_at: i64::MIN,
+    });
+    if order < f.first.0 {
+        f.first = (order, t.price);
+    }
+    if order > f.last.0 {
+        f.last = (order, t.price);
+    }
+    f.high = f.high.max(t.price);
+    f.low = f.low.min(t.price);
+    f.volume += t.size;
+    f.turnover += t.price * t.size as f64;
+    f.count += 1;
+}
+
+/// Compares expected and landed bars; VWAP and turnover agree within 1e-9 relative (the
+/// same sums added in the same order agree exactly; the tolerance only forgives another
+/// summation order).
+fn compare(
+    expected: &BTreeMap<BarId, (Bar, bool)>,
+    actual: &BTreeMap<BarId, Bar>,
+    report: &mut Report,
+) {
+    for (id, (want, closed)) in expected {
+        match actual.get(id) {
+            Some(got) => {
+                *report.checked.entry(id.1.clone()).or_default() += 1;
+                let fields = differing_fields(got, want);
+                if !fields.is_empty() {
+                    report.differing.push((id.clone(), fields));
+                }
+            }
+            None if *closed => report.missing.push(id.clone()),
+            None => {}
+        }
+    }
+    report.unexpected = actual
+        .keys()
+        .filter(|id| !expected.contains_key(*id))
+        .cloned()
+        .collect();
+}
+
+/// Names of the fields in which `got` differs from `want` (extras are not recomputed).
+pub fn differing_fields(got: &Bar, want: &Bar) -> Vec<&'static str> {
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    let checks: [(&'static str, bool); 11] = [
+        ("window_end", got.window_end == want.window_end),
+        ("open", got.open == want.open),
+        ("high", got.high == want.high),
+        ("low", got.low == want.low),
+        ("close", got.close == want.close),
+        ("volume", got.volume == want.volume),
+        ("vwap", close(got.vwap, want.vwap)),
+        ("turnover", close(got.turnover, want.turnover)),
+        ("trade_count", got.trade_count == want.trade_count),
+        (
+            "first_tick_time",
+            got.first_tick_time == want.first_tick_time,
+        ),
+        ("last_tick_time", got.last_tick_time == want.last_tick_time),
+    ];
+    checks
+        .into_iter()
+        .filter(|(_, same)| !same)
+        .map(|(name, _)| name)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tick(symbol: &str, price: f64, size: i64, t: i64) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            venue: "XNAS".into(),
+            price,
+            size,
+            event_time: t,
+            trade_id: 1,
+            side: "B".into(),
+            conditions: vec![],
+            currency: "USD".into(),
+        }
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            sanity: Sanity { max_skew: i64::MAX },
+            filters: vec![],
+            windows: vec![WindowDef {
+                name: "1m".into(),
+                size: 60_000_000,
+                advance: 60_000_000,
+                gap: None,
+            }],
+            grace: 5_000_000,
+            options: ReconcileOptions::default(),
+        }
+    }
+
+    #[test]
+    fn late_ticks_are_left_out_and_open_windows_are_not_required() {
+        let s = 1_000_000;
+        let log = BTreeMap::from([(
+            0,
+            vec![
+                (0, tick("A", 10.0, 100, 10 * s)),
+                (1, tick("A", 12.0, 50, 10 * s)), // tie: the lower offset opens
+                (2, tick("A", 11.0, 10, 70 * s)),
+                (3, tick("A", 9.0, 10, 20 * s)), // 70 s > 60 + 5: late for the first minute
+                (4, tick("A", 13.0, 10, 61 * s)),
+            ],
+        )]);
+        let mut report = Report::default();
+        let bars = rules().expected(log, &mut report);
+        assert_eq!(report.late, 1);
+        let (first, closed) = &bars[&("A".into(), "1m".into(), 0)];
+        assert!(closed);
+        assert_eq!(
+            (first.open, first.close, first.high, first.low),
+            (10.0, 12.0, 12.0, 10.0)
+        );
+        assert_eq!((first.volume, first.trade_count), (150, 2));
+        assert!((first.vwap - (10.0 * 100.0 + 12.0 * 50.0) / 150.0).abs() < 1e-12);
+        let (second, closed) = &bars[&("A".into(), "1m".into(), 60 * s)];
+        assert!(!closed, "stream time 70 s does not close [60 s, 120 s)");
+        assert_eq!((second.open, second.close), (13.0, 11.0), "by event time");
+    }
+
+    #[test]
+    fn a_changed_bar_is_reported_by_field_and_a_missing_one_as_missing() {
+        let log = BTreeMap::from([(
+            0,
+            vec![
+                (0, tick("A", 10.0, 1, 0)),
+                (1, tick("B", 20.0, 1, 0)),
+                (2, tick("A", 10.0, 1, 120_000_000)),
+            ],
+        )]);
+        let mut report = Report::default();
+        let expected = rules().expected(log, &mut report);
+        let mut actual: BTreeMap<BarId, Bar> = expected
+            .iter()
+            .filter(|(_, (_, closed))| *closed)
+            .map(|(id, (b, _))| (id.clone(), b.clone()))
+            .collect();
+        actual.remove(&("B".into(), "1m".into(), 0));
+        actual.get_mut(&("A".into(), "1m".into(), 0)).unwrap().close = 10.5;
+        compare(&expected, &actual, &mut report);
+        assert_eq!(report.missing, vec![("B".into(), "1m".into(), 0)]);
+        assert_eq!(report.differing.len(), 1);
+        assert_eq!(report.differing[0].1, vec!["close"]);
+        assert!(report.unexpected.is_empty());
+        assert_eq!(report.differences(), 2);
+    }
+}

@@ -1,0 +1,128 @@
+//! Saved queries: SQL files (in `queries/`) that run unchanged on Athena and on the embedded
+//! engine. A query may hold `{{name}}` placeholders; `tickflow query --param name=value`
+//! fills them, and `{{day}}` defaults to the newest `dt` partition in the catalog.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::QueryError;
+use crate::catalog::Catalog;
+
+/// The placeholder names in `sql`, in order of first use.
+pub fn placeholders(sql: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        let name = after[..end].trim().to_string();
+        if !out.contains(&name) {
+            out.push(name);
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// `sql` with every placeholder replaced by its value from `params`. A value may not hold a
+/// quote, so it cannot end the string literal it is written into.
+pub fn bind(
+    origin: &str,
+    sql: &str,
+    params: &BTreeMap<String, String>,
+) -> Result<String, QueryError> {
+    let mut out = sql.to_string();
+    for name in placeholders(sql) {
+        let value = params.get(&name).ok_or_else(|| QueryError::SavedQuery {
+            path: origin.into(),
+            message: format!("needs a value for {{{{{name}}}}}: pass --param {name}=VALUE"),
+        })?;
+        if value.contains(['\'', '"', ';']) {
+            return Err(QueryError::SavedQuery {
+                path: origin.into(),
+                message: format!("the value of {name} may not hold quotes or semicolons"),
+            });
+        }
+        for spelling in spellings(&out, &name) {
+            out = out.replace(&spelling, value);
+        }
+    }
+    Ok(out)
+}
+
+/// The spellings of placeholder `name` that occur in `sql` (`{{day}}`, `{{ day }}`).
+fn spellings(sql: &str, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = sql;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        if after[..end].trim() == name {
+            let text = format!("{{{{{}}}}}", &after[..end]);
+            if !out.contains(&text) {
+                out.push(text);
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// Reads a saved query file.
+pub fn load(path: &Path) -> Result<String, QueryError> {
+    std::fs::read_to_string(path).map_err(|e| QueryError::SavedQuery {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// The newest `dt` partition value among `tables` of `database`, if any is registered.
+pub async fn newest_day(
+    catalog: &Catalog,
+    database: &str,
+    tables: &[String],
+) -> Result<Option<String>, QueryError> {
+    let mut newest: Option<String> = None;
+    for table in tables {
+        for values in catalog.partition_values(database, table).await? {
+            if let Some(dt) = values.into_iter().next() {
+                newest = newest.max(Some(dt));
+            }
+        }
+    }
+    Ok(newest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_found_once_and_filled() {
+        let sql =
+            "SELECT 1 FROM t WHERE dt = '{{day}}' AND hour >= '{{ from_hour }}' OR dt = '{{day}}'";
+        assert_eq!(placeholders(sql), vec!["day", "from_hour"]);
+        let params = BTreeMap::from([
+            ("day".to_string(), "2025-03-03".to_string()),
+            ("from_hour".to_string(), "14".to_string()),
+        ]);
+        assert_eq!(
+            bind("q.sql", sql, &params).unwrap(),
+            "SELECT 1 FROM t WHERE dt = '2025-03-03' AND hour >= '14' OR dt = '2025-03-03'"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_quoting_value_is_refused() {
+        let sql = "SELECT '{{day}}'";
+        let missing = bind("q.sql", sql, &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("q.sql") && missing.contains("--param day="),
+            "{missing}"
+        );
+        let params = BTreeMap::from([("day".to_string(), "x' OR '1'='1".to_string())]);
+        assert!(bind("q.sql", sql, &params).is_err());
+    }
+}

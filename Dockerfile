@@ -11,7 +11,8 @@ COPY benches ./benches
 RUN cargo build --release --locked --bin tickflow
 
 FROM debian:bookworm-slim
-RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 \
+# fonts-dejavu-core: the text of `tickflow chart`.
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --home /app tickflow
 WORKDIR /app
@@ -19,6 +20,7 @@ COPY --from=build /src/target/release/tickflow /usr/local/bin/tickflow
 COPY config ./config
 COPY schemas ./schemas
 COPY topologies ./topologies
+COPY queries ./queries
 RUN mkdir -p /app/state && chown tickflow /app/state
 USER tickflow
 # Prometheus metrics

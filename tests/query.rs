@@ -149,7 +149,79 @@ async fn saved_queries_and_reconcile_agree_with_brute_force() {
     check_volume_by_hour_venue(&t, &day_ticks);
     check_late_tick_rate(&t, &day_ticks, &late);
     check_partition_pruning(&t, &day_ticks, &day);
+    check_chart(&t, &bars);
     check_reconcile(&t, &lake_dir, bars.len());
+}
+
+/// Candles drawn in an SVG chart: filled rectangles in the up or down colour.
+fn candles_in(svg: &str) -> usize {
+    let colours = ["fill=\"#26a69a\"", "fill=\"#ef5350\""];
+    svg.to_lowercase()
+        .split("<rect")
+        .skip(1)
+        .filter(|r| colours.iter().any(|c| r.contains(c)))
+        .count()
+}
+
+/// `tickflow chart` draws one candle per bar of the symbol, within --from/--to, as SVG and
+/// PNG.
+fn check_chart(t: &Path, bars: &BTreeMap<common::golden::BarId, Bar>) {
+    let symbol = &bars.keys().next().unwrap().0;
+    let starts: Vec<i64> = bars
+        .values()
+        .filter(|b| &b.symbol == symbol)
+        .map(|b| b.window_start)
+        .collect();
+    let dir = t.parent().unwrap();
+    let tt = t.display().to_string();
+    let svg = dir.join("chart.svg").display().to_string();
+    let out = tickflow(&["chart", "-t", &tt, "-s", symbol, "-r", "1m", "-o", &svg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        candles_in(&std::fs::read_to_string(&svg).unwrap()),
+        starts.len()
+    );
+
+    let (from, to) = (starts[2], starts[2] + 10 * MINUTE);
+    let want = starts.iter().filter(|s| (from..to).contains(*s)).count();
+    let png = dir.join("chart.png").display().to_string();
+    let range = |t: i64| {
+        chrono::DateTime::from_timestamp_micros(t)
+            .unwrap()
+            .to_rfc3339()
+    };
+    let (f, u) = (range(from), range(to));
+    for file in [&svg, &png] {
+        let args = [
+            "chart", "-t", &tt, "-s", symbol, "--from", &f, "--to", &u, "-o", file,
+        ];
+        let out = tickflow(&args);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.starts_with(&format!("drew {want} 1m bars")),
+            "{stdout}"
+        );
+    }
+    assert_eq!(candles_in(&std::fs::read_to_string(&svg).unwrap()), want);
+    let png = std::fs::read(&png).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!((w, h), (1200, 700));
+    if let Ok(keep) = std::env::var("TICKFLOW_TEST_KEEP_CHART") {
+        std::fs::copy(dir.join("chart.png"), keep).unwrap();
+    }
 }
 
 fn check_latest_bars(t: &Path, day_bars: &[&Bar]) {

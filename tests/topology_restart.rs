@@ -1,8 +1,9 @@
-//! A restart resumes exactly where the engine stopped: the process is stopped mid-stream with
-//! SIGTERM, then twice with SIGKILL (the second time its state directory is deleted, so the
-//! stores are rebuilt from their changelog topics), restarted each time, and the final bars
-//! (identical replays collapsed by bar identity) equal the brute-force ones.
-//! Once for bars per symbol and once re-keyed by venue through a repartition topic.
+//! A restart resumes exactly where the engine stopped. Bars per symbol: a seeded simulation
+//! of 1,000,000 ticks with late and out-of-order ones; the engine is SIGKILLed at 10 random
+//! points, and 3 times its state directory is deleted before the restart, so the stores are
+//! rebuilt from their changelog topics. Re-keyed by venue through a repartition topic: 300,000
+//! ticks, SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars
+//! (identical replays collapsed by bar identity) and late ticks equal the brute-force ones.
 
 mod common;
 
@@ -16,12 +17,36 @@ use common::process::{engine_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
-const COUNT: u64 = 300_000;
 const S: i64 = 1_000_000;
 
-/// Simulates `COUNT` ticks, runs the topology made of `operators` (its window has id `bars`)
-/// four times (SIGTERM, SIGKILL, SIGKILL and the state deleted, to the end) and checks the outputs against `rules`.
-async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
+/// One interruption: after how many records (counted from the restart), which signal, and
+/// whether the state directory is deleted before the next start.
+type Stop = (u64, &'static str, bool);
+
+/// `n` SIGKILLs after a seeded random 20,000 to 80,000 records each, deleting the state
+/// before every third restart.
+fn random_kills(n: usize) -> Vec<Stop> {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    (1..=n)
+        .map(|i| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (20_000 + rng % 60_000, "KILL", i % 3 == 0)
+        })
+        .collect()
+}
+
+/// Simulates `count` ticks, runs the topology made of `operators` (its window has id `bars`),
+/// interrupting it at each of `stops` and then running it to the end, and checks the outputs
+/// against `rules`.
+async fn restart_scenario(
+    prefix: &str,
+    operators: &str,
+    rules: Rules<'_>,
+    count: u64,
+    stops: Vec<Stop>,
+) {
     let kafka = common::kafka();
     let registry = common::TestRegistry::start().await;
     let client = RegistryClient::new(&registry.url).unwrap();
@@ -31,7 +56,7 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
         late_fraction: 0.005,
         ..SimConfig::default()
     };
-    simulate_into(&kafka, &client, &input, cfg, 100, COUNT).await;
+    simulate_into(&kafka, &client, &input, cfg, 100, count).await;
 
     let dir = tempfile::tempdir().unwrap();
     let topology = dir.path().join("t.yaml");
@@ -42,21 +67,27 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
         ),
     )
     .unwrap();
-    let env = engine_env(
+    let mut env = engine_env(
         &kafka.bootstrap_servers,
         &registry.url,
         &dir.path().join("state"),
     );
+    // After the state is deleted the restarted engine is a new writer and waits this long for
+    // the killed one's release, which never comes (the product default is 30 s).
+    env.push(("TICKFLOW_STATE__HANDOVER_TIMEOUT".into(), "3s".into()));
 
     let started = Instant::now();
     let (t, e) = (topology.clone(), env.clone());
     let state = dir.path().join("state");
+    let runs = stops.len() + 1;
     tokio::task::spawn_blocking(move || {
-        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "TERM");
-        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "KILL");
-        interrupt(start_engine(&t, &e, Some("restart-test")), 40_000, "KILL");
-        // A new host: the state directory is gone and is rebuilt from the changelogs.
-        std::fs::remove_dir_all(&state).unwrap();
+        for (records, signal, delete_state) in stops {
+            interrupt(start_engine(&t, &e, Some("restart-test")), records, signal);
+            if delete_state {
+                // A new host: the state directory is gone and is rebuilt from the changelogs.
+                std::fs::remove_dir_all(&state).unwrap();
+            }
+        }
         let status = start_engine(&t, &e, Some("restart-test"))
             .child
             .wait()
@@ -65,10 +96,10 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
     })
     .await
     .unwrap();
-    eprintln!("{prefix}: four engine runs took {:?}", started.elapsed());
+    eprintln!("{prefix}: {runs} engine runs took {:?}", started.elapsed());
 
     let (k, i) = (kafka.clone(), input.clone());
-    let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], COUNT as usize + 8))
+    let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], count as usize + 8))
         .await
         .unwrap();
     let log = tick_log(&records, &client).await;
@@ -95,7 +126,7 @@ async fn restart_scenario(prefix: &str, operators: &str, rules: Rules<'_>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_and_sigkill_mid_stream_change_nothing() {
+async fn ten_sigkills_three_with_the_state_lost_change_nothing() {
     let operators = "  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n";
     let rules = Rules {
         windows: &[("1s", S, S), ("1m", 60 * S, 60 * S)],
@@ -104,7 +135,9 @@ async fn sigterm_and_sigkill_mid_stream_change_nothing() {
         keep: |_| true,
         session_gap: None,
     };
-    restart_scenario("restart", operators, rules).await;
+    let stops = random_kills(10);
+    assert_eq!(stops.iter().filter(|s| s.2).count(), 3);
+    restart_scenario("restart", operators, rules, 1_000_000, stops).await;
 }
 
 /// A crash between forwarding and committing replays ticks into the repartition topic; the
@@ -119,5 +152,10 @@ async fn sigkill_with_a_group_by_counts_replayed_ticks_once() {
         keep: |_| true,
         session_gap: None,
     };
-    restart_scenario("restart-venue", operators, rules).await;
+    let stops = vec![
+        (40_000, "TERM", false),
+        (40_000, "KILL", false),
+        (40_000, "KILL", true),
+    ];
+    restart_scenario("restart-venue", operators, rules, 300_000, stops).await;
 }

@@ -58,6 +58,8 @@ pub enum Command {
     /// Recompute the bars from the lake's raw ticks and compare them with its bar tables;
     /// exits 1 on any difference.
     Reconcile(query::ReconcileArgs),
+    /// Draw a candlestick chart (with volume) of a symbol's bars from the lake, as SVG or PNG.
+    Chart(query::ChartArgs),
     /// Manage the lake's tables in the catalog (`catalog sync`).
     Catalog(catalog::CatalogArgs),
     /// Serve the built-in Confluent-compatible schema registry.
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
             Command::Query(args) => query::run(args, load_config(&cli.config)?).await,
             Command::Reconcile(args) => query::reconcile(args, load_config(&cli.config)?).await,
+            Command::Chart(args) => query::chart(args, load_config(&cli.config)?).await,
             Command::Catalog(args) => catalog::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]

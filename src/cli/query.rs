@@ -7,13 +7,18 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::catalog::open_lake;
-use crate::catalog::Catalog;
+use super::catalog::{lake_of, open_lake};
+use crate::catalog::{Catalog, GlueCatalog};
+use crate::config::lake::CatalogKind;
 use crate::config::{AppConfig, TopologySpec};
+use crate::query::athena::AthenaEngine;
+use crate::query::bar_table;
+use crate::query::chart::{Candle, ChartSpec, render};
 use crate::query::local::ScanStats;
 use crate::query::reconcile::{self, ReconcileOptions, Report};
 use crate::query::{LocalEngine, OutputFormat, ResultSet, saved};
 use crate::sink::lake::store::LakeStore;
+use crate::topology::plan::Plan;
 
 /// The topology the lake commands read by default: the flagship job's, which the demo runs.
 pub const DEFAULT_TOPOLOGY: &str = "topologies/ohlc_vwap.yaml";
@@ -34,12 +39,24 @@ pub struct QueryArgs {
     /// the newest `dt` partition in the catalog.
     #[arg(long = "param", short = 'p', value_parser = parse_param)]
     pub params: Vec<(String, String)>,
+    /// Where the query runs [default: athena for an s3:// lake, else local].
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineKind>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
     /// Also print, to stderr, how many files the scans read of how many the tables hold.
     #[arg(long)]
     pub stats: bool,
+}
+
+/// The SQL engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// The embedded engine (DataFusion) over the lake's files.
+    Local,
+    /// Amazon Athena, over the tables in the Glue Data Catalog.
+    Athena,
 }
 
 /// Flags of `tickflow reconcile`.
@@ -59,6 +76,32 @@ pub struct ReconcileArgs {
     pub resolutions: Vec<String>,
 }
 
+/// Flags of `tickflow chart`.
+#[derive(Debug, Clone, Args)]
+pub struct ChartArgs {
+    /// The symbol (the bars' key).
+    #[arg(long, short = 's')]
+    pub symbol: String,
+    /// Bar resolution, e.g. `1m`.
+    #[arg(long, short = 'r', default_value = "1m")]
+    pub resolution: String,
+    /// Only bars starting at or after this time (RFC 3339, or `YYYY-MM-DD[ HH:MM[:SS]]`, UTC).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<i64>,
+    /// Only bars starting before this time.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<i64>,
+    /// The file to write: `.svg` or `.png`.
+    #[arg(long, short = 'o')]
+    pub output: PathBuf,
+    /// Width x height in pixels.
+    #[arg(long, default_value = "1200x700", value_parser = parse_size)]
+    pub size: (u32, u32),
+    /// Topology whose lake holds the bars.
+    #[arg(long, short = 't', default_value = DEFAULT_TOPOLOGY)]
+    pub topology: PathBuf,
+}
+
 /// Runs `tickflow query`.
 pub async fn run(args: QueryArgs, app: AppConfig) -> anyhow::Result<()> {
     let result = answer(&args, &app).await?;
@@ -66,15 +109,50 @@ pub async fn run(args: QueryArgs, app: AppConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The answer to `args`' query on the embedded engine.
+/// The answer to `args`' query, on the engine it names.
 pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultSet> {
-    let (spec, store, catalog) = open_lake(&args.topology, app).await?;
+    let spec = TopologySpec::load(&args.topology)?;
+    let lake = spec.lake.as_ref().with_context(|| {
+        format!(
+            "{}: the topology has no `lake:` section",
+            args.topology.display()
+        )
+    })?;
     let (origin, text) = match (&args.file, &args.sql) {
         (Some(path), _) => (path.display().to_string(), saved::load(path)?),
         (None, Some(sql)) => ("the query".to_string(), sql.clone()),
         (None, None) => bail!("give the SQL or --file"),
     };
     let params: BTreeMap<String, String> = args.params.iter().cloned().collect();
+    let engine = args.engine.unwrap_or(if lake.url.starts_with("s3://") {
+        EngineKind::Athena
+    } else {
+        EngineKind::Local
+    });
+    if engine == EngineKind::Athena {
+        if lake.catalog_kind() != CatalogKind::Glue {
+            bail!(
+                "Athena reads the Glue Data Catalog, and this lake's catalog is local: use --engine local"
+            );
+        }
+        let catalog = Catalog::Glue(GlueCatalog::connect(&app.aws).await?);
+        let sql = bind(&spec, &catalog, &origin, &text, params).await?;
+        let athena = AthenaEngine::connect(&app.aws, &app.athena).await;
+        let (result, stats) = athena
+            .query(&lake.database, &sql)
+            .await
+            .with_context(|| format!("running {origin} on Athena"))?;
+        eprintln!(
+            "athena query {}: {:.1} MB scanned, about ${:.5} (at ${}/TB, 10 MB minimum); engine time {} ms",
+            stats.query_id,
+            stats.data_scanned as f64 / 1e6,
+            stats.cost_usd,
+            app.athena.price_per_tb,
+            stats.engine_millis
+        );
+        return Ok(result);
+    }
+    let (store, catalog) = lake_of(&spec, app).await?;
     let (result, stats) = run_sql(&spec, &store, &catalog, &origin, &text, params).await?;
     if args.stats {
         eprintln!(
@@ -85,16 +163,15 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
     Ok(result)
 }
 
-/// Runs `text` (from `origin`, for messages) over `spec`'s lake with its placeholders bound
-/// from `params`; `day` defaults to the newest `dt` partition in the catalog.
-pub async fn run_sql(
+/// `text` with its placeholders bound from `params`; `day` defaults to the newest `dt`
+/// partition in the catalog.
+async fn bind(
     spec: &TopologySpec,
-    store: &LakeStore,
     catalog: &Catalog,
     origin: &str,
     text: &str,
     mut params: BTreeMap<String, String>,
-) -> anyhow::Result<(ResultSet, ScanStats)> {
+) -> anyhow::Result<String> {
     let lake = spec.lake.as_ref().context("the topology has no lake")?;
     let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
     if !params.contains_key("day")
@@ -103,7 +180,22 @@ pub async fn run_sql(
     {
         params.insert("day".into(), day);
     }
-    let sql = saved::bind(origin, text, &params)?;
+    Ok(saved::bind(origin, text, &params)?)
+}
+
+/// Runs `text` (from `origin`, for messages) over `spec`'s lake on the embedded engine, with
+/// its placeholders bound from `params`.
+pub async fn run_sql(
+    spec: &TopologySpec,
+    store: &LakeStore,
+    catalog: &Catalog,
+    origin: &str,
+    text: &str,
+    params: BTreeMap<String, String>,
+) -> anyhow::Result<(ResultSet, ScanStats)> {
+    let lake = spec.lake.as_ref().context("the topology has no lake")?;
+    let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
+    let sql = bind(spec, catalog, origin, text, params).await?;
     let engine = LocalEngine::open(store, catalog, &lake.database, &tables).await?;
     engine
         .query_with_stats(&sql)
@@ -171,6 +263,108 @@ pub fn summary(report: &Report) -> String {
         "verdict: DIFFERENCES FOUND\n"
     };
     out
+}
+
+/// Runs `tickflow chart`: reads the bars from the lake and draws them.
+pub async fn chart(args: ChartArgs, app: AppConfig) -> anyhow::Result<()> {
+    let (spec, store, catalog) = open_lake(&args.topology, &app).await?;
+    let lake = spec.lake.as_ref().expect("checked by open_lake");
+    let plan = Plan::of(&spec)?;
+    let table = bar_table(&plan, lake, &args.resolution)?;
+    let bar_micros = plan
+        .defs
+        .iter()
+        .find(|d| d.name == args.resolution)
+        .map_or(0, |d| d.size);
+    if args.symbol.contains(['\'', '"', ';']) {
+        bail!("`{}` is not a symbol", args.symbol);
+    }
+    let mut sql = format!(
+        "SELECT window_start, open, high, low, close, volume FROM {table} WHERE symbol = '{}'",
+        args.symbol
+    );
+    let day = |t: i64| super::fmt_micros(t)[..10].to_string();
+    if let Some(from) = args.from {
+        sql += &format!(
+            " AND dt >= '{}' AND window_start >= {}",
+            day(from),
+            timestamp(from)
+        );
+    }
+    if let Some(to) = args.to {
+        sql += &format!(
+            " AND dt <= '{}' AND window_start < {}",
+            day(to),
+            timestamp(to)
+        );
+    }
+    sql += " ORDER BY window_start";
+    let (rows, _) = run_sql(
+        &spec,
+        &store,
+        &catalog,
+        "the chart",
+        &sql,
+        Default::default(),
+    )
+    .await?;
+    let candles = candles(&rows)?;
+    let title = format!("{} {} bars (UTC)", args.symbol, args.resolution);
+    let chart = ChartSpec {
+        title: &title,
+        bar_micros,
+        size: args.size,
+    };
+    render(&args.output, &chart, &candles)?;
+    println!(
+        "drew {} {} bars of {} into {}",
+        candles.len(),
+        args.resolution,
+        args.symbol,
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// A timestamp literal both engines read.
+fn timestamp(micros: i64) -> String {
+    format!(
+        "TIMESTAMP '{}'",
+        chrono::DateTime::from_timestamp_micros(micros)
+            .unwrap_or_default()
+            .format("%Y-%m-%d %H:%M:%S%.6f")
+    )
+}
+
+/// The chart's bars from the rows of its query.
+fn candles(rows: &ResultSet) -> anyhow::Result<Vec<Candle>> {
+    let number = |v: &Option<String>| -> anyhow::Result<f64> {
+        Ok(v.as_deref().context("a NULL in a bar")?.parse()?)
+    };
+    rows.rows
+        .iter()
+        .map(|r| {
+            let start = chrono::NaiveDateTime::parse_from_str(
+                r[0].as_deref().context("a bar without a start")?,
+                "%Y-%m-%d %H:%M:%S%.f",
+            )?;
+            Ok(Candle {
+                start: start.and_utc().timestamp_micros(),
+                open: number(&r[1])?,
+                high: number(&r[2])?,
+                low: number(&r[3])?,
+                close: number(&r[4])?,
+                volume: number(&r[5])? as i64,
+            })
+        })
+        .collect()
+}
+
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    text.split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .filter(|(w, h)| (200..=8000).contains(w) && (150..=8000).contains(h))
+        .ok_or_else(|| format!("`{text}` is not WIDTHxHEIGHT (200x150 to 8000x8000)"))
 }
 
 fn parse_param(text: &str) -> Result<(String, String), String> {

@@ -139,6 +139,14 @@ impl Default for RollSpec {
 }
 
 impl LakeSpec {
+    /// The table `topic` lands in, if the lake lands it.
+    pub fn table_for(&self, topic: &str) -> Option<String> {
+        self.topics
+            .iter()
+            .find(|t| t.topic == topic)
+            .map(|t| t.table_name())
+    }
+
     /// The catalog in use: as configured, else by the URL's scheme.
     pub fn catalog_kind(&self) -> CatalogKind {
         self.catalog.unwrap_or(if self.url.starts_with("s3://") {

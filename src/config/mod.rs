@@ -67,6 +67,8 @@ pub struct AppConfig {
     pub metrics: MetricsConfig,
     /// AWS region and endpoint (S3, Glue, Athena).
     pub aws: AwsConfig,
+    /// Amazon Athena, for `tickflow query --engine athena`.
+    pub athena: AthenaConfig,
     /// Defaults of `tickflow simulate`; command-line flags override them.
     pub simulator: SimConfig,
 }
@@ -168,6 +170,39 @@ impl Default for AwsConfig {
     }
 }
 
+/// Amazon Athena settings (the database is the lake's).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AthenaConfig {
+    /// Workgroup the queries run in.
+    pub workgroup: String,
+    /// Where Athena writes results, `s3://bucket/prefix/`; unset uses the workgroup's setting.
+    pub output_location: Option<String>,
+    /// Data catalog of the lake's database (`AwsDataCatalog` is the Glue Data Catalog).
+    pub catalog: String,
+    /// Price per terabyte scanned, in US dollars, for the cost estimate printed with results.
+    pub price_per_tb: f64,
+    /// Longest pause between two polls of a running query (polls start at 100 ms and double).
+    #[serde(with = "humantime_serde")]
+    pub max_poll_interval: Duration,
+    /// How long a query may take before tickflow cancels it.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AthenaConfig {
+    fn default() -> Self {
+        Self {
+            workgroup: "primary".into(),
+            output_location: None,
+            catalog: "AwsDataCatalog".into(),
+            price_per_tb: 5.0,
+            max_poll_interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
 impl AppConfig {
     /// Loads the configuration: `path` if given (it must exist), else
     /// [`DEFAULT_CONFIG_PATH`] if it exists, else built-in defaults; then applies
@@ -265,7 +300,15 @@ struct Override {
     value: String,
 }
 
-const SECTIONS: [&str; 6] = ["kafka", "registry", "state", "metrics", "aws", "simulator"];
+const SECTIONS: [&str; 7] = [
+    "kafka",
+    "registry",
+    "state",
+    "metrics",
+    "aws",
+    "athena",
+    "simulator",
+];
 
 /// Picks the variables that name a configuration section; others (`TICKFLOW_LOG`, ...) are not
 /// configuration overrides and are left alone.
@@ -399,6 +442,24 @@ mod tests {
         assert_eq!(c.kafka.bootstrap_servers, "k:9");
         assert_eq!(c.kafka.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    #[test]
+    fn every_section_can_be_overridden_from_the_environment() {
+        let value = serde_json::to_value(AppConfig::default()).unwrap();
+        let mut sections: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut known = SECTIONS.to_vec();
+        sections.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(sections, known);
+        let env = vec![("TICKFLOW_ATHENA__WORKGROUP".into(), "analysts".into())];
+        let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
+        assert_eq!(c.athena.workgroup, "analysts");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! Results of every engine come back as a [`ResultSet`] of display strings with SQL type
 //! names, so the CLI prints them the same way whichever engine answered.
 
+pub mod athena;
+pub mod chart;
 pub mod local;
 pub mod reconcile;
 pub mod saved;
@@ -10,7 +12,9 @@ pub mod saved;
 use std::fmt::Write as _;
 
 use crate::catalog::CatalogError;
+use crate::config::lake::LakeSpec;
 use crate::sink::lake::LakeError;
+use crate::topology::plan::Plan;
 
 pub use local::LocalEngine;
 
@@ -42,9 +46,35 @@ pub enum QueryError {
         /// What is wrong.
         message: String,
     },
+    /// Athena refused, failed or cancelled the query (Athena's reason).
+    #[error("athena: {0}")]
+    Athena(String),
+    /// The query ran longer than allowed and was cancelled.
+    #[error("the query did not finish within {0:?}; it was cancelled")]
+    Timeout(std::time::Duration),
+    /// A chart could not be drawn.
+    #[error("chart {0}")]
+    Chart(String),
     /// The topology cannot be reconciled.
     #[error("{0}")]
     Unsupported(String),
+}
+
+/// The table the bars of `resolution` land in.
+pub fn bar_table(plan: &Plan, lake: &LakeSpec, resolution: &str) -> Result<String, QueryError> {
+    let names: Vec<&str> = plan.defs.iter().map(|d| d.name.as_str()).collect();
+    let i = names.iter().position(|n| *n == resolution).ok_or_else(|| {
+        QueryError::Unsupported(format!(
+            "no resolution {resolution}; the topology has {}",
+            names.join(", ")
+        ))
+    })?;
+    plan.bar_topics[i]
+        .iter()
+        .find_map(|t| lake.table_for(t))
+        .ok_or_else(|| {
+            QueryError::Unsupported(format!("no bar topic of resolution {resolution} is landed"))
+        })
 }
 
 impl From<datafusion::error::DataFusionError> for QueryError {

@@ -19,7 +19,6 @@ use serde::de::DeserializeOwned;
 use super::QueryError;
 use crate::codec::{Bar, Tick};
 use crate::config::TopologySpec;
-use crate::config::lake::LakeSpec;
 use crate::operators::{Filter, Sanity, WindowDef};
 use crate::sink::lake::file_offsets;
 use crate::sink::lake::store::LakeStore;
@@ -91,25 +90,18 @@ pub async fn reconcile(
         .as_ref()
         .ok_or_else(|| QueryError::Unsupported("the topology has no `lake:` section".into()))?;
     let rules = Rules::of(&plan, options)?;
-    let tick_table = table_of(lake, &plan.input_topic)?;
+    let tick_table = lake.table_for(&plan.input_topic).ok_or_else(|| {
+        QueryError::Unsupported(format!(
+            "topic {} is not landed in the lake",
+            plan.input_topic
+        ))
+    })?;
     let mut report = Report::default();
     let log = read_table::<Tick>(store, &tick_table).await?;
     let expected = rules.expected(log, &mut report);
     let mut actual: BTreeMap<BarId, Bar> = BTreeMap::new();
-    for (def, topics) in plan.defs.iter().zip(&plan.bar_topics) {
-        if !rules.windows.iter().any(|w| w.name == def.name) {
-            continue;
-        }
-        let topic = topics
-            .iter()
-            .find(|t| table_of(lake, t).is_ok())
-            .ok_or_else(|| {
-                QueryError::Unsupported(format!(
-                    "no bar topic of resolution {} is landed",
-                    def.name
-                ))
-            })?;
-        let table = table_of(lake, topic)?;
+    for def in &rules.windows {
+        let table = super::bar_table(&plan, lake, &def.name)?;
         for (_, records) in read_table::<Bar>(store, &table).await? {
             for (_, bar) in records {
                 if bar.resolution != def.name || !options.covers(bar.window_start) {
@@ -132,15 +124,6 @@ impl ReconcileOptions {
     fn covers(&self, window_start: i64) -> bool {
         self.from.is_none_or(|f| window_start >= f) && self.to.is_none_or(|t| window_start < t)
     }
-}
-
-/// The table a topic lands in.
-fn table_of(lake: &LakeSpec, topic: &str) -> Result<String, QueryError> {
-    lake.topics
-        .iter()
-        .find(|t| t.topic == topic)
-        .map(|t| t.table_name())
-        .ok_or_else(|| QueryError::Unsupported(format!("topic {topic} is not landed in the lake")))
 }
 
 /// The records of a table, per Kafka partition, in offset order: (offset, record).

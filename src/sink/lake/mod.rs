@@ -135,7 +135,7 @@ pub struct LakeWriter {
     catalog: Catalog,
     registry: RegistryClient,
     runtime: tokio::runtime::Handle,
-    schemas: HashMap<u32, Arc<Schema>>,
+    schemas: HashMap<u32, KnownSchema>,
     tables: HashMap<String, Table>,
     files: HashMap<(String, i32), PartitionFiles>,
     /// Lake partitions with files, to register at the next flush: (topic, values).
@@ -148,6 +148,14 @@ pub struct LakeWriter {
     failure: Option<LakeError>,
 }
 
+/// A registry schema, parsed once, with a decoder for its datums (building one resolves the
+/// schema's names, too slow to repeat per record). Kept for the life of the process, a
+/// handful per topic, so that the decoder can borrow it.
+struct KnownSchema {
+    schema: &'static Schema,
+    decoder: apache_avro::reader::datum::GenericDatumReader<'static>,
+}
+
 impl LakeWriter {
     fn codec(&self) -> Codec {
         match self.spec.codec {
@@ -158,18 +166,25 @@ impl LakeWriter {
         }
     }
 
-    fn schema(&mut self, id: u32) -> Result<Arc<Schema>, LakeError> {
-        if let Some(s) = self.schemas.get(&id) {
-            return Ok(s.clone());
+    fn known(&mut self, id: u32) -> Result<&KnownSchema, LakeError> {
+        if !self.schemas.contains_key(&id) {
+            let text = self.runtime.block_on(self.registry.schema_by_id(id))?;
+            let unparseable = |e: apache_avro::Error| CodecError::SchemaNotFound {
+                id,
+                message: format!("unparseable schema: {e}"),
+            };
+            let schema: &'static Schema =
+                Box::leak(Box::new(Schema::parse_str(&text).map_err(unparseable)?));
+            let decoder = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+                .build()
+                .map_err(unparseable)?;
+            self.schemas.insert(id, KnownSchema { schema, decoder });
         }
-        let text = self.runtime.block_on(self.registry.schema_by_id(id))?;
-        let schema = Schema::parse_str(&text).map_err(|e| CodecError::SchemaNotFound {
-            id,
-            message: format!("unparseable schema: {e}"),
-        })?;
-        let schema = Arc::new(schema);
-        self.schemas.insert(id, schema.clone());
-        Ok(schema)
+        Ok(&self.schemas[&id])
+    }
+
+    fn schema(&mut self, id: u32) -> Result<&'static Schema, LakeError> {
+        Ok(self.known(id)?.schema)
     }
 
     /// Starts the files of newly assigned partitions at their committed positions.
@@ -215,14 +230,14 @@ impl LakeWriter {
         let Some((id, datum)) = m.payload().and_then(framed) else {
             return self.dead_letter(m, "undecodable", "not in the Confluent wire format".into());
         };
-        let schema = match self.schema(id) {
-            Ok(s) => s,
+        let known = match self.known(id) {
+            Ok(k) => k,
             Err(LakeError::Codec(CodecError::SchemaNotFound { message, .. })) => {
                 return self.dead_letter(m, "unknown_schema", format!("schema id {id}: {message}"));
             }
             Err(e) => return Err(e),
         };
-        let value = match decode_datum(&schema, datum) {
+        let value = match known.decoder.read_value(&mut &datum[..]) {
             Ok(v) => v,
             Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
         };
@@ -319,7 +334,7 @@ impl LakeWriter {
             (SCHEMA_ID_KEY, closed.schema_id.to_string()),
             (TOPIC_KEY, topic.to_string()),
         ];
-        let bytes = closed.file.finish(&schema, &metadata)?;
+        let bytes = closed.file.finish(schema, &metadata)?;
         let size = bytes.len() as u64;
         let created = self
             .runtime
@@ -424,7 +439,7 @@ impl LakeWriter {
         let schema = self.schema(schema_id)?;
         let t = &self.tables[topic];
         let location = self.store.location(&t.name);
-        let def = TableDef::of(&self.spec.database, &t.spec, location, schema_id, &schema)?;
+        let def = TableDef::of(&self.spec.database, &t.spec, location, schema_id, schema)?;
         Ok(def)
     }
 

@@ -16,7 +16,7 @@ use common::process::{
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
-const COUNT: u64 = 300_000;
+const COUNT: u64 = 1_000_000;
 const S: i64 = 1_000_000;
 const PARTITIONS: &str = "tickflow_assigned_partitions";
 

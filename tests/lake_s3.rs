@@ -158,6 +158,7 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     );
     env.push(("TICKFLOW_AWS__ENDPOINT".into(), endpoint.clone()));
     env.extend(AWS_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let topology = t.clone();
     let status =
         tokio::task::spawn_blocking(move || start_engine_with(&t, &env, &[]).child.wait().unwrap())
             .await
@@ -223,4 +224,22 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
         )
         .count();
     assert_eq!(evolved, 500, "records in files of the new schema");
+
+    // The embedded engine reads the S3 lake through Glue's table definitions: old files
+    // without the new column and new files with it.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["query", "--engine", "local", "--format", "csv", "-t"])
+        .arg(&topology)
+        .arg("SELECT count(*) AS n, count(exchange_seq) AS evolved FROM ticks")
+        .env("TICKFLOW_AWS__ENDPOINT", &endpoint)
+        .env("TICKFLOW_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, format!("n,evolved\n{},500\n", COUNT + 500));
 }

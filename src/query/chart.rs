@@ -106,6 +106,19 @@ fn time(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
+/// How the time axis is labelled for a chart spanning `span` microseconds: seconds for a
+/// few minutes, dates for several days.
+fn time_label(span: i64) -> &'static str {
+    const MINUTE: i64 = 60_000_000;
+    if span <= 15 * MINUTE {
+        "%H:%M:%S"
+    } else if span <= 36 * 60 * MINUTE {
+        "%H:%M"
+    } else {
+        "%m-%d %H:%M"
+    }
+}
+
 /// Prices above, volume below (a quarter of the height), on one time axis.
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -150,10 +163,12 @@ fn draw<DB: DrawingBackend>(
         .x_label_area_size(30)
         .y_label_area_size(70)
         .build_cartesian_2d(x_range, 0i64..top + top / 10)?;
+    let span = candles[candles.len() - 1].start - candles[0].start;
+    let label = time_label(span);
     volume
         .configure_mesh()
         .light_line_style(WHITE.mix(0.0))
-        .x_label_formatter(&|t| t.format("%H:%M").to_string())
+        .x_label_formatter(&|t| t.format(label).to_string())
         .y_desc("volume")
         .draw()?;
     let edge = spec.bar_micros * 7 / 20;

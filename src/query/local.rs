@@ -35,7 +35,7 @@ const TIMESTAMP_FORMAT: &str = "%Y-%m-%d %H:%M:%S%.3f";
 /// in those tables.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ScanStats {
-    /// Files the query's scans read.
+    /// Distinct files the query's scans read.
     pub files_read: usize,
     /// Files in the tables the query scans.
     pub files_present: usize,
@@ -173,16 +173,22 @@ fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
     Ok(reader.schema())
 }
 
-/// Files read by the file scans in `plan`.
+/// Files read by the file scans in `plan`, each counted once however many scans read it.
 fn files_scanned(plan: &Arc<dyn ExecutionPlan>) -> usize {
-    let own = file_scan(plan)
-        .map(|c| c.file_groups.iter().map(|g| g.len()).sum())
-        .unwrap_or(0);
-    own + plan
-        .children()
-        .iter()
-        .map(|c| files_scanned(c))
-        .sum::<usize>()
+    let mut files = std::collections::BTreeSet::new();
+    collect_files(plan, &mut files);
+    files.len()
+}
+
+fn collect_files(plan: &Arc<dyn ExecutionPlan>, out: &mut std::collections::BTreeSet<String>) {
+    if let Some(c) = file_scan(plan) {
+        for g in &c.file_groups {
+            out.extend(g.iter().map(|f| f.object_meta.location.to_string()));
+        }
+    }
+    for child in plan.children() {
+        collect_files(child, out);
+    }
 }
 
 fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {

@@ -201,8 +201,8 @@ struct Fold {
     volume: i64,
     turnover: f64,
     count: i64,
-    /// Largest stream time of the partitions the window's ticks came from.
-    closes_at: i64,
+    /// Kafka partitions the window's ticks came from.
+    partitions: Vec<i32>,
 }
 
 impl Rules {
@@ -241,9 +241,9 @@ impl Rules {
         report: &mut Report,
     ) -> BTreeMap<BarId, (Bar, bool)> {
         let mut folds: BTreeMap<BarId, Fold> = BTreeMap::new();
+        let mut final_time: BTreeMap<i32, i64> = BTreeMap::new();
         for (partition, ticks) in log {
             let mut stream_time = i64::MIN;
-            let mut touched = Vec::new();
             for (offset, tick) in ticks {
                 report.ticks += 1;
                 if self.sanity.check(&tick, stream_time).is_err() {
@@ -262,18 +262,13 @@ impl Rules {
                             report.late += 1;
                         } else if self.options.covers(start) {
                             let id = (tick.symbol.clone(), w.name.clone(), start);
-                            fold(folds.entry(id.clone()), order, &tick);
-                            touched.push(id);
+                            fold(folds.entry(id), order, &tick, partition);
                         }
                         start -= w.advance;
                     }
                 }
             }
-            for id in touched {
-                if let Some(f) = folds.get_mut(&id) {
-                    f.closes_at = f.closes_at.max(stream_time);
-                }
-            }
+            final_time.insert(partition, stream_time);
         }
         folds
             .into_iter()
@@ -283,7 +278,8 @@ impl Rules {
                     .iter()
                     .find(|w| w.name == id.1)
                     .map_or(0, |w| w.size);
-                let closed = id.2 + size + self.grace <= f.closes_at;
+                let closes_at = f.partitions.iter().map(|p| final_time[p]).max();
+                let closed = closes_at.is_some_and(|t| id.2 + size + self.grace <= t);
                 let bar = Bar {
                     symbol: id.0.clone(),
                     resolution: id.1.clone(),
@@ -307,7 +303,12 @@ impl Rules {
     }
 }
 
-fn fold(entry: std::collections::btree_map::Entry<'_, BarId, Fold>, order: (i64, i64), t: &Tick) {
+fn fold(
+    entry: std::collections::btree_map::Entry<'_, BarId, Fold>,
+    order: (i64, i64),
+    t: &Tick,
+    partition: i32,
+) {
     let f = entry.or_insert(Fold {
         first: (order, t.price),
         last: (order, t.price),
@@ -316,8 +317,11 @@ fn fold(entry: std::collections::btree_map::Entry<'_, BarId, Fold>, order: (i64,
         volume: 0,
         turnover: 0.0,
         count: 0,
-        closes_at: i64::MIN,
+        partitions: Vec::new(),
     });
+    if !f.partitions.contains(&partition) {
+        f.partitions.push(partition);
+    }
     if order < f.first.0 {
         f.first = (order, t.price);
     }

@@ -90,6 +90,8 @@ pub struct PartitionFiles {
     /// (first, last) offsets of the files a previous run left at or after the committed
     /// position.
     recovered: Vec<(i64, i64)>,
+    /// (first, last) offsets of the files this run closed.
+    written: Vec<(i64, i64)>,
     /// Lake partitions whose files from a previous run have been looked for.
     checked: BTreeSet<PartitionValues>,
     /// The consumer position committed when the partition was assigned (`i64::MIN` if none).
@@ -119,6 +121,7 @@ impl PartitionFiles {
             open: BTreeMap::new(),
             landed: OffsetRanges::default(),
             recovered: Vec::new(),
+            written: Vec::new(),
             checked: BTreeSet::new(),
             committed,
             next_offset: None,
@@ -142,19 +145,26 @@ impl PartitionFiles {
     }
 
     /// The position that may be committed once every open file is written: the next offset
-    /// to read, but never above the first offset of a previous run's file that still holds
-    /// records at or after it. A restart looks for such files only from the committed
-    /// position on, so this keeps them in sight (the records between are read again and
-    /// skipped).
+    /// to read, but never inside a file, of a previous run or of this one: a restart looks
+    /// for files only from the committed position on, so a file that starts below it and
+    /// holds records at or after it would be missed and its records landed again. Lowering
+    /// the position below one file can put it inside another (their lake partitions
+    /// interleave in offset order), so this repeats until no file straddles it.
     pub fn commit_position(&self) -> Option<i64> {
-        let next = self.next_offset?;
-        let floor = self
-            .recovered
-            .iter()
-            .filter(|(_, last)| *last >= next)
-            .map(|(first, _)| *first)
-            .min();
-        Some(floor.map_or(next, |f| f.min(next)))
+        let mut position = self.next_offset?;
+        loop {
+            let lower = self
+                .recovered
+                .iter()
+                .chain(&self.written)
+                .filter(|(first, last)| *first < position && *last >= position)
+                .map(|(first, _)| *first)
+                .min();
+            match lower {
+                Some(first) => position = first,
+                None => return Some(position),
+            }
+        }
     }
 
     /// Adds a record; returns the files this closed (at most one: the record's partition's
@@ -198,6 +208,7 @@ impl PartitionFiles {
     fn close(&mut self, values: &PartitionValues) -> Option<ClosedFile> {
         let f = self.open.remove(values)?;
         let first = f.offsets.first()?;
+        self.written.push((first, f.offsets.last()?));
         Some(ClosedFile {
             path: file_path(&self.table, values, &self.topic, self.partition, first),
             partition: values.clone(),
@@ -326,6 +337,28 @@ mod tests {
         }
         assert_eq!(f.commit_position(), Some(26), "past the found file");
         assert_eq!(f.skipped, 12);
+    }
+
+    /// Found by the crash test at 1,000,000 ticks: a previous run's file lowered the commit
+    /// into a file this run wrote in another hour, and the next restart landed that file's
+    /// later records again.
+    #[test]
+    fn commits_never_fall_inside_a_file_of_this_run() {
+        let mut f = files(100);
+        // A previous run's file in hour 10 holds 50 and 200, so the commit stays at 50 ...
+        f.mark_landed(&OffsetRanges::parse("50-50,200-200").unwrap());
+        // ... but this run wrote an hour-9 file holding 40..60 (but 50), across 50.
+        for o in 40..=60 {
+            add(&mut f, o, 9);
+        }
+        let closed = f.close_all();
+        assert_eq!(closed.len(), 1);
+        add(&mut f, 100, 11);
+        assert_eq!(
+            f.commit_position(),
+            Some(40),
+            "not 50, inside the hour-9 file"
+        );
     }
 
     #[test]

@@ -153,9 +153,7 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
     let client = RegistryClient::new(&registry.url).unwrap();
     let id = common::unique("lake-crash");
     let input = format!("{id}.ticks");
-    // At 1,000,000 ticks and 10 kills this test found a record landed twice (session 4, see
-    // the issue notes); until that is fixed it runs at the scale that passes.
-    const COUNT: u64 = 200_000;
+    const COUNT: u64 = 1_000_000;
     let cfg = SimConfig {
         trades_per_second: 20.0,
         late_fraction: 0.01,
@@ -173,13 +171,10 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
     tokio::task::spawn_blocking(move || {
         let engine = start_engine_with(&t2, &e2, &["--stage", "engine"]);
         // Kill the sink at random points: after a random number of landed records, counted
-        // from its restart.
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-        for round in 0..5 {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            let after = 5_000 + rng % 30_000;
+        // from its restart. `TICKFLOW_CRASH_SEED` picks other points.
+        let points = common::kill_points(0x9e37_79b9_7f4a_7c15, 10, 10_000, 110_000);
+        for (round, after) in points.into_iter().enumerate() {
+            eprintln!("kill {round} after {after} records");
             // Static membership: Tansu never reassigns the partitions of a member that died
             // without leaving the group; the restarted sink takes its place.
             let mut sink =

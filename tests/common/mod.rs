@@ -23,6 +23,23 @@ pub fn kafka() -> KafkaConfig {
     }
 }
 
+/// `n` seeded random numbers in `low..high`, for the points where crash tests kill a
+/// process. `TICKFLOW_CRASH_SEED` (a number) replaces `seed`, to try other points.
+pub fn kill_points(seed: u64, n: usize, low: u64, high: u64) -> Vec<u64> {
+    let mut rng = std::env::var("TICKFLOW_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(seed, |s| s | 1);
+    (0..n)
+        .map(|_| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            low + rng % (high - low)
+        })
+        .collect()
+}
+
 /// A topic name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

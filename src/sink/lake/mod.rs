@@ -386,7 +386,7 @@ impl LakeWriter {
         for key in &keys {
             if let Some(next) = self
                 .files
-                .get(key)
+                .get_mut(key)
                 .and_then(PartitionFiles::commit_position)
             {
                 tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next))

@@ -150,8 +150,19 @@ impl PartitionFiles {
     /// holds records at or after it would be missed and its records landed again. Lowering
     /// the position below one file can put it inside another (their lake partitions
     /// interleave in offset order), so this repeats until no file straddles it.
-    pub fn commit_position(&self) -> Option<i64> {
-        let mut position = self.next_offset?;
+    ///
+    /// With no file open, files that end below the position are forgotten: every later
+    /// file starts at or above it, so they can never straddle a later position.
+    pub fn commit_position(&mut self) -> Option<i64> {
+        let position = self.straddle_free(self.next_offset?);
+        if self.open.is_empty() {
+            self.recovered.retain(|(_, last)| *last >= position);
+            self.written.retain(|(_, last)| *last >= position);
+        }
+        Some(position)
+    }
+
+    fn straddle_free(&self, mut position: i64) -> i64 {
         loop {
             let lower = self
                 .recovered
@@ -162,7 +173,7 @@ impl PartitionFiles {
                 .min();
             match lower {
                 Some(first) => position = first,
-                None => return Some(position),
+                None => return position,
             }
         }
     }
@@ -359,6 +370,14 @@ mod tests {
             Some(40),
             "not 50, inside the hour-9 file"
         );
+        // Past the previous run's file, with every file closed, the position passes them
+        // all and they are forgotten.
+        for o in 101..=200 {
+            add(&mut f, o, 11);
+        }
+        assert_eq!(f.close_all().len(), 1);
+        assert_eq!(f.commit_position(), Some(201));
+        assert!(f.recovered.is_empty() && f.written.is_empty());
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn main() {
         kafka,
         topic,
         partition: 0,
+        transactional: false,
     };
     let mut seconds = Vec::new();
     for run in 0..RUNS {

@@ -67,21 +67,35 @@ pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
 }
 
 /// Creates `topic` with `partitions` partitions and `configs` if it does not exist, and returns
-/// its partition count (which may differ from `partitions` when it already existed).
+/// its partition count (which may differ from `partitions` when it already existed). A topic
+/// that exists is used as it is, so a locked-down cluster (no CreateTopics permission, or a
+/// broker without the API) works when an administrator created the topics.
 pub async fn ensure_topic(
     cfg: &KafkaConfig,
     topic: &str,
     partitions: i32,
     configs: &[(&str, &str)],
 ) -> Result<i32, KafkaError> {
+    if let Some(n) = existing_partitions(cfg, topic) {
+        return Ok(n);
+    }
+    create_topic(cfg, topic, partitions, configs).await?;
+    partition_count(cfg, topic)
+}
+
+async fn create_topic(
+    cfg: &KafkaConfig,
+    topic: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
     let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
     for (k, v) in configs {
         new = new.set(k, v);
     }
     let opts = AdminOptions::new().operation_timeout(Some(cfg.connect_timeout));
-    let results = admin.create_topics([&new], &opts).await?;
-    for r in results {
+    for r in admin.create_topics([&new], &opts).await? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((_, code)) => {
@@ -92,7 +106,17 @@ pub async fn ensure_topic(
             }
         }
     }
-    partition_count(cfg, topic)
+    Ok(())
+}
+
+/// The partition count of `topic` if the broker's metadata has it now. It asks for every
+/// topic: a request naming the topic could make a broker that auto-creates topics create it
+/// with its defaults.
+fn existing_partitions(cfg: &KafkaConfig, topic: &str) -> Option<i32> {
+    let consumer: BaseConsumer = client_config(cfg).create().ok()?;
+    let md = consumer.fetch_metadata(None, cfg.connect_timeout).ok()?;
+    let t = md.topics().iter().find(|t| t.name() == topic)?;
+    (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len() as i32)
 }
 
 /// The number of partitions of `topic`, waiting briefly for metadata to show a new topic.

@@ -25,6 +25,9 @@ pub struct Metrics {
     pub restore_remaining: IntGauge,
     /// Partitions (tasks) this instance runs now.
     pub assigned_partitions: IntGauge,
+    /// Engine commits, by outcome: `committed`, or `aborted` (a Kafka transaction under
+    /// `exactly_once_v2` that could not commit).
+    pub commits: IntCounterVec,
     /// Records the lake sink wrote into files.
     pub lake_records: IntCounter,
     /// Files the lake sink wrote.
@@ -51,22 +54,32 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     c
 }
 
+fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("unique metric");
+    c
+}
+
 impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let registry = Registry::new();
-        let dead_letters = IntCounterVec::new(
-            Opts::new(
-                "tickflow_dead_letters_total",
-                "Records sent to the dead-letter topic, by reason",
-            ),
-            &["reason"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dead_letters.clone()))
-            .expect("unique metric");
+        let dead_letters = counter_vec(
+            &registry,
+            "tickflow_dead_letters_total",
+            "Records sent to the dead-letter topic, by reason",
+            "reason",
+        );
+        let commits = counter_vec(
+            &registry,
+            "tickflow_commits_total",
+            "Engine commits, by outcome (committed, aborted)",
+            "outcome",
+        );
         Self {
+            commits,
             sim_ticks: counter(
                 &registry,
                 "tickflow_sim_ticks_total",

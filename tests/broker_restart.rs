@@ -11,15 +11,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, read_all, read_at_least, simulate_into,
-    tick_log,
+    assert_bars_equal, bars_of, expected_with, read_all, read_at_least, simulate_into,
+    symbol_bars_rules, symbol_bars_topology, tick_log,
 };
 use common::process::{engine_env, start_engine, wait_for_records};
 use tickflow::codec::RegistryClient;
 use tickflow::config::KafkaConfig;
 use tickflow::sim::SimConfig;
 
-const S: i64 = 1_000_000;
 const COUNT: u64 = 200_000;
 
 fn free_port() -> u16 {
@@ -70,26 +69,7 @@ async fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
     };
     simulate_into(&kafka, &client, &input, cfg, 50, COUNT).await;
     let topology = dir.path().join("t.yaml");
-    std::fs::write(
-        &topology,
-        format!(
-            "application: {id}
-sources:
-  ticks: {{ topic: {input} }}
-operators:
-  - window:
-      id: bars
-      input: ticks
-      tumbling: [1s, 1m]
-      grace: 2s
-      aggregates: [open, high, low, close, volume, vwap]
-      late_topic: {id}.late
-sinks:
-  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}
-"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&topology, symbol_bars_topology(&id, &input, "")).unwrap();
     let env = engine_env(
         &kafka.bootstrap_servers,
         &registry.url,
@@ -119,14 +99,7 @@ sinks:
         .await
         .unwrap();
     let log = tick_log(&records, &client).await;
-    let rules = Rules {
-        windows: &[("1s", S, S), ("1m", 60 * S, 60 * S)],
-        grace: 2 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: None,
-    };
-    let (want, _) = expected_with(&log, &rules);
+    let (want, _) = expected_with(&log, &symbol_bars_rules());
     let (k, n) = (kafka.clone(), want.len());
     let topics = [format!("{id}.bars.1s"), format!("{id}.bars.1m")];
     let bar_records = tokio::task::spawn_blocking(move || {

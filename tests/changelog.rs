@@ -37,6 +37,7 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
         kafka: kafka.clone(),
         topic: topic.clone(),
         partition: 1,
+        transactional: false,
     };
     let metrics = Metrics::new();
     let (p, store) = (part.clone(), WindowStore::open(dir.path()).unwrap());

@@ -7,8 +7,8 @@
 mod common;
 
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
-    simulate_into, tick_log,
+    assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least, simulate_into,
+    symbol_bars_rules, symbol_bars_topology, tick_log,
 };
 use common::process::{
     engine_env, records_processed, start_engine, wait_for_metric, wait_for_records,
@@ -17,7 +17,6 @@ use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
 const COUNT: u64 = 1_000_000;
-const S: i64 = 1_000_000;
 const PARTITIONS: &str = "tickflow_assigned_partitions";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,13 +34,7 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
 
     let dir = tempfile::tempdir().unwrap();
     let topology = dir.path().join("t.yaml");
-    std::fs::write(
-        &topology,
-        format!(
-            "application: {id}\nsources:\n  ticks: {{ topic: {input} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
-        ),
-    )
-    .unwrap();
+    std::fs::write(&topology, symbol_bars_topology(&id, &input, "")).unwrap();
     let servers = kafka.bootstrap_servers.clone();
     let env_a = engine_env(&servers, &registry.url, &dir.path().join("host-a"));
     let env_b = engine_env(&servers, &registry.url, &dir.path().join("host-b"));
@@ -77,13 +70,7 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
     let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], COUNT as usize + 8))
         .await
         .unwrap();
-    let rules = Rules {
-        windows: &[("1s", S, S), ("1m", 60 * S, 60 * S)],
-        grace: 2 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: None,
-    };
+    let rules = symbol_bars_rules();
     let (want_bars, want_late) = expected_with(&tick_log(&records, &client).await, &rules);
     let (k, n) = (kafka.clone(), want_bars.len());
     let (b1, b2) = (format!("{id}.bars.1s"), format!("{id}.bars.1m"));

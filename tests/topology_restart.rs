@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
-    simulate_into, tick_log,
+    simulate_into, symbol_bars_rules, tick_log,
 };
 use common::process::{engine_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
@@ -26,14 +26,10 @@ type Stop = (u64, &'static str, bool);
 /// `n` SIGKILLs after a seeded random 20,000 to 80,000 records each, deleting the state
 /// before every third restart.
 fn random_kills(n: usize) -> Vec<Stop> {
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    (1..=n)
-        .map(|i| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (20_000 + rng % 60_000, "KILL", i % 3 == 0)
-        })
+    common::kill_points(0x2545_f491_4f6c_dd1d, n, 20_000, 80_000)
+        .into_iter()
+        .zip(1..)
+        .map(|(after, i)| (after, "KILL", i % 3 == 0))
         .collect()
 }
 
@@ -128,13 +124,7 @@ async fn restart_scenario(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_sigkills_three_with_the_state_lost_change_nothing() {
     let operators = "  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n";
-    let rules = Rules {
-        windows: &[("1s", S, S), ("1m", 60 * S, 60 * S)],
-        grace: 2 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: None,
-    };
+    let rules = symbol_bars_rules();
     let stops = random_kills(10);
     assert_eq!(stops.iter().filter(|s| s.2).count(), 3);
     restart_scenario("restart", operators, rules, 1_000_000, stops).await;

@@ -33,6 +33,10 @@ use super::locate::Locations;
 pub struct TopologySpec {
     /// Application id: names the consumer group, internal topics and state directory.
     pub application: String,
+    /// What a crash may do to the outputs (see `docs/delivery.md`). State is exactly-once
+    /// under both.
+    #[serde(default)]
+    pub processing_guarantee: ProcessingGuarantee,
     /// Named input streams, each read from a Kafka topic.
     pub sources: BTreeMap<String, SourceSpec>,
     /// Steps, each reading one named stream and producing the stream named by its id.
@@ -86,6 +90,21 @@ fn default_key() -> String {
 
 fn default_event_time() -> String {
     "event_time".into()
+}
+
+/// The delivery guarantee of the engine's outputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessingGuarantee {
+    /// Works on any Kafka-protocol broker: state and input positions commit atomically
+    /// through sealed changelogs; after a crash, bars since the last commit are emitted
+    /// again, identically (consumers deduplicate by bar identity).
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions: outputs, changelog records and input offsets of a commit become
+    /// visible together or not at all (to `read_committed` consumers), and a zombie
+    /// instance is fenced. Needs a broker with transactions (Apache Kafka, MSK).
+    ExactlyOnceV2,
 }
 
 /// How record values are encoded.

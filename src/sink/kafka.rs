@@ -6,11 +6,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rdkafka::ClientContext;
-use rdkafka::Message;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::{ClientContext, Message, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 use crate::kafka::client_config_with;
@@ -34,6 +35,16 @@ pub enum SinkError {
     /// Outstanding records were not acknowledged before the timeout.
     #[error("flushing {topic} did not finish within {timeout:?}")]
     FlushTimeout { topic: String, timeout: Duration },
+    /// A Kafka transaction could not be started or committed; it was aborted if it could
+    /// be. `fatal`: the producer can no longer be used, typically because a newer instance
+    /// with the same transactional id fenced it (a zombie must stop).
+    #[error("transaction {id}: {step} failed: {message}")]
+    Transaction {
+        id: String,
+        step: &'static str,
+        message: String,
+        fatal: bool,
+    },
 }
 
 /// Counts acknowledgements and keeps the first failure; optionally the last acknowledged
@@ -81,6 +92,8 @@ pub struct KafkaSink {
     topic: String,
     producer: ThreadedProducer<TrackingContext>,
     tracker: Arc<DeliveryTracker>,
+    /// The transactional id, for a transactional producer.
+    transactional_id: Option<String>,
 }
 
 impl KafkaSink {
@@ -99,27 +112,125 @@ impl KafkaSink {
         Self::build(cfg, topic, tracker)
     }
 
+    /// A transactional producer (which also tracks offsets): `transactional_id` identifies
+    /// the instance across restarts, so that a restart fences its previous incarnation and
+    /// aborts its open transaction. Every record is sent inside a transaction, and the
+    /// first one is already begun.
+    pub fn transactional(
+        cfg: &KafkaConfig,
+        topic: &str,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<Self, SinkError> {
+        let tracker = DeliveryTracker {
+            last_offsets: Some(Mutex::new(HashMap::new())),
+            ..DeliveryTracker::default()
+        };
+        let extra = [
+            ("transactional.id", transactional_id),
+            ("transaction.timeout.ms", "30000"),
+        ];
+        let mut sink = Self::build_with(cfg, topic, tracker, &extra)?;
+        sink.transactional_id = Some(transactional_id.into());
+        sink.txn("init_transactions", |p| p.init_transactions(timeout))?;
+        sink.txn("begin_transaction", |p| p.begin_transaction())?;
+        Ok(sink)
+    }
+
+    /// Commits the current transaction with the consumer `offsets` of `group` (the next
+    /// offsets to read), after every record of it was acknowledged; then begins the next
+    /// one unless `last`. A transaction that cannot commit is aborted and the error
+    /// returned: its records and offsets never become visible.
+    pub fn commit_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+        timeout: Duration,
+        last: bool,
+    ) -> Result<(), SinkError> {
+        let committed = self.flush(timeout).and_then(|()| {
+            self.txn("send_offsets_to_transaction", |p| {
+                p.send_offsets_to_transaction(offsets, group, timeout)
+            })?;
+            self.txn("commit_transaction", |p| p.commit_transaction(timeout))
+        });
+        if let Err(e) = committed {
+            if !matches!(e, SinkError::Transaction { fatal: true, .. }) {
+                let _ = self.producer.abort_transaction(timeout);
+            }
+            return Err(e);
+        }
+        if !last {
+            self.txn("begin_transaction", |p| p.begin_transaction())?;
+        }
+        Ok(())
+    }
+
+    /// Runs one transactional call, retrying it while librdkafka says it is retriable.
+    fn txn(
+        &self,
+        step: &'static str,
+        call: impl Fn(&ThreadedProducer<TrackingContext>) -> KafkaResult<()>,
+    ) -> Result<(), SinkError> {
+        let mut attempts = 0;
+        loop {
+            let err = match call(&self.producer) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            let unsupported = err.to_string().contains("not supported by broker");
+            let retriable = matches!(&err, RdError::Transaction(t) if t.is_retriable());
+            attempts += 1;
+            if retriable && !unsupported && attempts < 5 {
+                tracing::warn!(step, error = %err, "retrying a transactional call");
+                std::thread::sleep(Duration::from_millis(100 << attempts));
+                continue;
+            }
+            let fatal = matches!(&err, RdError::Transaction(t) if t.is_fatal());
+            return Err(SinkError::Transaction {
+                id: self.transactional_id.clone().unwrap_or_default(),
+                step,
+                message: if unsupported {
+                    format!(
+                        "{err} (this broker has no Kafka transactions: use `processing_guarantee: at_least_once`)"
+                    )
+                } else {
+                    err.to_string()
+                },
+                fatal: fatal || unsupported,
+            });
+        }
+    }
+
     fn build(cfg: &KafkaConfig, topic: &str, tracker: DeliveryTracker) -> Result<Self, SinkError> {
+        Self::build_with(cfg, topic, tracker, &[])
+    }
+
+    fn build_with(
+        cfg: &KafkaConfig,
+        topic: &str,
+        tracker: DeliveryTracker,
+        extra: &[(&str, &str)],
+    ) -> Result<Self, SinkError> {
         let tracker = Arc::new(tracker);
-        let c = client_config_with(
-            cfg,
-            &[
-                ("enable.idempotence", "true"),
-                ("acks", "all"),
-                ("partitioner", "murmur2_random"),
-                ("linger.ms", "5"),
-                ("batch.num.messages", "10000"),
-                ("queue.buffering.max.messages", "1000000"),
-                ("compression.type", "lz4"),
-            ],
-        );
-        let producer = c
+        let mut settings = vec![
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "5"),
+            ("batch.num.messages", "10000"),
+            ("queue.buffering.max.messages", "1000000"),
+            ("compression.type", "lz4"),
+        ];
+        settings.extend_from_slice(extra);
+        let producer = client_config_with(cfg, &settings)
             .create_with_context(TrackingContext(tracker.clone()))
             .map_err(|e| SinkError::Create(e.to_string()))?;
         Ok(Self {
             topic: topic.into(),
             producer,
             tracker,
+            transactional_id: None,
         })
     }
 

@@ -12,6 +12,7 @@
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{Entry, StateError, WindowStore};
@@ -79,6 +80,10 @@ pub struct ChangelogPartition {
     pub topic: String,
     /// The task's partition.
     pub partition: i32,
+    /// Written in Kafka transactions (`exactly_once_v2`): transaction markers take offsets
+    /// and aborted records are never read, so a restore ends at the end of what is
+    /// committed; and fencing replaces the wait for a previous owner's release.
+    pub transactional: bool,
 }
 
 impl ChangelogPartition {
@@ -100,6 +105,9 @@ impl ChangelogPartition {
     /// the deadline passes), or on a broker that completes a rebalance without waiting for
     /// every member (Tansu 0.6), where the previous owner may still be committing.
     pub fn await_handover(&self, writer: &str, deadline: Instant) -> Result<Duration, StateError> {
+        if self.transactional {
+            return Ok(Duration::ZERO);
+        }
         let started = Instant::now();
         let consumer = self.reader("tickflow-handover")?;
         let mut waited = Duration::ZERO;
@@ -162,7 +170,8 @@ impl ChangelogPartition {
             &[
                 ("group.id", group),
                 ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "false"),
+                ("isolation.level", "read_committed"),
+                ("enable.partition.eof", bool_text(self.transactional)),
                 ("fetch.wait.max.ms", "50"),
             ],
         )
@@ -224,10 +233,13 @@ impl ChangelogPartition {
             if last_seen.elapsed() > Duration::from_secs(60) {
                 return Err(self.err(format!("no record at offset {next} of {end} for 60 s")));
             }
-            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
+            let m = match consumer.poll(Duration::from_millis(100)) {
+                None => continue,
+                // Past the last committed record, only transaction markers (or aborted
+                // records) are left: they are never delivered.
+                Some(Err(KafkaError::PartitionEOF(_))) if self.transactional => break,
+                Some(m) => m.map_err(|e| self.err(e))?,
             };
-            let m = m.map_err(|e| self.err(e))?;
             last_seen = Instant::now();
             next = m.offset() + 1;
             restored.records += 1;
@@ -250,6 +262,10 @@ impl ChangelogPartition {
         restored.repair = pending.into_iter().map(|(k, _)| k).collect();
         Ok(restored)
     }
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b { "true" } else { "false" }
 }
 
 #[cfg(test)]

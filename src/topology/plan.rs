@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::repartition_topic;
 use crate::codec::Tick;
-use crate::config::topology::{OperatorSpec, TopologySpec, WindowSpec};
+use crate::config::topology::{OperatorSpec, ProcessingGuarantee, TopologySpec, WindowSpec};
 use crate::operators::{Filter, OpError, Sanity, WindowDef};
 use crate::state::changelog::changelog_topic;
 
@@ -39,6 +39,8 @@ pub struct GroupBy {
 pub struct Plan {
     /// Application id.
     pub application: String,
+    /// Whether commits are Kafka transactions.
+    pub guarantee: ProcessingGuarantee,
     /// Input topic.
     pub input_topic: String,
     /// Key field of the source.
@@ -123,6 +125,7 @@ impl Plan {
         let dlq_topic = format!("{}.dlq", spec.application);
         Ok(Self {
             application: spec.application.clone(),
+            guarantee: spec.processing_guarantee,
             input_topic: source.topic.clone(),
             source_key: source.key.clone(),
             idle_watermark: source.idle_watermark.as_ref().map(|d| d.value),

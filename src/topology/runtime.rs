@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, RebalanceProtocol,
+};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -35,7 +37,7 @@ use crate::codec::{
     Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient, Tick,
     WATERMARK_KEY, watermark_of, watermark_value,
 };
-use crate::config::topology::TopologySpec;
+use crate::config::topology::{ProcessingGuarantee, TopologySpec};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::{self, client_config_with};
 use crate::metrics::Metrics;
@@ -177,9 +179,15 @@ struct Engine {
     partitions: i32,
     state_dir: PathBuf,
     tasks: HashMap<(Stage, i32), Task>,
-    sink: KafkaSink,
-    /// Producer of changelog records, which remembers the offset of each seal.
-    changelogs: KafkaSink,
+    sink: Arc<KafkaSink>,
+    /// Producer of changelog records, which remembers the offset of each seal (the same
+    /// transactional producer as `sink` under `exactly_once_v2`).
+    changelogs: Arc<KafkaSink>,
+    /// Commits are Kafka transactions (`exactly_once_v2`).
+    transactional: bool,
+    /// A commit failed: the in-memory state is ahead of what was committed, so nothing more
+    /// may be written (a revocation while the run stops must not commit it).
+    broken: bool,
     /// Kafka settings, for restore consumers.
     kafka: KafkaConfig,
     bar_encoders: HashMap<String, Encoder<Bar>>,
@@ -257,6 +265,7 @@ impl Engine {
                     self.plan.store_of(stage == Stage::Forward),
                 ),
                 partition: p,
+                transactional: self.transactional,
             };
             let (window, n) = (&self.plan.window, self.partitions as usize);
             let task = Task::open(&dir, stage, window, n, changelog, &handover, &self.metrics)?;
@@ -276,15 +285,28 @@ impl Engine {
     /// Commits and closes the tasks of revoked partitions. Partitions that were `lost` (the
     /// group moved on without this member, e.g. after a missed session timeout) may already
     /// belong to another instance: their tasks are dropped without writing anything, so that
-    /// this instance never writes to a changelog it no longer owns.
-    fn close_tasks(&mut self, tpl: &TopicPartitionList, lost: bool) -> Result<(), RuntimeError> {
-        if !lost {
+    /// this instance never writes to a changelog it no longer owns. Under `exactly_once_v2`
+    /// their uncommitted outputs share the open transaction with the other tasks', which can
+    /// then only be aborted: the run stops, and a restart resumes from the last commit.
+    fn close_tasks(
+        &mut self,
+        tpl: &TopicPartitionList,
+        lost: bool,
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), RuntimeError> {
+        if lost && self.transactional {
+            return Err(RuntimeError::Consumer(format!(
+                "partitions lost ({}); the open transaction is aborted and the run stops",
+                describe(tpl)
+            )));
+        }
+        if !lost && !self.broken {
             let released: Vec<(Stage, i32)> = tpl
                 .elements()
                 .iter()
                 .map(|e| (self.stage_of(e.topic()), e.partition()))
                 .collect();
-            self.commit_releasing(&released)?;
+            self.commit_releasing(&released, group, false)?;
         }
         for e in tpl.elements() {
             let stage = self.stage_of(e.topic());
@@ -298,13 +320,40 @@ impl Engine {
 
     /// Broadcasts forwarding tasks' progress and flushes outputs; then writes every task's
     /// changes, sealed, to its changelog and flushes that; then persists the same changes
-    /// with the input position locally.
-    fn commit(&mut self) -> Result<(), RuntimeError> {
-        self.commit_releasing(&[])
+    /// with the input position locally. Under `exactly_once_v2` the outputs, the changelog
+    /// records and the consumer positions of `group` commit as one Kafka transaction before
+    /// the local write, and a new transaction begins unless this is the `last` commit.
+    fn commit(
+        &mut self,
+        group: Option<&ConsumerGroupMetadata>,
+        last: bool,
+    ) -> Result<(), RuntimeError> {
+        self.commit_releasing(&[], group, last)
     }
 
     /// A commit whose seals release the tasks `released` (they are being handed over).
-    fn commit_releasing(&mut self, released: &[(Stage, i32)]) -> Result<(), RuntimeError> {
+    fn commit_releasing(
+        &mut self,
+        released: &[(Stage, i32)],
+        group: Option<&ConsumerGroupMetadata>,
+        last: bool,
+    ) -> Result<(), RuntimeError> {
+        if self.broken {
+            return Err(RuntimeError::Consumer(
+                "an earlier commit failed; nothing more is committed".into(),
+            ));
+        }
+        let committed = self.write_commit(released, group, last);
+        self.broken = committed.is_err();
+        committed
+    }
+
+    fn write_commit(
+        &mut self,
+        released: &[(Stage, i32)],
+        group: Option<&ConsumerGroupMetadata>,
+        last: bool,
+    ) -> Result<(), RuntimeError> {
         let forwarding: Vec<i32> = self
             .tasks
             .keys()
@@ -319,13 +368,32 @@ impl Engine {
             task.write_changelog(&self.changelogs, released.contains(key))?;
         }
         self.changelogs.flush(Duration::from_secs(60))?;
+        if self.transactional {
+            let group = group.ok_or_else(|| {
+                RuntimeError::Consumer("no consumer group metadata to commit a transaction".into())
+            })?;
+            let offsets = self.positions();
+            let committed =
+                self.sink
+                    .commit_transaction(&offsets, group, Duration::from_secs(60), last);
+            let outcome = if committed.is_ok() {
+                "committed"
+            } else {
+                "aborted"
+            };
+            self.metrics.commits.with_label_values(&[outcome]).inc();
+            committed?;
+        } else {
+            self.metrics.commits.with_label_values(&["committed"]).inc();
+        }
         for task in self.tasks.values_mut() {
             task.write_local(&self.changelogs)?;
         }
         Ok(())
     }
 
-    /// Positions to report to the consumer group (monitoring only: the stores are the truth).
+    /// Positions to report to the consumer group: for monitoring only (the stores are the
+    /// truth), or committed in the transaction under `exactly_once_v2`.
     fn positions(&self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for ((stage, p), t) in &self.tasks {
@@ -730,7 +798,8 @@ impl ConsumerContext for EngineContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 tracing::info!(partitions = %describe(tpl), lost, "partitions revoked");
-                let closed = engine.close_tasks(tpl, lost);
+                let group = consumer.group_metadata();
+                let closed = engine.close_tasks(tpl, lost, group.as_ref());
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -794,9 +863,13 @@ pub async fn run(
             .register_value(&plan.late_topic, RecordKind::DeadLetter)
             .await?;
     }
+    let writer: Arc<str> = writer_id(&app.state.dir.join(&plan.application))?.into();
+    let (sink, changelogs) = producers(&app.kafka, &plan, &writer, &options).await?;
     let engine = Engine {
-        sink: KafkaSink::new(&app.kafka, &plan.dlq_topic)?,
-        changelogs: KafkaSink::tracking_offsets(&app.kafka, &plan.dlq_topic)?,
+        transactional: plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
+        broken: false,
+        sink,
+        changelogs,
         kafka: app.kafka.clone(),
         state_dir: app.state.dir.clone(),
         tasks: HashMap::new(),
@@ -814,7 +887,7 @@ pub async fn run(
         failure: None,
         outputs: Vec::new(),
         envelope: Vec::new(),
-        writer: writer_id(&app.state.dir.join(&plan.application))?.into(),
+        writer,
         handover_timeout: app.state.handover_timeout,
         plan,
     };
@@ -822,6 +895,32 @@ pub async fn run(
     tokio::task::spawn_blocking(move || process_loop(engine, &kafka_cfg, &options, &stop))
         .await
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?
+}
+
+/// The output and changelog producers: two idempotent ones, or under `exactly_once_v2` one
+/// transactional producer whose id is the application and the instance id (or else the
+/// state directory's writer id), so that a restarted instance fences its previous self.
+async fn producers(
+    kafka: &KafkaConfig,
+    plan: &Plan,
+    writer: &str,
+    options: &RunOptions,
+) -> Result<(Arc<KafkaSink>, Arc<KafkaSink>), RuntimeError> {
+    if plan.guarantee == ProcessingGuarantee::AtLeastOnce {
+        let sink = KafkaSink::new(kafka, &plan.dlq_topic)?;
+        let changelogs = KafkaSink::tracking_offsets(kafka, &plan.dlq_topic)?;
+        return Ok((Arc::new(sink), Arc::new(changelogs)));
+    }
+    let instance = options.instance_id.as_deref().unwrap_or(writer);
+    let id = format!("{}-{instance}", plan.application);
+    let (kafka, topic) = (kafka.clone(), plan.dlq_topic.clone());
+    let timeout = kafka.connect_timeout.max(Duration::from_secs(30));
+    let sink =
+        tokio::task::spawn_blocking(move || KafkaSink::transactional(&kafka, &topic, &id, timeout))
+            .await
+            .map_err(|e| RuntimeError::Consumer(e.to_string()))??;
+    let sink = Arc::new(sink);
+    Ok((sink.clone(), sink))
 }
 
 fn process_loop(
@@ -838,6 +937,8 @@ fn process_loop(
         ("auto.offset.reset", "earliest"),
         ("enable.auto.commit", "false"),
         ("enable.auto.offset.store", "false"),
+        // Under exactly_once_v2 upstream, an aborted transaction's records are never read.
+        ("isolation.level", "read_committed"),
         ("fetch.wait.max.ms", "50"),
         ("partition.assignment.strategy", "cooperative-sticky"),
     ];
@@ -881,9 +982,11 @@ fn process_loop(
         e.idle_watermarks()?;
         if uncommitted > 0 && last_commit.elapsed() >= options.commit_interval {
             let started = Instant::now();
-            e.commit()?;
+            e.commit(consumer.group_metadata().as_ref(), false)?;
             tracing::debug!(records = uncommitted, took = ?started.elapsed(), "committed");
-            let _ = consumer.commit(&e.positions(), CommitMode::Async);
+            if !e.transactional {
+                let _ = consumer.commit(&e.positions(), CommitMode::Async);
+            }
             (last_commit, uncommitted) = (Instant::now(), 0);
         }
         if options.stop_when_idle.is_some_and(|d| idle >= d) {
@@ -891,7 +994,9 @@ fn process_loop(
         }
     }
     let mut e = engine.lock().expect("engine lock");
-    e.commit()?;
-    let _ = consumer.commit(&e.positions(), CommitMode::Sync);
+    e.commit(consumer.group_metadata().as_ref(), true)?;
+    if !e.transactional {
+        let _ = consumer.commit(&e.positions(), CommitMode::Sync);
+    }
     Ok(e.stats.clone())
 }

@@ -41,6 +41,29 @@ pub async fn run_until_idle(
     run(&spec, &app, options, metrics, stop).await.unwrap()
 }
 
+/// One second, in microseconds.
+const SECOND: i64 = 1_000_000;
+
+/// The topology most process tests run, as YAML: 1-second and 1-minute bars per symbol of
+/// `input` with 2 s grace, to `{id}.bars.1s` and `{id}.bars.1m`, late ticks to `{id}.late`.
+/// `header` goes right after the application line (a processing guarantee, say).
+pub fn symbol_bars_topology(id: &str, input: &str, header: &str) -> String {
+    format!(
+        "application: {id}\n{header}sources:\n  ticks: {{ topic: {input} }}\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: {id}.late\nsinks:\n  - {{ input: bars, topic: \"{id}.bars.{{resolution}}\" }}\n"
+    )
+}
+
+/// The rules of [`symbol_bars_topology`].
+pub fn symbol_bars_rules() -> Rules<'static> {
+    Rules {
+        windows: &[("1s", SECOND, SECOND), ("1m", 60 * SECOND, 60 * SECOND)],
+        grace: 2 * SECOND,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: None,
+    }
+}
+
 /// Market start of every simulation in the tests: Thursday 2026-11-26 09:30 New York.
 pub const START: i64 = 1_795_703_400_000_000;
 use tickflow::source::{KafkaSource, RawRecord};

@@ -83,3 +83,27 @@ fn bad_duration_is_located() {
     let msg = errors_of("bad_duration.yaml");
     assert!(msg.starts_with("tests/topologies/bad_duration.yaml:8:17: operators[0].window.tumbling[1]: `5 minutes please` is not a duration"), "{msg}");
 }
+
+#[test]
+fn processing_guarantee_defaults_to_at_least_once_and_is_located_when_unknown() {
+    let flagship = TopologySpec::load(std::path::Path::new("topologies/ohlc_vwap.yaml")).unwrap();
+    assert_eq!(
+        flagship.processing_guarantee,
+        ProcessingGuarantee::AtLeastOnce
+    );
+    let text =
+        "application: a\nprocessing_guarantee: exactly_once_v2\nsources:\n  t: { topic: in }\n";
+    let spec = TopologySpec::parse("eos.yaml", text).unwrap();
+    assert_eq!(
+        spec.processing_guarantee,
+        ProcessingGuarantee::ExactlyOnceV2
+    );
+    let text = "application: a\nprocessing_guarantee: exactly_once\nsources:\n  t: { topic: in }\n";
+    let msg = TopologySpec::parse("eos.yaml", text)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with("eos.yaml:2:23: processing_guarantee: unknown variant `exactly_once`"),
+        "{msg}"
+    );
+}

@@ -80,10 +80,40 @@ pub struct KafkaConfig {
     /// Comma-separated `host:port` list of brokers.
     pub bootstrap_servers: String,
     /// Extra librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*).
+    /// Numbers and booleans are taken as their text (`linger.ms: 5`).
+    #[serde(deserialize_with = "scalar_texts")]
     pub properties: BTreeMap<String, String>,
     /// How long to wait for the broker to answer at start before failing.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+}
+
+/// A map whose values may be written as strings, numbers or booleans, kept as text.
+fn scalar_texts<'de, D>(d: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Int(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(d)?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Scalar::Text(s) => s,
+                Scalar::Int(i) => i.to_string(),
+                Scalar::Float(f) => f.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (k, text)
+        })
+        .collect())
 }
 
 impl Default for KafkaConfig {
@@ -442,6 +472,23 @@ mod tests {
         assert_eq!(c.kafka.bootstrap_servers, "k:9");
         assert_eq!(c.kafka.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.aws.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+    }
+
+    /// librdkafka properties given as numbers or booleans, in the file or the environment,
+    /// are passed on as their text.
+    #[test]
+    fn kafka_properties_take_numbers_and_booleans() {
+        let env = vec![(
+            "TICKFLOW_KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(),
+            "6000".into(),
+        )];
+        let text = "kafka:\n  properties: { linger.ms: 5, enable.ssl.certificate.verification: false, security.protocol: SSL }\n";
+        let c = AppConfig::from_yaml("c.yaml", text, env).unwrap();
+        let p = |k: &str| c.kafka.properties.get(k).map(String::as_str);
+        assert_eq!(p("session.timeout.ms"), Some("6000"));
+        assert_eq!(p("linger.ms"), Some("5"));
+        assert_eq!(p("enable.ssl.certificate.verification"), Some("false"));
+        assert_eq!(p("security.protocol"), Some("SSL"));
     }
 
     #[test]

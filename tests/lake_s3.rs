@@ -242,4 +242,69 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(stdout, format!("n,evolved\n{},500\n", COUNT + 500));
+
+    check_projection(&topology, &endpoint, &aws, &store, &db).await;
+}
+
+/// The same lake under partition projection, in a second database: `catalog sync` creates
+/// the tables with Athena's projection properties and registers no partition, and a saved
+/// query's `{{day}}` comes from the lake's directories.
+async fn check_projection(
+    topology: &std::path::Path,
+    endpoint: &str,
+    aws: &AwsConfig,
+    store: &LakeStore,
+    db: &str,
+) {
+    let projected_db = format!("{db}_projected");
+    let text = std::fs::read_to_string(topology).unwrap().replace(
+        &format!("database: {db}"),
+        &format!("database: {projected_db}"),
+    ) + "  partition_projection: { since: 2026-01-01 }\n";
+    let projected = topology.with_file_name("projected.yaml");
+    std::fs::write(&projected, text).unwrap();
+    let tickflow = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
+            .args(args)
+            .arg("-t")
+            .arg(&projected)
+            .env("TICKFLOW_AWS__ENDPOINT", endpoint)
+            .env("TICKFLOW_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    tickflow(&["catalog", "sync"]);
+    let glue = GlueCatalog::connect(aws).await.unwrap();
+    for table in ["ticks", "bars_1m"] {
+        let def = glue.table_def(&projected_db, table).await.unwrap().unwrap();
+        let p = |k: &str| def.projection.get(k).map(String::as_str);
+        assert_eq!(p("projection.enabled"), Some("true"), "{table}");
+        assert_eq!(p("projection.dt.range"), Some("2026-01-01,NOW"));
+        assert_eq!(p("projection.hour.digits"), Some("2"));
+        let template = format!("{}/dt=${{dt}}/hour=${{hour}}", store.location(table));
+        assert_eq!(p("storage.location.template"), Some(template.as_str()));
+        assert!(
+            glue.partitions(&projected_db, table)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let latest = tickflow(&[
+        "query",
+        "--engine",
+        "local",
+        "--format",
+        "csv",
+        "--file",
+        "queries/latest_bars.sql",
+    ]);
+    assert_eq!(
+        latest.lines().count(),
+        31,
+        "a header and 30 symbols: {latest}"
+    );
 }

@@ -4,7 +4,7 @@
 //! (environment, profile, EC2 instance role); throttling and 5xx answers are retried by the
 //! SDK with exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_glue::Client;
 use aws_sdk_glue::config::retry::RetryConfig;
@@ -129,7 +129,9 @@ impl GlueCatalog {
             .and_then(|p| p.get(SCHEMA_ID))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        if known >= table.schema_id {
+        let projection = projection_of(&existing);
+        // A newer schema, or partition projection turned on or off, updates the table.
+        if known > table.schema_id || (known == table.schema_id && projection == table.projection) {
             return Ok(());
         }
         self.client
@@ -251,8 +253,19 @@ impl GlueCatalog {
             avro_schema: param("avro.schema.literal"),
             columns: columns(storage.map(|s| s.columns()).unwrap_or_default()),
             partition_keys: columns(t.partition_keys()),
+            projection: projection_of(&t),
         }))
     }
+}
+
+/// The partition projection properties of a Glue table.
+fn projection_of(t: &aws_sdk_glue::types::Table) -> BTreeMap<String, String> {
+    t.parameters()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("projection.") || *k == "storage.location.template")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 fn glue_column(c: &Column) -> Result<GlueColumn, CatalogError> {
@@ -299,6 +312,7 @@ fn table_input(table: &TableDef) -> Result<TableInput, CatalogError> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .chain([(SCHEMA_ID.to_string(), table.schema_id.to_string())])
+    .chain(table.projection.clone())
     .collect();
     TableInput::builder()
         .name(&table.name)

@@ -81,7 +81,9 @@ impl LocalCatalog {
     pub async fn ensure_table(&self, table: &TableDef) -> Result<(), CatalogError> {
         match self.table(&table.database, &table.name).await? {
             Some(f)
-                if f.table.schema_id >= table.schema_id && f.table.location == table.location =>
+                if f.table.schema_id >= table.schema_id
+                    && f.table.location == table.location
+                    && f.table.projection == table.projection =>
             {
                 Ok(())
             }

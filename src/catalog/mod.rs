@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 pub use glue::GlueCatalog;
 
-use crate::config::lake::LakeTopic;
+use std::collections::BTreeMap;
+
+use crate::config::lake::{LakeTopic, ProjectionSpec};
 pub use local::LocalCatalog;
 
 /// Errors of the catalog stage.
@@ -66,18 +68,23 @@ pub struct TableDef {
     pub columns: Vec<Column>,
     /// Partition columns, in directory order (`dt`, `hour`, then `partition_by` fields).
     pub partition_keys: Vec<Column>,
+    /// Athena partition projection properties (`projection.*`, `storage.location.template`);
+    /// empty when partitions are registered.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub projection: BTreeMap<String, String>,
 }
 
 impl TableDef {
     /// The table of `topic` in `database`, at `location`, with the columns of `schema`
     /// (registry id `schema_id`) and the partition keys `dt`, `hour` and the topic's
-    /// `partition_by` fields.
+    /// `partition_by` fields; with `projection`, the table projects its partitions instead.
     pub fn of(
         database: &str,
         topic: &LakeTopic,
         location: String,
         schema_id: u32,
         schema: &Schema,
+        projection: Option<&ProjectionSpec>,
     ) -> Result<Self, CatalogError> {
         let string = |name: &str| Column {
             name: name.into(),
@@ -86,6 +93,9 @@ impl TableDef {
         };
         let mut partition_keys = vec![string("dt"), string("hour")];
         partition_keys.extend(topic.partition_by.iter().map(|f| string(f)));
+        let projection = projection
+            .map(|p| projection_properties(p, &location, &topic.partition_by))
+            .unwrap_or_default();
         Ok(Self {
             database: database.into(),
             name: topic.table_name(),
@@ -98,8 +108,48 @@ impl TableDef {
                 .map_err(|e| CatalogError::Schema(e.to_string()))?,
             columns: hive::columns(schema)?,
             partition_keys,
+            projection,
         })
     }
+
+    /// Whether Athena projects the partitions (none are registered).
+    pub fn projected(&self) -> bool {
+        !self.projection.is_empty()
+    }
+}
+
+/// Athena's partition projection properties for a table at `location`: `dt` a day from
+/// `since` to today, `hour` 00 to 23, and each `partition_by` field injected (a query must
+/// give its value).
+fn projection_properties(
+    p: &ProjectionSpec,
+    location: &str,
+    partition_by: &[String],
+) -> BTreeMap<String, String> {
+    let mut props: BTreeMap<String, String> = [
+        ("projection.enabled", "true".to_string()),
+        ("projection.dt.type", "date".into()),
+        ("projection.dt.format", "yyyy-MM-dd".into()),
+        ("projection.dt.range", format!("{},NOW", p.since)),
+        ("projection.dt.interval", "1".into()),
+        ("projection.dt.interval.unit", "DAYS".into()),
+        ("projection.hour.type", "integer".into()),
+        ("projection.hour.range", "0,23".into()),
+        ("projection.hour.digits", "2".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut template = format!(
+        "{}/dt=${{dt}}/hour=${{hour}}",
+        location.trim_end_matches('/')
+    );
+    for f in partition_by {
+        props.insert(format!("projection.{f}.type"), "injected".into());
+        template.push_str(&format!("/{f}=${{{f}}}"));
+    }
+    props.insert("storage.location.template".into(), template);
+    props
 }
 
 /// One registered partition.
@@ -163,14 +213,54 @@ impl Catalog {
     }
 
     /// Registers partitions of `table`; those already registered are left as they are.
+    /// A table with partition projection registers none.
     pub async fn add_partitions(
         &self,
         table: &TableDef,
         partitions: &[PartitionDef],
     ) -> Result<(), CatalogError> {
+        if table.projected() {
+            return Ok(());
+        }
         match self {
             Catalog::Local(c) => c.add_partitions(table, partitions).await,
             Catalog::Glue(c) => c.add_partitions(table, partitions).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::RecordKind;
+
+    #[test]
+    fn projection_maps_every_partition_key_to_its_directory() {
+        let topic = LakeTopic {
+            topic: "bars.1m".into(),
+            table: None,
+            time_field: None,
+            partition_by: vec!["symbol".into()],
+        };
+        let since = ProjectionSpec {
+            since: "2026-01-01".into(),
+        };
+        let schema = RecordKind::Bar.schema();
+        let location = "s3://b/lake/bars_1m".to_string();
+        let def = TableDef::of("db", &topic, location.clone(), 3, schema, Some(&since)).unwrap();
+        assert!(def.projected());
+        let p = |k: &str| def.projection.get(k).map(String::as_str);
+        assert_eq!(p("projection.dt.type"), Some("date"));
+        assert_eq!(p("projection.dt.range"), Some("2026-01-01,NOW"));
+        assert_eq!(p("projection.hour.range"), Some("0,23"));
+        assert_eq!(p("projection.symbol.type"), Some("injected"));
+        assert_eq!(
+            p("storage.location.template"),
+            Some("s3://b/lake/bars_1m/dt=${dt}/hour=${hour}/symbol=${symbol}")
+        );
+        let keys: Vec<&str> = def.partition_keys.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(keys, ["dt", "hour", "symbol"]);
+        let registered = TableDef::of("db", &topic, location, 3, schema, None).unwrap();
+        assert!(!registered.projected() && registered.projection.is_empty());
     }
 }

@@ -76,6 +76,7 @@ pub async fn sync(
             store.location(&table),
             schema_id,
             &schema,
+            spec.partition_projection.as_ref(),
         )?;
         catalog.ensure_table(&def).await?;
         let partitions: BTreeSet<PartitionDef> = newest

@@ -136,7 +136,8 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
             );
         }
         let catalog = Catalog::Glue(GlueCatalog::connect(&app.aws).await?);
-        let sql = bind(&spec, &catalog, &origin, &text, params).await?;
+        let store = LakeStore::open(&lake.url, &app.aws).await?;
+        let sql = bind(&spec, &catalog, &store, &origin, &text, params).await?;
         let athena = AthenaEngine::connect(&app.aws, &app.athena).await;
         let (result, stats) = athena
             .query(&lake.database, &sql)
@@ -164,10 +165,11 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
 }
 
 /// `text` with its placeholders bound from `params`; `day` defaults to the newest `dt`
-/// partition in the catalog.
+/// partition in the catalog, or in the lake (tables with partition projection).
 async fn bind(
     spec: &TopologySpec,
     catalog: &Catalog,
+    store: &LakeStore,
     origin: &str,
     text: &str,
     mut params: BTreeMap<String, String>,
@@ -176,7 +178,7 @@ async fn bind(
     let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
     if !params.contains_key("day")
         && saved::placeholders(text).iter().any(|p| p == "day")
-        && let Some(day) = saved::newest_day(catalog, &lake.database, &tables).await?
+        && let Some(day) = saved::newest_day(catalog, store, &lake.database, &tables).await?
     {
         params.insert("day".into(), day);
     }
@@ -195,7 +197,7 @@ pub async fn run_sql(
 ) -> anyhow::Result<(ResultSet, ScanStats)> {
     let lake = spec.lake.as_ref().context("the topology has no lake")?;
     let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
-    let sql = bind(spec, catalog, origin, text, params).await?;
+    let sql = bind(spec, catalog, store, origin, text, params).await?;
     let engine = LocalEngine::open(store, catalog, &lake.database, &tables).await?;
     engine
         .query_with_stats(&sql)

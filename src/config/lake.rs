@@ -10,6 +10,7 @@
 //!     - { topic: ticks.raw, table: ticks }
 //!     - { topic: bars.1m, partition_by: [symbol] }
 //!   roll: { max_records: 1000000, max_bytes: 67108864, max_event_time_span: 1h, flush_interval: 60s }
+//!   partition_projection: { since: 2024-01-01 }   # optional: Athena computes partitions
 //! ```
 
 use serde::Deserialize;
@@ -39,6 +40,18 @@ pub struct LakeSpec {
     /// When a file is closed.
     #[serde(default)]
     pub roll: RollSpec,
+    /// Athena partition projection: the tables say how partitions map to directories, so
+    /// Athena computes them from a query's filters and no partition is registered.
+    #[serde(default)]
+    pub partition_projection: Option<ProjectionSpec>,
+}
+
+/// Partition projection settings.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectionSpec {
+    /// First day of the `dt` range, `YYYY-MM-DD` (the range ends today: `NOW`).
+    pub since: String,
 }
 
 fn default_database() -> String {
@@ -193,6 +206,14 @@ impl LakeSpec {
                     ));
                 }
             }
+        }
+        if let Some(p) = &self.partition_projection
+            && chrono::NaiveDate::parse_from_str(&p.since, "%Y-%m-%d").is_err()
+        {
+            out.push((
+                "lake.partition_projection.since".into(),
+                format!("`{}` is not a date (YYYY-MM-DD)", p.since),
+            ));
         }
         let r = &self.roll;
         for (field, zero) in [

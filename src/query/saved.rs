@@ -1,12 +1,14 @@
 //! Saved queries: SQL files (in `queries/`) that run unchanged on Athena and on the embedded
 //! engine. A query may hold `{{name}}` placeholders; `tickflow query --param name=value`
-//! fills them, and `{{day}}` defaults to the newest `dt` partition in the catalog.
+//! fills them, and `{{day}}` defaults to the newest `dt` partition in the catalog (or, for
+//! tables with partition projection, which registers none, in the lake).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::QueryError;
 use crate::catalog::Catalog;
+use crate::sink::lake::store::LakeStore;
 
 /// The placeholder names in `sql`, in order of first use.
 pub fn placeholders(sql: &str) -> Vec<String> {
@@ -76,9 +78,11 @@ pub fn load(path: &Path) -> Result<String, QueryError> {
     })
 }
 
-/// The newest `dt` partition value among `tables` of `database`, if any is registered.
+/// The newest `dt` partition value among `tables` of `database`: of the registered
+/// partitions, or else of the `dt=` directories in the lake.
 pub async fn newest_day(
     catalog: &Catalog,
+    store: &LakeStore,
     database: &str,
     tables: &[String],
 ) -> Result<Option<String>, QueryError> {
@@ -89,6 +93,16 @@ pub async fn newest_day(
                 newest = newest.max(Some(dt));
             }
         }
+    }
+    if newest.is_some() {
+        return Ok(newest);
+    }
+    for table in tables {
+        let dirs = store.list_dirs(table).await?;
+        let days = dirs
+            .into_iter()
+            .filter_map(|d| d.strip_prefix("dt=").map(str::to_string));
+        newest = newest.max(days.max());
     }
     Ok(newest)
 }

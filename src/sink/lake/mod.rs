@@ -439,7 +439,15 @@ impl LakeWriter {
         let schema = self.schema(schema_id)?;
         let t = &self.tables[topic];
         let location = self.store.location(&t.name);
-        let def = TableDef::of(&self.spec.database, &t.spec, location, schema_id, schema)?;
+        let projection = self.spec.partition_projection.as_ref();
+        let def = TableDef::of(
+            &self.spec.database,
+            &t.spec,
+            location,
+            schema_id,
+            schema,
+            projection,
+        )?;
         Ok(def)
     }
 

@@ -192,6 +192,20 @@ impl LakeStore {
             .collect())
     }
 
+    /// Names of the directories directly under the directory `dir`.
+    pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, LakeError> {
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&ObjectPath::from(dir)))
+            .await
+            .map_err(LakeError::store)?;
+        Ok(listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect())
+    }
+
     /// Paths of every object under `prefix`, recursively.
     pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         let objects: Vec<_> = self

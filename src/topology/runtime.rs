@@ -185,9 +185,10 @@ struct Engine {
     changelogs: Arc<KafkaSink>,
     /// Commits are Kafka transactions (`exactly_once_v2`).
     transactional: bool,
-    /// A commit failed: the in-memory state is ahead of what was committed, so nothing more
-    /// may be written (a revocation while the run stops must not commit it).
-    broken: bool,
+    /// No more commits may be written: a commit failed (the in-memory state is ahead of what
+    /// was committed, and a revocation while the run stops must not commit it), or the last
+    /// transaction of an `exactly_once_v2` run was committed (no transaction is open).
+    closed: bool,
     /// Kafka settings, for restore consumers.
     kafka: KafkaConfig,
     bar_encoders: HashMap<String, Encoder<Bar>>,
@@ -300,7 +301,7 @@ impl Engine {
                 describe(tpl)
             )));
         }
-        if !lost && !self.broken {
+        if !lost && !self.closed {
             let released: Vec<(Stage, i32)> = tpl
                 .elements()
                 .iter()
@@ -338,13 +339,13 @@ impl Engine {
         group: Option<&ConsumerGroupMetadata>,
         last: bool,
     ) -> Result<(), RuntimeError> {
-        if self.broken {
+        if self.closed {
             return Err(RuntimeError::Consumer(
-                "an earlier commit failed; nothing more is committed".into(),
+                "an earlier commit failed or was the last; nothing more is committed".into(),
             ));
         }
         let committed = self.write_commit(released, group, last);
-        self.broken = committed.is_err();
+        self.closed = committed.is_err() || (last && self.transactional);
         committed
     }
 
@@ -867,7 +868,7 @@ pub async fn run(
     let (sink, changelogs) = producers(&app.kafka, &plan, &writer, &options).await?;
     let engine = Engine {
         transactional: plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
-        broken: false,
+        closed: false,
         sink,
         changelogs,
         kafka: app.kafka.clone(),

@@ -180,30 +180,25 @@ impl LakeStore {
 
     /// Names of the objects directly under the directory `dir`.
     pub async fn list_names(&self, dir: &str) -> Result<Vec<String>, LakeError> {
-        let listed = self
-            .store
-            .list_with_delimiter(Some(&ObjectPath::from(dir)))
-            .await
-            .map_err(LakeError::store)?;
+        let listed = self.listing(dir).await?.objects.into_iter();
         Ok(listed
-            .objects
-            .into_iter()
             .filter_map(|o| o.location.filename().map(str::to_string))
             .collect())
     }
 
     /// Names of the directories directly under the directory `dir`.
     pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, LakeError> {
-        let listed = self
-            .store
-            .list_with_delimiter(Some(&ObjectPath::from(dir)))
-            .await
-            .map_err(LakeError::store)?;
+        let listed = self.listing(dir).await?.common_prefixes.into_iter();
         Ok(listed
-            .common_prefixes
-            .into_iter()
             .filter_map(|p| p.filename().map(str::to_string))
             .collect())
+    }
+
+    async fn listing(&self, dir: &str) -> Result<object_store::ListResult, LakeError> {
+        self.store
+            .list_with_delimiter(Some(&ObjectPath::from(dir)))
+            .await
+            .map_err(LakeError::store)
     }
 
     /// Paths of every object under `prefix`, recursively.

@@ -57,6 +57,16 @@ struct DeliveryTracker {
     last_offsets: Option<Mutex<HashMap<(String, i32), i64>>>,
 }
 
+impl DeliveryTracker {
+    /// A tracker that also remembers the last acknowledged offset of each partition.
+    fn with_offsets() -> Self {
+        Self {
+            last_offsets: Some(Mutex::new(HashMap::new())),
+            ..Self::default()
+        }
+    }
+}
+
 /// librdkafka context that feeds the tracker.
 struct TrackingContext(Arc<DeliveryTracker>);
 
@@ -105,11 +115,7 @@ impl KafkaSink {
     /// A producer that also remembers the last acknowledged offset of each partition it
     /// writes (see [`KafkaSink::last_offset`]).
     pub fn tracking_offsets(cfg: &KafkaConfig, topic: &str) -> Result<Self, SinkError> {
-        let tracker = DeliveryTracker {
-            last_offsets: Some(Mutex::new(HashMap::new())),
-            ..DeliveryTracker::default()
-        };
-        Self::build(cfg, topic, tracker)
+        Self::build(cfg, topic, DeliveryTracker::with_offsets())
     }
 
     /// A transactional producer (which also tracks offsets): `transactional_id` identifies
@@ -122,10 +128,7 @@ impl KafkaSink {
         transactional_id: &str,
         timeout: Duration,
     ) -> Result<Self, SinkError> {
-        let tracker = DeliveryTracker {
-            last_offsets: Some(Mutex::new(HashMap::new())),
-            ..DeliveryTracker::default()
-        };
+        let tracker = DeliveryTracker::with_offsets();
         let extra = [
             ("transactional.id", transactional_id),
             ("transaction.timeout.ms", "30000"),

@@ -183,8 +183,6 @@ struct Engine {
     /// Producer of changelog records, which remembers the offset of each seal (the same
     /// transactional producer as `sink` under `exactly_once_v2`).
     changelogs: Arc<KafkaSink>,
-    /// Commits are Kafka transactions (`exactly_once_v2`).
-    transactional: bool,
     /// No more commits may be written: a commit failed (the in-memory state is ahead of what
     /// was committed, and a revocation while the run stops must not commit it), or the last
     /// transaction of an `exactly_once_v2` run was committed (no transaction is open).
@@ -207,6 +205,11 @@ struct Engine {
 }
 
 impl Engine {
+    /// Whether commits are Kafka transactions (`exactly_once_v2`).
+    fn transactional(&self) -> bool {
+        self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2
+    }
+
     /// The topics the application consumes: the source, and the repartition topic if any.
     fn input_topics(&self) -> Vec<String> {
         let mut topics = vec![self.plan.input_topic.clone()];
@@ -266,7 +269,7 @@ impl Engine {
                     self.plan.store_of(stage == Stage::Forward),
                 ),
                 partition: p,
-                transactional: self.transactional,
+                transactional: self.transactional(),
             };
             let (window, n) = (&self.plan.window, self.partitions as usize);
             let task = Task::open(&dir, stage, window, n, changelog, &handover, &self.metrics)?;
@@ -295,9 +298,10 @@ impl Engine {
         lost: bool,
         group: Option<&ConsumerGroupMetadata>,
     ) -> Result<(), RuntimeError> {
-        if lost && self.transactional {
+        if lost && self.transactional() {
+            self.closed = true;
             return Err(RuntimeError::Consumer(format!(
-                "partitions lost ({}); the open transaction is aborted and the run stops",
+                "partitions lost ({}); the open transaction will not be committed and the run stops",
                 describe(tpl)
             )));
         }
@@ -345,7 +349,7 @@ impl Engine {
             ));
         }
         let committed = self.write_commit(released, group, last);
-        self.closed = committed.is_err() || (last && self.transactional);
+        self.closed = committed.is_err() || (last && self.transactional());
         committed
     }
 
@@ -369,7 +373,7 @@ impl Engine {
             task.write_changelog(&self.changelogs, released.contains(key))?;
         }
         self.changelogs.flush(Duration::from_secs(60))?;
-        if self.transactional {
+        if self.transactional() {
             let group = group.ok_or_else(|| {
                 RuntimeError::Consumer("no consumer group metadata to commit a transaction".into())
             })?;
@@ -867,7 +871,6 @@ pub async fn run(
     let writer: Arc<str> = writer_id(&app.state.dir.join(&plan.application))?.into();
     let (sink, changelogs) = producers(&app.kafka, &plan, &writer, &options).await?;
     let engine = Engine {
-        transactional: plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
         closed: false,
         sink,
         changelogs,
@@ -985,7 +988,7 @@ fn process_loop(
             let started = Instant::now();
             e.commit(consumer.group_metadata().as_ref(), false)?;
             tracing::debug!(records = uncommitted, took = ?started.elapsed(), "committed");
-            if !e.transactional {
+            if !e.transactional() {
                 let _ = consumer.commit(&e.positions(), CommitMode::Async);
             }
             (last_commit, uncommitted) = (Instant::now(), 0);
@@ -996,7 +999,7 @@ fn process_loop(
     }
     let mut e = engine.lock().expect("engine lock");
     e.commit(consumer.group_metadata().as_ref(), true)?;
-    if !e.transactional {
+    if !e.transactional() {
         let _ = consumer.commit(&e.positions(), CommitMode::Sync);
     }
     Ok(e.stats.clone())

@@ -1,7 +1,8 @@
 //! The lake sink against S3 and Glue (moto, started by `scripts/test.sh`): every record lands
 //! once, in its partition, every partition holding files is registered in Glue at its S3
 //! location, and a new optional field in the tick schema mid-run adds a column to the Glue
-//! table while old and new files stay readable. A missing bucket fails fast, naming it.
+//! table while old and new files stay readable. Large files go up in parts and are still
+//! created only once. A missing bucket fails fast, naming it.
 //! One test only: it sets the AWS environment of its process.
 
 mod common;
@@ -15,10 +16,11 @@ use common::process::{engine_env, start_engine_with};
 use tickflow::catalog::GlueCatalog;
 use tickflow::codec::{RecordKind, RegistryClient};
 use tickflow::config::AwsConfig;
+use tickflow::config::lake::{MIN_PART_BYTES, UploadSpec};
 use tickflow::sim::SimConfig;
 use tickflow::sink::KafkaSink;
-use tickflow::sink::lake::decode_datum;
-use tickflow::sink::lake::store::LakeStore;
+use tickflow::sink::lake::store::{Created, LakeStore, STAGING_DIR};
+use tickflow::sink::lake::{LakeError, decode_datum};
 
 /// moto, started by `scripts/test.sh`.
 fn aws() -> AwsConfig {
@@ -150,7 +152,10 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     let t = dir.path().join("t.yaml");
     let url = format!("s3://{bucket}/lake");
     let roll = "{ max_records: 4000, flush_interval: 2s }";
-    std::fs::write(&t, lake::topology(&id, &input, &url, &database(&id), roll)).unwrap();
+    // Files of 32 KiB or more take the multipart route: staged, then copied only if new.
+    let text = lake::topology(&id, &input, &url, &database(&id), roll)
+        + format!("  upload: {{ multipart_threshold: {MULTIPART_FROM} }}\n").as_str();
+    std::fs::write(&t, text).unwrap();
     let mut env = engine_env(
         &kafka.bootstrap_servers,
         &registry.url,
@@ -174,7 +179,14 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     .await
     .unwrap();
     let store = LakeStore::open(&url, &aws).await.unwrap();
-    let landed = lake::landed(&lake::store_files(&store).await);
+    let files = lake::store_files(&store).await;
+    let in_parts = files
+        .iter()
+        .filter(|(_, b)| b.len() >= MULTIPART_FROM)
+        .count();
+    assert!(in_parts > 0, "no file was uploaded in parts");
+    assert!(store.list_all(STAGING_DIR).await.unwrap().is_empty());
+    let landed = lake::landed(&files);
     let bars = format!("{id}.bars.1m");
     let topics: [LandedTopic; 2] = [
         (input.as_str(), "ticks", "event_time"),
@@ -244,6 +256,37 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     assert_eq!(stdout, format!("n,evolved\n{},500\n", COUNT + 500));
 
     check_projection(&topology, &endpoint, &aws, &store, &db).await;
+    check_multipart(&url, &aws).await;
+}
+
+/// Files at least this large are uploaded in parts in this test.
+const MULTIPART_FROM: usize = 32 << 10;
+
+/// A file of three parts on S3: created once, an identical replay is success, different
+/// content under its name is refused and never replaces it (the conditional
+/// CompleteMultipartUpload of the copy), and no staging object stays.
+async fn check_multipart(url: &str, aws: &AwsConfig) {
+    let upload = UploadSpec {
+        multipart_threshold: 1,
+        part_bytes: MIN_PART_BYTES,
+    };
+    let store = LakeStore::open(url, aws).await.unwrap().with_upload(upload);
+    let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 253) as u8).collect();
+    let path = "parts/dt=2026-03-02/hour=09/big+0+0000000000.avro";
+    assert_eq!(
+        store.put_new(path, big.clone()).await.unwrap(),
+        Created::New
+    );
+    assert_eq!(
+        store.put_new(path, big.clone()).await.unwrap(),
+        Created::Identical
+    );
+    let mut other = big.clone();
+    other[11_000_000] ^= 1;
+    let err = store.put_new(path, other).await.unwrap_err();
+    assert!(matches!(err, LakeError::Conflict(_)), "{err}");
+    assert!(store.get(path).await.unwrap() == big, "replaced");
+    assert!(store.list_all(STAGING_DIR).await.unwrap().is_empty());
 }
 
 /// The same lake under partition projection, in a second database: `catalog sync` creates

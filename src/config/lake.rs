@@ -11,6 +11,7 @@
 //!     - { topic: bars.1m, partition_by: [symbol] }
 //!   roll: { max_records: 1000000, max_bytes: 67108864, max_event_time_span: 1h, flush_interval: 60s }
 //!   partition_projection: { since: 2024-01-01 }   # optional: Athena computes partitions
+//!   upload: { multipart_threshold: 16777216, part_bytes: 8388608 }
 //! ```
 
 use serde::Deserialize;
@@ -44,6 +45,33 @@ pub struct LakeSpec {
     /// Athena computes them from a query's filters and no partition is registered.
     #[serde(default)]
     pub partition_projection: Option<ProjectionSpec>,
+    /// How files are uploaded: large ones in parts.
+    #[serde(default)]
+    pub upload: UploadSpec,
+}
+
+/// S3's smallest part of a multipart upload (all but the last part), in bytes.
+pub const MIN_PART_BYTES: u64 = 5 << 20;
+
+/// How files are uploaded. A file of at least `multipart_threshold` bytes is uploaded in
+/// parts to a staging name, then copied to its own name only if nothing is there (on S3 a
+/// conditional CompleteMultipartUpload), so it is never visible partly written either way.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UploadSpec {
+    /// Files of at least this many bytes (compressed, as written) are uploaded in parts.
+    pub multipart_threshold: u64,
+    /// Bytes per part (at least 5 MiB, S3's minimum).
+    pub part_bytes: u64,
+}
+
+impl Default for UploadSpec {
+    fn default() -> Self {
+        Self {
+            multipart_threshold: 16 << 20,
+            part_bytes: 8 << 20,
+        }
+    }
 }
 
 /// Partition projection settings.
@@ -215,6 +243,18 @@ impl LakeSpec {
                 format!("`{}` is not a date (YYYY-MM-DD)", p.since),
             ));
         }
+        if self.upload.part_bytes < MIN_PART_BYTES {
+            out.push((
+                "lake.upload.part_bytes".into(),
+                format!("must be at least {MIN_PART_BYTES} (5 MiB, S3's smallest part)"),
+            ));
+        }
+        if self.upload.multipart_threshold == 0 {
+            out.push((
+                "lake.upload.multipart_threshold".into(),
+                "must be more than 0".into(),
+            ));
+        }
         let r = &self.roll;
         for (field, zero) in [
             ("max_records", r.max_records == 0),
@@ -263,7 +303,7 @@ mod tests {
     #[test]
     fn reports_every_problem() {
         let s = spec(
-            "url: http://x\ndatabase: Bad-Name\ntopics: [{topic: a.b}, {topic: a_b, partition_by: [dt]}]\nroll: {max_records: 0}",
+            "url: http://x\ndatabase: Bad-Name\ntopics: [{topic: a.b}, {topic: a_b, partition_by: [dt]}]\nroll: {max_records: 0}\nupload: {part_bytes: 1000}",
         );
         let fields: Vec<String> = s.validate().into_iter().map(|(f, _)| f).collect();
         assert_eq!(
@@ -273,6 +313,7 @@ mod tests {
                 "lake.database",
                 "lake.topics[1].table",
                 "lake.topics[1].partition_by[0]",
+                "lake.upload.part_bytes",
                 "lake.roll.max_records"
             ]
         );

@@ -51,6 +51,9 @@ pub const SCHEMA_ID_KEY: &str = "tickflow.schema_id";
 /// Metadata key of the topic a file's records come from.
 pub const TOPIC_KEY: &str = "tickflow.topic";
 
+/// Staging objects older than this were left behind by a crash: no upload takes a day.
+const STAGING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
 /// Errors of the lake sink.
 #[derive(Debug, thiserror::Error)]
 pub enum LakeError {
@@ -640,8 +643,14 @@ impl LakeWriter {
         app: &AppConfig,
         metrics: Metrics,
     ) -> Result<Self, LakeError> {
-        let store = LakeStore::open(&spec.url, &app.aws).await?;
+        let store = LakeStore::open(&spec.url, &app.aws)
+            .await?
+            .with_upload(spec.upload.clone());
         store.check().await?;
+        let swept = store.sweep_staging(STAGING_MAX_AGE).await?;
+        if swept > 0 {
+            tracing::info!(swept, "deleted staging objects left behind by a crash");
+        }
         let catalog = match spec.catalog_kind() {
             CatalogKind::Local => Catalog::Local(LocalCatalog::new(store.clone())),
             CatalogKind::Glue => {

@@ -1,21 +1,28 @@
 //! Where lake files live: a local directory or an S3 bucket (or an S3-compatible store),
 //! through `object_store`. Files are created with a conditional put, so an object, once
-//! written, is never replaced, and never visible half-written. `object_store` retries
-//! throttling and 5xx answers with exponential backoff.
+//! written, is never replaced, and never visible half-written. Large files are uploaded in
+//! parts to a staging name under `_staging/`, then copied to their own name only if nothing
+//! is there (on S3, a multipart copy whose CompleteMultipartUpload carries
+//! `If-None-Match: *`). `object_store` retries throttling and 5xx answers with exponential
+//! backoff.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::CredentialProvider;
-use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::aws::{AmazonS3Builder, AwsCredential, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::prefix::PrefixStore;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use super::LakeError;
 use crate::config::AwsConfig;
+use crate::config::lake::UploadSpec;
+
+/// Where multipart uploads are staged before they are copied to their own names.
+pub const STAGING_DIR: &str = "_staging";
 
 /// What a conditional put found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +39,8 @@ pub struct LakeStore {
     store: Arc<dyn ObjectStore>,
     /// The lake URL with no trailing slash, for table and partition locations.
     root: String,
+    /// When and how files are uploaded in parts.
+    upload: UploadSpec,
 }
 
 impl std::fmt::Debug for LakeStore {
@@ -54,6 +63,7 @@ impl LakeStore {
             return Ok(Self {
                 store: Arc::new(store),
                 root: format!("file://{}", abs.display()),
+                upload: UploadSpec::default(),
             });
         }
         let Some(rest) = url.strip_prefix("s3://") else {
@@ -68,6 +78,11 @@ impl LakeStore {
         let mut builder = AmazonS3Builder::from_env()
             .with_bucket_name(bucket)
             .with_region(&aws.region);
+        if std::env::var_os("AWS_COPY_IF_NOT_EXISTS").is_none() {
+            // Amazon S3's own way; an S3-compatible store may need another, set through
+            // the environment as `object_store` documents.
+            builder = builder.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
+        }
         if let Some(chain) = sdk.credentials_provider() {
             builder = builder.with_credentials(Arc::new(ChainCredentials {
                 chain,
@@ -94,7 +109,17 @@ impl LakeStore {
                 format!("/{prefix}")
             }
         );
-        Ok(Self { store, root })
+        Ok(Self {
+            store,
+            root,
+            upload: UploadSpec::default(),
+        })
+    }
+
+    /// The same store, uploading files as `upload` says.
+    pub fn with_upload(mut self, upload: UploadSpec) -> Self {
+        self.upload = upload;
+        self
     }
 
     /// The object store itself, with paths relative to the lake root.
@@ -129,18 +154,14 @@ impl LakeStore {
     /// Writes `bytes` at `path` unless an object is there; an identical object is success,
     /// a different one is an error (another writer landed other records under that name).
     pub async fn put_new(&self, path: &str, bytes: Vec<u8>) -> Result<Created, LakeError> {
-        let location = ObjectPath::from(path);
         let bytes = Bytes::from(bytes);
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..PutOptions::default()
+        let created = if bytes.len() as u64 >= self.upload.multipart_threshold {
+            self.create_in_parts(path, bytes.clone()).await
+        } else {
+            self.create(path, bytes.clone()).await
         };
-        match self
-            .store
-            .put_opts(&location, PutPayload::from_bytes(bytes.clone()), opts)
-            .await
-        {
-            Ok(_) => Ok(Created::New),
+        match created {
+            Ok(()) => Ok(Created::New),
             Err(object_store::Error::AlreadyExists { .. })
             | Err(object_store::Error::Precondition { .. }) => {
                 if self.get(path).await? == bytes {
@@ -151,6 +172,59 @@ impl LakeStore {
             }
             Err(e) => Err(LakeError::store(e)),
         }
+    }
+
+    /// One conditional PUT.
+    async fn create(&self, path: &str, bytes: Bytes) -> object_store::Result<()> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let location = ObjectPath::from(path);
+        let payload = PutPayload::from_bytes(bytes);
+        self.store.put_opts(&location, payload, opts).await?;
+        Ok(())
+    }
+
+    /// A multipart upload to a staging name of this attempt's own, then a copy to `path` only
+    /// if nothing is there; the staging object is deleted either way (a crash can leave one
+    /// behind: [`LakeStore::sweep_staging`] removes it later).
+    async fn create_in_parts(&self, path: &str, bytes: Bytes) -> object_store::Result<()> {
+        let staging = ObjectPath::from(format!("{STAGING_DIR}/{path}.{}", uuid::Uuid::new_v4()));
+        let upload = self.store.put_multipart(&staging).await?;
+        let mut parts =
+            WriteMultipart::new_with_chunk_size(upload, self.upload.part_bytes as usize);
+        parts.put(bytes);
+        parts.finish().await?;
+        let copied = self
+            .store
+            .copy_if_not_exists(&staging, &ObjectPath::from(path))
+            .await;
+        if let Err(e) = self.store.delete(&staging).await {
+            tracing::warn!(staging = %staging, error = %e, "staging object left behind");
+        }
+        copied
+    }
+
+    /// Deletes staging objects older than `age`: left behind by a crash between upload and
+    /// copy (younger ones may belong to a running upload of another instance).
+    pub async fn sweep_staging(&self, age: std::time::Duration) -> Result<usize, LakeError> {
+        let cutoff = chrono::Utc::now() - age;
+        let stale: Vec<ObjectPath> = self
+            .store
+            .list(Some(&ObjectPath::from(STAGING_DIR)))
+            .try_filter(|o| std::future::ready(o.last_modified < cutoff))
+            .map_ok(|o| o.location)
+            .try_collect()
+            .await
+            .map_err(LakeError::store)?;
+        for location in &stale {
+            self.store
+                .delete(location)
+                .await
+                .map_err(LakeError::store)?;
+        }
+        Ok(stale.len())
     }
 
     /// Writes `bytes` at `path`, replacing what is there (catalog files).
@@ -252,5 +326,62 @@ impl CredentialProvider for ChainCredentials {
         });
         *cached = Some((credential.clone(), c.expiry()));
         Ok(credential)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn local(dir: &std::path::Path, multipart_threshold: u64) -> LakeStore {
+        let url = format!("file://{}", dir.display());
+        let upload = UploadSpec {
+            multipart_threshold,
+            part_bytes: crate::config::lake::MIN_PART_BYTES,
+        };
+        let aws = AwsConfig::default();
+        LakeStore::open(&url, &aws)
+            .await
+            .unwrap()
+            .with_upload(upload)
+    }
+
+    #[tokio::test]
+    async fn files_in_parts_are_created_once_and_leave_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), 1).await;
+        let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 251) as u8).collect();
+        let path = "t/dt=2026-03-02/f.avro";
+        assert_eq!(
+            store.put_new(path, big.clone()).await.unwrap(),
+            Created::New
+        );
+        assert_eq!(store.get(path).await.unwrap(), big);
+        assert_eq!(
+            store.put_new(path, big.clone()).await.unwrap(),
+            Created::Identical
+        );
+        let mut other = big.clone();
+        other[7_000_000] ^= 1;
+        assert!(matches!(
+            store.put_new(path, other).await,
+            Err(LakeError::Conflict(_))
+        ));
+        assert_eq!(store.get(path).await.unwrap(), big, "never replaced");
+        assert!(store.list_all(STAGING_DIR).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn staging_left_by_a_crash_is_swept_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), 1).await;
+        let leftover = format!("{STAGING_DIR}/t/f.avro.x");
+        store.put(&leftover, vec![1, 2, 3]).await.unwrap();
+        let day = std::time::Duration::from_secs(86_400);
+        assert_eq!(store.sweep_staging(day).await.unwrap(), 0, "too young");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = std::time::Duration::from_millis(10);
+        assert_eq!(store.sweep_staging(now).await.unwrap(), 1);
+        assert!(store.list_all(STAGING_DIR).await.unwrap().is_empty());
     }
 }

@@ -6,7 +6,8 @@
 //! pipelines do: to the local filesystem, and to S3 when `TICKFLOW_BENCH_AWS_ENDPOINT` names
 //! an S3 endpoint (moto). Prints each run, medians, and the ratio.
 //!
-//! The ratio is against the default codec, snappy. `cargo bench --bench lake`.
+//! Avro with snappy and deflate, and Parquet with snappy. The ratio is against the default,
+//! Avro with snappy. `cargo bench --bench lake`.
 
 mod support;
 
@@ -68,11 +69,11 @@ fn land(
     runtime: &tokio::runtime::Runtime,
     app: &AppConfig,
     messages: &[OwnedMessage],
-    codec: &str,
+    (format, codec): (&str, &str),
 ) -> (f64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "url: file://{}\ncodec: {codec}\ntopics: [{{ topic: {TOPIC}, table: ticks }}]\n",
+        "url: file://{}\nformat: {format}\ncodec: {codec}\ntopics: [{{ topic: {TOPIC}, table: ticks }}]\n",
         dir.path().display()
     );
     let spec: LakeSpec = serde_yaml::from_str(&yaml).unwrap();
@@ -131,16 +132,20 @@ fn main() {
     );
 
     let mut landed = 0.0;
-    for codec in ["snappy", "deflate"] {
+    for (format, codec) in [
+        ("avro", "snappy"),
+        ("avro", "deflate"),
+        ("parquet", "snappy"),
+    ] {
         let mut rates = Vec::new();
         for run in 1..=RUNS {
-            let (rate, files) = land(&runtime, &app, &messages, codec);
-            println!("{codec} run {run}: landed {rate:.0} ticks/s into {files} files");
+            let (rate, files) = land(&runtime, &app, &messages, (format, codec));
+            println!("{format}/{codec} run {run}: landed {rate:.0} ticks/s into {files} files");
             rates.push(rate);
         }
         let m = median(rates);
-        println!("{codec} median: {m:.0} ticks/s landed");
-        if codec == "snappy" {
+        println!("{format}/{codec} median: {m:.0} ticks/s landed");
+        if (format, codec) == ("avro", "snappy") {
             landed = m;
         }
     }

@@ -16,7 +16,7 @@ use common::process::{engine_env, start_engine_with};
 use tickflow::catalog::GlueCatalog;
 use tickflow::codec::{RecordKind, RegistryClient};
 use tickflow::config::AwsConfig;
-use tickflow::config::lake::{MIN_PART_BYTES, UploadSpec};
+use tickflow::config::lake::{LakeFormat, MIN_PART_BYTES, UploadSpec};
 use tickflow::sim::SimConfig;
 use tickflow::sink::KafkaSink;
 use tickflow::sink::lake::store::{Created, LakeStore, STAGING_DIR};
@@ -257,6 +257,24 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
 
     check_projection(&topology, &endpoint, &aws, &store, &db).await;
     check_multipart(&url, &aws).await;
+    check_parquet_table(&glue, &db).await;
+}
+
+/// A Parquet lake's table is registered with Hive's Parquet SerDe and formats, and a table
+/// switched to the other format is updated.
+async fn check_parquet_table(glue: &GlueCatalog, db: &str) {
+    let mut def = glue.table_def(db, "ticks").await.unwrap().unwrap();
+    assert_eq!(def.format, LakeFormat::Avro);
+    def.name = "ticks_parquet".into();
+    def.format = LakeFormat::Parquet;
+    glue.ensure_table(&def).await.unwrap();
+    let back = glue.table_def(db, "ticks_parquet").await.unwrap().unwrap();
+    assert_eq!(back.format, LakeFormat::Parquet);
+    assert_eq!(back.columns, def.columns);
+    def.format = LakeFormat::Avro;
+    glue.ensure_table(&def).await.unwrap();
+    let back = glue.table_def(db, "ticks_parquet").await.unwrap().unwrap();
+    assert_eq!(back.format, LakeFormat::Avro, "updated to the new format");
 }
 
 /// Files at least this large are uploaded in parts in this test.

@@ -1,6 +1,6 @@
 //! SQL over a lake written by a seeded run: each saved query's answer equals a brute-force
 //! computation from the generated ticks; partition filters skip files; `reconcile` proves the
-//! clean lake and finds a bar that was tampered with.
+//! clean lake and finds a bar that was tampered with. Once over Avro files, once over Parquet.
 
 mod common;
 
@@ -14,6 +14,7 @@ use common::lake;
 use common::process::start_engine_with;
 use serde_json::Value as Json;
 use tickflow::codec::{Bar, RegistryClient, Tick};
+use tickflow::config::lake::LakeFormat;
 use tickflow::sim::SimConfig;
 
 const MINUTE: i64 = 60_000_000;
@@ -78,6 +79,16 @@ fn shown(t: i64) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saved_queries_and_reconcile_agree_with_brute_force() {
+    queries_agree_with_brute_force(LakeFormat::Avro).await;
+}
+
+/// The same over a lake of Parquet files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_queries_and_reconcile_agree_over_parquet() {
+    queries_agree_with_brute_force(LakeFormat::Parquet).await;
+}
+
+async fn queries_agree_with_brute_force(format: LakeFormat) {
     let kafka = common::kafka();
     let registry = common::TestRegistry::start().await;
     let client = RegistryClient::new(&registry.url).unwrap();
@@ -98,6 +109,10 @@ async fn saved_queries_and_reconcile_agree_with_brute_force() {
         &input,
         "{ max_records: 4000, flush_interval: 2s }",
     );
+    if format == LakeFormat::Parquet {
+        let text = std::fs::read_to_string(&t).unwrap() + "  format: parquet\n";
+        std::fs::write(&t, text).unwrap();
+    }
     let (t2, env2) = (t.clone(), env.clone());
     let status = tokio::task::spawn_blocking(move || {
         start_engine_with(&t2, &env2, &[]).child.wait().unwrap()
@@ -150,7 +165,7 @@ async fn saved_queries_and_reconcile_agree_with_brute_force() {
     check_late_tick_rate(&t, &day_ticks, &late);
     check_partition_pruning(&t, &day_ticks, &day);
     check_chart(&t, &bars);
-    check_reconcile(&t, &lake_dir, bars.len());
+    check_reconcile(&t, &lake_dir, bars.len(), format);
 }
 
 /// Candles drawn in an SVG chart: filled rectangles in the up or down colour.
@@ -392,8 +407,9 @@ fn check_partition_pruning(t: &Path, day_ticks: &[&(i32, i64, Tick)], day: &str)
     assert!(read > 0 && read < present, "pruning: {stats}");
 }
 
-/// `reconcile` passes on the lake as written, and fails on a bar whose close was changed.
-fn check_reconcile(t: &Path, lake_dir: &Path, bars: usize) {
+/// `reconcile` passes on the lake as written, and (in an Avro lake) fails on a bar whose
+/// close was changed.
+fn check_reconcile(t: &Path, lake_dir: &Path, bars: usize, format: LakeFormat) {
     let tt = t.display().to_string();
     let out = tickflow(&["reconcile", "-t", &tt]);
     let report = String::from_utf8_lossy(&out.stdout).to_string();
@@ -410,6 +426,15 @@ fn check_reconcile(t: &Path, lake_dir: &Path, bars: usize) {
         report.contains("bars differing: 0, missing: 0, unexpected: 0"),
         "{report}"
     );
+    let files = lake::local_files(lake_dir);
+    assert!(
+        files
+            .iter()
+            .all(|(p, _)| LakeFormat::of_path(p) == Some(format))
+    );
+    if format != LakeFormat::Avro {
+        return;
+    }
 
     let (path, symbol) = tamper_one_close(lake_dir);
     let out = tickflow(&["reconcile", "-t", &tt]);

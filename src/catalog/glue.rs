@@ -1,6 +1,6 @@
-//! The AWS Glue Data Catalog: a database, one external Avro table per landed topic
-//! (`AvroSerDe` with `avro.schema.literal`, so Athena reads the files as they are), and its
-//! partitions, registered in batches. Credentials and region come from the standard AWS chain
+//! The AWS Glue Data Catalog: a database, one external table per landed topic (Avro files
+//! through `AvroSerDe` with `avro.schema.literal`, so Athena reads them as they are; Parquet
+//! files through `ParquetHiveSerDe`), and its partitions, registered in batches. Credentials and region come from the standard AWS chain
 //! (environment, profile, EC2 instance role); throttling and 5xx answers are retried by the
 //! SDK with exponential backoff.
 
@@ -15,10 +15,37 @@ use aws_sdk_glue::types::{
 
 use super::{CatalogError, Column, PartitionDef, TableDef};
 use crate::config::AwsConfig;
+use crate::config::lake::LakeFormat;
 
-const INPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.avro.AvroContainerInputFormat";
-const OUTPUT_FORMAT: &str = "org.apache.hadoop.hive.ql.io.avro.AvroContainerOutputFormat";
-const AVRO_SERDE: &str = "org.apache.hadoop.hive.serde2.avro.AvroSerDe";
+/// Hive's input format, output format and SerDe of a file format.
+struct HiveFormat {
+    input: &'static str,
+    output: &'static str,
+    serde: &'static str,
+    /// The table's `classification` (what Glue crawlers would call it).
+    classification: &'static str,
+}
+
+const AVRO: HiveFormat = HiveFormat {
+    input: "org.apache.hadoop.hive.ql.io.avro.AvroContainerInputFormat",
+    output: "org.apache.hadoop.hive.ql.io.avro.AvroContainerOutputFormat",
+    serde: "org.apache.hadoop.hive.serde2.avro.AvroSerDe",
+    classification: "avro",
+};
+
+const PARQUET: HiveFormat = HiveFormat {
+    input: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+    output: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+    serde: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+    classification: "parquet",
+};
+
+fn hive_format(format: LakeFormat) -> &'static HiveFormat {
+    match format {
+        LakeFormat::Avro => &AVRO,
+        LakeFormat::Parquet => &PARQUET,
+    }
+}
 /// Table parameter holding the registry id of the table's schema.
 const SCHEMA_ID: &str = "tickflow.schema_id";
 /// Most partitions in one `BatchCreatePartition` call (Glue's limit).
@@ -129,9 +156,11 @@ impl GlueCatalog {
             .and_then(|p| p.get(SCHEMA_ID))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let projection = projection_of(&existing);
-        // A newer schema, or partition projection turned on or off, updates the table.
-        if known > table.schema_id || (known == table.schema_id && projection == table.projection) {
+        let same =
+            projection_of(&existing) == table.projection && format_of(&existing) == table.format;
+        // A newer schema, partition projection turned on or off, or another file format
+        // updates the table.
+        if known > table.schema_id || (known == table.schema_id && same) {
             return Ok(());
         }
         self.client
@@ -249,12 +278,26 @@ impl GlueCatalog {
                 .and_then(|s| s.location())
                 .unwrap_or_default()
                 .to_string(),
+            format: format_of(&t),
             schema_id: param(SCHEMA_ID).parse().unwrap_or(0),
             avro_schema: param("avro.schema.literal"),
             columns: columns(storage.map(|s| s.columns()).unwrap_or_default()),
             partition_keys: columns(t.partition_keys()),
             projection: projection_of(&t),
         }))
+    }
+}
+
+/// The file format of a Glue table, by its SerDe.
+fn format_of(t: &aws_sdk_glue::types::Table) -> LakeFormat {
+    let serde = t
+        .storage_descriptor()
+        .and_then(|s| s.serde_info())
+        .and_then(|s| s.serialization_library());
+    if serde == Some(PARQUET.serde) {
+        LakeFormat::Parquet
+    } else {
+        LakeFormat::Avro
     }
 }
 
@@ -283,17 +326,17 @@ fn storage(table: &TableDef, location: &str) -> StorageDescriptor {
         .iter()
         .filter_map(|c| glue_column(c).ok())
         .collect();
+    let hive = hive_format(table.format);
+    let mut serde = SerDeInfo::builder().serialization_library(hive.serde);
+    if table.format == LakeFormat::Avro {
+        serde = serde.parameters("avro.schema.literal", &table.avro_schema);
+    }
     StorageDescriptor::builder()
         .set_columns(Some(columns))
         .location(location)
-        .input_format(INPUT_FORMAT)
-        .output_format(OUTPUT_FORMAT)
-        .serde_info(
-            SerDeInfo::builder()
-                .serialization_library(AVRO_SERDE)
-                .parameters("avro.schema.literal", &table.avro_schema)
-                .build(),
-        )
+        .input_format(hive.input)
+        .output_format(hive.output)
+        .serde_info(serde.build())
         .build()
 }
 
@@ -304,7 +347,7 @@ fn table_input(table: &TableDef) -> Result<TableInput, CatalogError> {
         .map(glue_column)
         .collect::<Result<Vec<_>, _>>()?;
     let parameters: HashMap<String, String> = [
-        ("classification", "avro"),
+        ("classification", hive_format(table.format).classification),
         ("EXTERNAL", "TRUE"),
         ("avro.schema.literal", table.avro_schema.as_str()),
         ("tickflow.topic", table.topic.as_str()),

@@ -83,7 +83,8 @@ impl LocalCatalog {
             Some(f)
                 if f.table.schema_id >= table.schema_id
                     && f.table.location == table.location
-                    && f.table.projection == table.projection =>
+                    && f.table.projection == table.projection
+                    && f.table.format == table.format =>
             {
                 Ok(())
             }

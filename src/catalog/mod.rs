@@ -15,7 +15,7 @@ pub use glue::GlueCatalog;
 
 use std::collections::BTreeMap;
 
-use crate::config::lake::{LakeTopic, ProjectionSpec};
+use crate::config::lake::{LakeFormat, LakeSpec, LakeTopic, ProjectionSpec};
 pub use local::LocalCatalog;
 
 /// Errors of the catalog stage.
@@ -49,7 +49,7 @@ pub struct Column {
     pub comment: Option<String>,
 }
 
-/// A table of Avro files landed from one topic.
+/// A table of the Avro or Parquet files landed from one topic.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDef {
     /// Database (Glue database).
@@ -60,6 +60,9 @@ pub struct TableDef {
     pub topic: String,
     /// URL of the table's directory (`s3://...` or `file://...`).
     pub location: String,
+    /// The format of its files.
+    #[serde(default)]
+    pub format: LakeFormat,
     /// Registry id of the schema the columns come from (the newest seen).
     pub schema_id: u32,
     /// That Avro schema, as JSON with logical types and defaults (`avro.schema.literal`).
@@ -75,16 +78,15 @@ pub struct TableDef {
 }
 
 impl TableDef {
-    /// The table of `topic` in `database`, at `location`, with the columns of `schema`
-    /// (registry id `schema_id`) and the partition keys `dt`, `hour` and the topic's
-    /// `partition_by` fields; with `projection`, the table projects its partitions instead.
+    /// The table of `topic` in the lake `spec` describes (its database, file format and
+    /// partition projection), at `location`, with the columns of `schema` (registry id
+    /// `schema_id`) and the partition keys `dt`, `hour` and the topic's `partition_by`
+    /// fields; under partition projection the table projects its partitions.
     pub fn of(
-        database: &str,
+        spec: &LakeSpec,
         topic: &LakeTopic,
         location: String,
-        schema_id: u32,
-        schema: &Schema,
-        projection: Option<&ProjectionSpec>,
+        (schema_id, schema): (u32, &Schema),
     ) -> Result<Self, CatalogError> {
         let string = |name: &str| Column {
             name: name.into(),
@@ -93,14 +95,17 @@ impl TableDef {
         };
         let mut partition_keys = vec![string("dt"), string("hour")];
         partition_keys.extend(topic.partition_by.iter().map(|f| string(f)));
-        let projection = projection
+        let projection = spec
+            .partition_projection
+            .as_ref()
             .map(|p| projection_properties(p, &location, &topic.partition_by))
             .unwrap_or_default();
         Ok(Self {
-            database: database.into(),
+            database: spec.database.clone(),
             name: topic.table_name(),
             topic: topic.topic.clone(),
             location,
+            format: spec.format,
             schema_id,
             // The full schema, not its canonical form: that would strip logical types
             // (timestamps) and the defaults that let old files be read with new fields.
@@ -236,18 +241,14 @@ mod tests {
 
     #[test]
     fn projection_maps_every_partition_key_to_its_directory() {
-        let topic = LakeTopic {
-            topic: "bars.1m".into(),
-            table: None,
-            time_field: None,
-            partition_by: vec!["symbol".into()],
-        };
-        let since = ProjectionSpec {
-            since: "2026-01-01".into(),
-        };
-        let schema = RecordKind::Bar.schema();
+        let mut spec: LakeSpec = serde_yaml::from_str(
+            "url: s3://b/lake\ndatabase: db\ntopics: [{topic: bars.1m, partition_by: [symbol]}]\npartition_projection: {since: 2026-01-01}",
+        )
+        .unwrap();
+        let topic = spec.topics[0].clone();
+        let schema = (3, RecordKind::Bar.schema());
         let location = "s3://b/lake/bars_1m".to_string();
-        let def = TableDef::of("db", &topic, location.clone(), 3, schema, Some(&since)).unwrap();
+        let def = TableDef::of(&spec, &topic, location.clone(), schema).unwrap();
         assert!(def.projected());
         let p = |k: &str| def.projection.get(k).map(String::as_str);
         assert_eq!(p("projection.dt.type"), Some("date"));
@@ -260,7 +261,8 @@ mod tests {
         );
         let keys: Vec<&str> = def.partition_keys.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(keys, ["dt", "hour", "symbol"]);
-        let registered = TableDef::of("db", &topic, location, 3, schema, None).unwrap();
+        spec.partition_projection = None;
+        let registered = TableDef::of(&spec, &topic, location, schema).unwrap();
         assert!(!registered.projected() && registered.projection.is_empty());
     }
 }

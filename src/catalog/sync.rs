@@ -1,15 +1,15 @@
 //! `tickflow catalog sync`: creates or repairs each landed topic's table from the files in
-//! the lake, and registers every partition that holds files. The files carry what it needs:
-//! their schema (the Avro header) and its registry id (`tickflow.schema_id`), so no registry
-//! is consulted. Registering is idempotent, so it can run at any time, also next to a sink.
+//! the lake, and registers every partition that holds files of the lake's format. The files
+//! carry what it needs: their Avro schema and its registry id (`tickflow.schema_id`), so no
+//! registry is consulted. Registering is idempotent, so it can run at any time, also next to a sink.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use apache_avro::Schema;
 
 use super::{Catalog, CatalogError, PartitionDef, TableDef};
-use crate::config::lake::LakeSpec;
-use crate::sink::lake::SCHEMA_ID_KEY;
+use crate::config::lake::{LakeFormat, LakeSpec};
+use crate::sink::lake::file_info;
 use crate::sink::lake::store::LakeStore;
 
 /// What `sync` found and registered for one table.
@@ -43,7 +43,7 @@ pub async fn sync(
             .await
             .map_err(store_err)?
             .into_iter()
-            .filter(|p| p.ends_with(".avro"))
+            .filter(|p| LakeFormat::of_path(p) == Some(spec.format))
             .collect();
         // The newest file (highest first offset in its name) of each partition directory.
         let mut newest: BTreeMap<String, String> = BTreeMap::new();
@@ -70,14 +70,8 @@ pub async fn sync(
             });
             continue;
         };
-        let def = TableDef::of(
-            &spec.database,
-            topic,
-            store.location(&table),
-            schema_id,
-            &schema,
-            spec.partition_projection.as_ref(),
-        )?;
+        let location = store.location(&table);
+        let def = TableDef::of(spec, topic, location, (schema_id, &schema))?;
         catalog.ensure_table(&def).await?;
         let partitions: BTreeSet<PartitionDef> = newest
             .keys()
@@ -98,17 +92,11 @@ pub async fn sync(
 /// The schema and schema id a lake file was written with.
 async fn file_schema(store: &LakeStore, path: &str) -> Result<(u32, Schema), CatalogError> {
     let bytes = store.get(path).await.map_err(store_err)?;
-    let corrupt = |message: String| CatalogError::Corrupt {
+    let info = file_info(path, &bytes).map_err(|e| CatalogError::Corrupt {
         path: store.location(path),
-        message,
-    };
-    let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| corrupt(e.to_string()))?;
-    let id = reader
-        .user_metadata()
-        .get(SCHEMA_ID_KEY)
-        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-        .ok_or_else(|| corrupt(format!("no {SCHEMA_ID_KEY}")))?;
-    Ok((id, reader.writer_schema().clone()))
+        message: e.to_string(),
+    })?;
+    Ok((info.schema_id, info.schema))
 }
 
 /// The partition of directory `dir` (`<table>/k=v/k=v`), if it is one.

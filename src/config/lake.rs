@@ -1,10 +1,11 @@
-//! The `lake:` section of a topology: which topics the lake sink lands as Avro files, where,
-//! how files are partitioned and rolled, and which catalog registers them.
+//! The `lake:` section of a topology: which topics the lake sink lands as Avro or Parquet
+//! files, where, how files are partitioned and rolled, and which catalog registers them.
 //!
 //! ```yaml
 //! lake:
 //!   url: file://./lake            # or s3://bucket/prefix
 //!   database: tickflow            # Glue database, or the local catalog's name
+//!   format: avro                  # or parquet
 //!   codec: snappy                 # null, deflate, snappy or zstandard
 //!   topics:
 //!     - { topic: ticks.raw, table: ticks }
@@ -14,7 +15,7 @@
 //!   upload: { multipart_threshold: 16777216, part_bytes: 8388608 }
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::topology::DurationLit;
 
@@ -33,7 +34,10 @@ pub struct LakeSpec {
     /// `s3://`).
     #[serde(default)]
     pub catalog: Option<CatalogKind>,
-    /// Compression of the Avro blocks.
+    /// File format: Avro object container files, or Parquet.
+    #[serde(default)]
+    pub format: LakeFormat,
+    /// Compression of the Avro blocks, or of the Parquet pages (`deflate` is GZIP there).
     #[serde(default)]
     pub codec: LakeCodec,
     /// Topics to land, each as one table.
@@ -94,6 +98,34 @@ pub enum CatalogKind {
     Local,
     /// The AWS Glue Data Catalog, read by Athena.
     Glue,
+}
+
+/// The format of lake files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LakeFormat {
+    /// Avro object container files: the Kafka records' datums, copied as they are.
+    #[default]
+    Avro,
+    /// Parquet: columnar, so Athena reads only the columns a query names.
+    Parquet,
+}
+
+impl LakeFormat {
+    /// The file name extension, with its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Avro => ".avro",
+            Self::Parquet => ".parquet",
+        }
+    }
+
+    /// The format of a file, by its name's extension.
+    pub fn of_path(path: &str) -> Option<Self> {
+        [Self::Avro, Self::Parquet]
+            .into_iter()
+            .find(|f| path.ends_with(f.extension()))
+    }
 }
 
 /// Avro block codecs that Athena reads.

@@ -1,18 +1,18 @@
-//! The embedded SQL engine: DataFusion over the lake's Avro files, with the tables, columns
+//! The embedded SQL engine: DataFusion over the lake's Avro or Parquet files, with the tables, columns
 //! and partition keys the catalog defines (the local catalog of a `file://` lake, or Glue's
 //! definitions of an S3 lake), under the same names Athena uses. Partition keys are string
 //! columns read from the `key=value` directories, so a filter on `dt` or `hour` skips whole
 //! directories, as it does in Athena.
 
-use std::io::Cursor;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Schema as ArrowSchema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::arrow_avro::reader::ReaderBuilder;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::avro::AvroFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
@@ -24,6 +24,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 
 use super::{QueryError, ResultSet};
 use crate::catalog::{Catalog, TableDef};
+use crate::config::lake::LakeFormat;
+use crate::sink::lake::columnar;
 use crate::sink::lake::store::LakeStore;
 
 /// The URL the lake's object store is registered under in the engine.
@@ -126,12 +128,13 @@ impl LocalEngine {
     async fn files_of(&self, def: &TableDef) -> Result<usize, QueryError> {
         let rel = self.store.relative(&def.location).unwrap_or_default();
         let names = self.store.list_all(&rel).await?;
-        Ok(names.iter().filter(|n| n.ends_with(".avro")).count())
+        let extension = def.format.extension();
+        Ok(names.iter().filter(|n| n.ends_with(extension)).count())
     }
 }
 
-/// A listing table over `def`'s directory: Avro files under `key=value` partition
-/// directories, with the columns of the table's Avro schema.
+/// A listing table over `def`'s directory: Avro or Parquet files under `key=value`
+/// partition directories, with the columns of the table's Avro schema.
 fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, QueryError> {
     let rel = store.relative(&def.location).ok_or_else(|| {
         QueryError::Unsupported(format!(
@@ -145,8 +148,12 @@ fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, Quer
         .iter()
         .map(|k| (k.name.clone(), DataType::Utf8))
         .collect();
-    let options = ListingOptions::new(Arc::new(AvroFormat))
-        .with_file_extension(".avro")
+    let format: Arc<dyn FileFormat> = match def.format {
+        LakeFormat::Avro => Arc::new(AvroFormat),
+        LakeFormat::Parquet => Arc::new(ParquetFormat::default()),
+    };
+    let options = ListingOptions::new(format)
+        .with_file_extension(def.format.extension())
         .with_table_partition_cols(partition_cols);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
@@ -154,8 +161,8 @@ fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, Quer
     Ok(ListingTable::try_new(config)?)
 }
 
-/// The Arrow schema the Avro reader gives records of the table's schema: read from an empty
-/// container file of that schema, so it is exactly what reading a landed file gives.
+/// The Arrow schema of the table's files: what arrow-avro's reader gives records of the
+/// table's Avro schema, which is also what Parquet lake files hold.
 fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
     let bad = |message: String| QueryError::File {
         path: format!("table {} schema", def.name),
@@ -163,14 +170,7 @@ fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
     };
     let schema =
         apache_avro::Schema::parse_str(&def.avro_schema).map_err(|e| bad(e.to_string()))?;
-    let mut writer =
-        apache_avro::Writer::new(&schema, Vec::new()).map_err(|e| bad(e.to_string()))?;
-    writer.flush().map_err(|e| bad(e.to_string()))?;
-    let bytes = writer.into_inner().map_err(|e| bad(e.to_string()))?;
-    let reader = ReaderBuilder::new()
-        .build(Cursor::new(bytes))
-        .map_err(|e| bad(e.to_string()))?;
-    Ok(reader.schema())
+    columnar::arrow_schema(&schema).map_err(|e| bad(e.to_string()))
 }
 
 /// Files read by the file scans in `plan`, each counted once however many scans read it.

@@ -13,14 +13,14 @@
 
 use std::collections::BTreeMap;
 
-use apache_avro::types::Value;
 use serde::de::DeserializeOwned;
 
 use super::QueryError;
 use crate::codec::{Bar, Tick};
 use crate::config::TopologySpec;
+use crate::config::lake::LakeFormat;
 use crate::operators::{Filter, Sanity, WindowDef};
-use crate::sink::lake::file_offsets;
+use crate::sink::lake::file_records as lake_file_records;
 use crate::sink::lake::store::LakeStore;
 use crate::topology::plan::Plan;
 
@@ -133,7 +133,7 @@ async fn read_table<T: DeserializeOwned>(
 ) -> Result<BTreeMap<i32, Vec<(i64, T)>>, QueryError> {
     let mut out: BTreeMap<i32, Vec<(i64, T)>> = BTreeMap::new();
     for path in store.list_all(table).await? {
-        if !path.ends_with(".avro") {
+        if LakeFormat::of_path(&path).is_none() {
             continue;
         }
         let bytes = store.get(&path).await?;
@@ -146,11 +146,11 @@ async fn read_table<T: DeserializeOwned>(
     Ok(out)
 }
 
-/// The Kafka partition of a lake file (from its name, `<topic>+<partition>+<offset>.avro`)
+/// The Kafka partition of a lake file (from its name, `<topic>+<partition>+<offset>.<ext>`)
 /// and its records with their offsets (from its metadata).
 fn file_records<T: DeserializeOwned>(
     path: &str,
-    bytes: &[u8],
+    bytes: &bytes::Bytes,
 ) -> Result<(i32, Vec<(i64, T)>), QueryError> {
     let bad = |message: String| QueryError::File {
         path: path.to_string(),
@@ -158,26 +158,20 @@ fn file_records<T: DeserializeOwned>(
     };
     let name = path.rsplit('/').next().unwrap_or(path);
     let partition = name
-        .trim_end_matches(".avro")
         .rsplit('+')
         .nth(1)
         .and_then(|p| p.parse::<i32>().ok())
-        .ok_or_else(|| bad("the name is not <topic>+<partition>+<offset>.avro".into()))?;
-    let offsets = file_offsets(bytes).ok_or_else(|| bad("no tickflow.offsets metadata".into()))?;
-    let reader = apache_avro::Reader::new(bytes).map_err(|e| bad(e.to_string()))?;
-    let mut records = Vec::new();
-    let mut offsets = offsets.iter();
-    for value in reader {
-        let value: Value = value.map_err(|e| bad(e.to_string()))?;
-        let offset = offsets
-            .next()
-            .ok_or_else(|| bad("more records than offsets".into()))?;
-        let record = apache_avro::from_value::<T>(&value).map_err(|e| bad(e.to_string()))?;
-        records.push((offset, record));
-    }
-    if offsets.next().is_some() {
-        return Err(bad("fewer records than offsets".into()));
-    }
+        .ok_or_else(|| bad("the name is not <topic>+<partition>+<offset>.<ext>".into()))?;
+    let (info, values) = lake_file_records(path, bytes).map_err(|e| bad(e.to_string()))?;
+    let records = info
+        .offsets
+        .iter()
+        .zip(values)
+        .map(|(offset, value)| {
+            let record = apache_avro::from_value::<T>(&value).map_err(|e| bad(e.to_string()))?;
+            Ok((offset, record))
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
     Ok((partition, records))
 }
 

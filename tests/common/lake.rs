@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use apache_avro::types::Value;
 use tickflow::codec::RegistryClient;
+use tickflow::config::lake::LakeFormat;
 use tickflow::sink::lake::store::LakeStore;
-use tickflow::sink::lake::{decode_datum, file_offsets};
+use tickflow::sink::lake::{decode_datum, file_records};
 use tickflow::source::RawRecord;
 
 /// One landed record: (topic, Kafka partition, offset) → (lake partition dir, decoded value).
@@ -16,7 +17,8 @@ pub type Landed = BTreeMap<(String, i32, i64), (String, Value)>;
 /// A landed topic: (topic, table, time field).
 pub type LandedTopic<'a> = (&'a str, &'a str, &'a str);
 
-/// Every `.avro` file under the directory `lake`, as (path under the lake, bytes).
+/// Every lake file (`.avro` or `.parquet`) under the directory `lake`, as (path under the
+/// lake, bytes).
 pub fn local_files(lake: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![lake.to_path_buf()];
@@ -25,20 +27,22 @@ pub fn local_files(lake: &Path) -> Vec<(String, Vec<u8>)> {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "avro") {
+            } else {
                 let rel = path.strip_prefix(lake).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&path).unwrap()));
+                if LakeFormat::of_path(&rel).is_some() {
+                    out.push((rel, std::fs::read(&path).unwrap()));
+                }
             }
         }
     }
     out
 }
 
-/// Every `.avro` object of a lake store, as (path under the lake, bytes).
+/// Every lake file of a lake store, as (path under the lake, bytes).
 pub async fn store_files(store: &LakeStore) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for path in store.list_all("").await.unwrap() {
-        if path.ends_with(".avro") {
+        if LakeFormat::of_path(&path).is_some() {
             out.push((path.clone(), store.get(&path).await.unwrap().to_vec()));
         }
     }
@@ -52,23 +56,11 @@ pub fn landed(files: &[(String, Vec<u8>)]) -> Landed {
     let mut seen: BTreeMap<(String, i32, i64), String> = BTreeMap::new();
     for (path, bytes) in files {
         let (dir, name) = path.rsplit_once('/').unwrap();
-        let parts: Vec<&str> = name.trim_end_matches(".avro").split('+').collect();
+        let parts: Vec<&str> = name.split('+').collect();
         let (topic, p) = (parts[0].to_string(), parts[1].parse::<i32>().unwrap());
-        let offsets: Vec<i64> = file_offsets(bytes)
-            .expect("offsets metadata")
-            .to_string()
-            .split(',')
-            .flat_map(|r| {
-                let (a, b) = r.split_once('-').unwrap();
-                a.parse::<i64>().unwrap()..=b.parse::<i64>().unwrap()
-            })
-            .collect();
-        let values: Vec<Value> = apache_avro::Reader::new(&bytes[..])
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(values.len(), offsets.len(), "{path}: records vs offsets");
-        for (o, v) in offsets.into_iter().zip(values) {
+        let bytes = bytes::Bytes::from(bytes.clone());
+        let (info, values) = file_records(path, &bytes).unwrap();
+        for (o, v) in info.offsets.iter().zip(values) {
             let key = (topic.clone(), p, o);
             if let Some(first) = seen.insert(key.clone(), path.clone()) {
                 panic!("{topic}-{p}@{o} landed twice: in {first} and {path}");

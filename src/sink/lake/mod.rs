@@ -17,6 +17,7 @@
 //!    points of the previous run were. Their lake partitions are registered again (an
 //!    existing partition is success), which finishes a registration the crash interrupted.
 
+pub mod columnar;
 pub mod file;
 pub mod offsets;
 pub mod store;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use apache_avro::types::Value;
 use apache_avro::{Codec, Schema};
+use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -38,7 +40,7 @@ use self::store::LakeStore;
 use self::writer::{ClosedFile, Landing, PartitionFiles, PartitionValues, partition_path};
 use crate::catalog::{Catalog, CatalogError, GlueCatalog, LocalCatalog, PartitionDef, TableDef};
 use crate::codec::{CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, watermark_of};
-use crate::config::lake::{CatalogKind, LakeCodec, LakeSpec, LakeTopic};
+use crate::config::lake::{CatalogKind, LakeCodec, LakeFormat, LakeSpec, LakeTopic};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::client_config_with;
 use crate::metrics::Metrics;
@@ -50,6 +52,8 @@ pub const OFFSETS_KEY: &str = "tickflow.offsets";
 pub const SCHEMA_ID_KEY: &str = "tickflow.schema_id";
 /// Metadata key of the topic a file's records come from.
 pub const TOPIC_KEY: &str = "tickflow.topic";
+/// Metadata key of a Parquet file's Avro schema (the key Avro container files use).
+pub const AVRO_SCHEMA_KEY: &str = "avro.schema";
 
 /// Staging objects older than this were left behind by a crash: no upload takes a day.
 const STAGING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
@@ -63,6 +67,14 @@ pub enum LakeError {
     /// The object store failed.
     #[error("lake store: {0}")]
     Store(String),
+    /// A lake file cannot be read.
+    #[error("lake file {path}: {message}")]
+    File {
+        /// The file, under the lake root.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A file with the same name and other content exists: another writer landed records
     /// of this partition.
     #[error("{0} exists with other content: is another sink writing this lake?")]
@@ -160,7 +172,12 @@ struct KnownSchema {
 }
 
 impl LakeWriter {
+    /// The codec of the Avro files being built: none for Parquet, which compresses its own
+    /// pages.
     fn codec(&self) -> Codec {
+        if self.spec.format == LakeFormat::Parquet {
+            return Codec::Null;
+        }
         match self.spec.codec {
             LakeCodec::Null => Codec::Null,
             LakeCodec::Deflate => Codec::Deflate(Default::default()),
@@ -216,9 +233,8 @@ impl LakeWriter {
         tracing::debug!(topic, partition, position, "lake partition assigned");
         let files = PartitionFiles::new(
             topic,
-            &table.name,
-            partition,
-            codec,
+            (&table.name, partition),
+            (self.spec.format, codec),
             self.spec.roll.clone(),
             position,
         );
@@ -300,13 +316,9 @@ impl LakeWriter {
             if first < position {
                 continue;
             }
-            let bytes = self
-                .runtime
-                .block_on(self.store.get(&format!("{dir}/{name}")))?;
-            let offsets = file_offsets(&bytes).ok_or_else(|| {
-                LakeError::Store(format!("{dir}/{name}: no readable {OFFSETS_KEY}"))
-            })?;
-            found.merge(&offsets);
+            let path = format!("{dir}/{name}");
+            let bytes = self.runtime.block_on(self.store.get(&path))?;
+            found.merge(&file_info(&path, &bytes)?.offsets);
         }
         if any {
             self.unregistered.insert((key.0.clone(), values.clone()));
@@ -337,7 +349,10 @@ impl LakeWriter {
             (SCHEMA_ID_KEY, closed.schema_id.to_string()),
             (TOPIC_KEY, topic.to_string()),
         ];
-        let bytes = closed.file.finish(schema, &metadata)?;
+        let mut bytes = closed.file.finish(schema, &metadata)?;
+        if self.spec.format == LakeFormat::Parquet {
+            bytes = columnar::encode(bytes, self.spec.codec, &metadata)?;
+        }
         let size = bytes.len() as u64;
         let created = self
             .runtime
@@ -442,16 +457,12 @@ impl LakeWriter {
         let schema = self.schema(schema_id)?;
         let t = &self.tables[topic];
         let location = self.store.location(&t.name);
-        let projection = self.spec.partition_projection.as_ref();
-        let def = TableDef::of(
-            &self.spec.database,
+        Ok(TableDef::of(
+            &self.spec,
             &t.spec,
             location,
-            schema_id,
-            schema,
-            projection,
-        )?;
-        Ok(def)
+            (schema_id, schema),
+        )?)
     }
 
     fn dead_letter(
@@ -498,11 +509,82 @@ pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<Value, apache_a
         .read_value(&mut datum)
 }
 
-/// The offsets listed in a lake file's metadata.
-pub fn file_offsets(bytes: &[u8]) -> Option<OffsetRanges> {
-    let reader = apache_avro::Reader::new(bytes).ok()?;
-    let text = reader.user_metadata().get(OFFSETS_KEY)?;
-    OffsetRanges::parse(std::str::from_utf8(text).ok()?)
+/// What a lake file says about itself, in its metadata.
+#[derive(Debug, Clone)]
+pub struct FileInfo {
+    /// Offsets of its records, in record order.
+    pub offsets: OffsetRanges,
+    /// Registry id of its records' schema.
+    pub schema_id: u32,
+    /// Its records' Avro schema.
+    pub schema: Schema,
+}
+
+/// The metadata of the lake file at `path` (Avro or Parquet, by the name's extension).
+pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
+    let bad = |message: String| LakeError::File {
+        path: path.into(),
+        message,
+    };
+    let (pairs, schema) = match LakeFormat::of_path(path) {
+        Some(LakeFormat::Avro) => {
+            let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
+            let pairs: HashMap<String, String> = reader
+                .user_metadata()
+                .iter()
+                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+                .collect();
+            (pairs, reader.writer_schema().clone())
+        }
+        Some(LakeFormat::Parquet) => {
+            let pairs = columnar::metadata(bytes)?;
+            let text = pairs
+                .get(AVRO_SCHEMA_KEY)
+                .ok_or_else(|| bad(format!("no {AVRO_SCHEMA_KEY} metadata")))?;
+            let schema = Schema::parse_str(text).map_err(|e| bad(e.to_string()))?;
+            (pairs, schema)
+        }
+        None => return Err(bad("not a .avro or .parquet file".into())),
+    };
+    let field = |key: &str| {
+        pairs
+            .get(key)
+            .ok_or_else(|| bad(format!("no {key} metadata")))
+    };
+    Ok(FileInfo {
+        offsets: OffsetRanges::parse(field(OFFSETS_KEY)?)
+            .ok_or_else(|| bad(format!("unreadable {OFFSETS_KEY}")))?,
+        schema_id: field(SCHEMA_ID_KEY)?
+            .parse()
+            .map_err(|_| bad(format!("unreadable {SCHEMA_ID_KEY}")))?,
+        schema,
+    })
+}
+
+/// The metadata and the records of the lake file at `path`; as many records as offsets.
+pub fn file_records(path: &str, bytes: &Bytes) -> Result<(FileInfo, Vec<Value>), LakeError> {
+    let bad = |message: String| LakeError::File {
+        path: path.into(),
+        message,
+    };
+    let info = file_info(path, bytes)?;
+    let converted;
+    let avro: &[u8] = if LakeFormat::of_path(path) == Some(LakeFormat::Parquet) {
+        let schema = serde_json::to_string(&info.schema).map_err(|e| bad(e.to_string()))?;
+        converted = columnar::to_avro(bytes.clone(), &schema)?;
+        &converted
+    } else {
+        bytes
+    };
+    let reader = apache_avro::Reader::new(avro).map_err(|e| bad(e.to_string()))?;
+    let values: Vec<Value> = reader
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if values.len() as u64 != info.offsets.count() {
+        let offsets = info.offsets.count();
+        return Err(bad(format!("{} records, {offsets} offsets", values.len())));
+    }
+    Ok((info, values))
 }
 
 /// Event time (UTC microseconds) and lake partition of a record.

@@ -9,7 +9,7 @@ use apache_avro::Codec;
 use super::LakeError;
 use super::file::AvroFile;
 use super::offsets::OffsetRanges;
-use crate::config::lake::RollSpec;
+use crate::config::lake::{LakeFormat, RollSpec};
 
 /// Partition columns and values of a lake partition, e.g. `[("dt", "2026-03-02"), ("hour",
 /// "14")]`.
@@ -21,25 +21,39 @@ pub fn partition_path(values: &PartitionValues) -> String {
     parts.join("/")
 }
 
-/// The object name of a file: `<table>/<partition>/<topic>+<partition>+<first offset>.avro`,
-/// as Kafka Connect's S3 sink names them, so the same records always get the same name.
-pub fn file_path(table: &str, values: &PartitionValues, topic: &str, p: i32, first: i64) -> String {
+/// Where a file of a Kafka partition goes: its table, lake partition and format.
+pub struct FileSpot<'a> {
+    /// Table directory.
+    pub table: &'a str,
+    /// Lake partition.
+    pub values: &'a PartitionValues,
+    /// File format.
+    pub format: LakeFormat,
+}
+
+/// The object name of a file:
+/// `<table>/<partition>/<topic>+<partition>+<first offset>.<avro|parquet>`, as Kafka
+/// Connect's S3 sink names them, so the same records always get the same name.
+pub fn file_path(spot: &FileSpot<'_>, topic: &str, p: i32, first: i64) -> String {
     format!(
-        "{table}/{}/{}",
-        partition_path(values),
-        file_name(topic, p, first)
+        "{}/{}/{}",
+        spot.table,
+        partition_path(spot.values),
+        file_name(topic, p, first, spot.format)
     )
 }
 
-/// `<topic>+<partition>+<first offset, 10 digits or more>.avro`.
-pub fn file_name(topic: &str, p: i32, first: i64) -> String {
-    format!("{topic}+{p}+{first:010}.avro")
+/// `<topic>+<partition>+<first offset, 10 digits or more>.<avro|parquet>`.
+pub fn file_name(topic: &str, p: i32, first: i64, format: LakeFormat) -> String {
+    format!("{topic}+{p}+{first:010}{}", format.extension())
 }
 
-/// The first offset in a file name of `topic` partition `p`, if the name is one.
+/// The first offset in a file name of `topic` partition `p` (of either format), if the name
+/// is one.
 pub fn first_offset_of(name: &str, topic: &str, p: i32) -> Option<i64> {
     let rest = name.strip_prefix(&format!("{topic}+{p}+"))?;
-    rest.strip_suffix(".avro")?.parse().ok()
+    let format = LakeFormat::of_path(rest)?;
+    rest.strip_suffix(format.extension())?.parse().ok()
 }
 
 /// One record to land.
@@ -82,6 +96,7 @@ pub struct PartitionFiles {
     topic: String,
     table: String,
     partition: i32,
+    format: LakeFormat,
     codec: Codec,
     roll: RollSpec,
     open: BTreeMap<PartitionValues, OpenFile>,
@@ -104,11 +119,11 @@ pub struct PartitionFiles {
 
 impl PartitionFiles {
     /// No open files, nothing known to be landed; `committed` is the committed position.
+    /// Files are built as Avro container files with `codec` (Parquet converts them).
     pub fn new(
         topic: &str,
-        table: &str,
-        partition: i32,
-        codec: Codec,
+        (table, partition): (&str, i32),
+        (format, codec): (LakeFormat, Codec),
         roll: RollSpec,
         committed: i64,
     ) -> Self {
@@ -116,6 +131,7 @@ impl PartitionFiles {
             topic: topic.into(),
             table: table.into(),
             partition,
+            format,
             codec,
             roll,
             open: BTreeMap::new(),
@@ -190,19 +206,22 @@ impl PartitionFiles {
             Some(f) if self.must_roll(f, &rec) => self.close(&rec.partition.clone()),
             _ => None,
         };
-        let (topic, table, p, codec) = (&self.topic, &self.table, self.partition, self.codec);
-        let open = self
-            .open
-            .entry(rec.partition)
-            .or_insert_with_key(|values| OpenFile {
+        let (topic, p, codec) = (&self.topic, self.partition, self.codec);
+        let (table, format) = (&self.table, self.format);
+        let open = self.open.entry(rec.partition).or_insert_with_key(|values| {
+            let spot = FileSpot {
+                table,
+                values,
+                format,
+            };
+            let name = file_path(&spot, topic, p, rec.offset);
+            OpenFile {
                 schema_id: rec.schema_id,
                 first_time: rec.time,
                 offsets: OffsetRanges::default(),
-                file: AvroFile::new(
-                    codec,
-                    marker(&file_path(table, values, topic, p, rec.offset)),
-                ),
-            });
+                file: AvroFile::new(codec, marker(&name)),
+            }
+        });
         open.file.append(rec.datum)?;
         open.offsets.push(rec.offset);
         Ok(closed)
@@ -220,8 +239,13 @@ impl PartitionFiles {
         let f = self.open.remove(values)?;
         let first = f.offsets.first()?;
         self.written.push((first, f.offsets.last()?));
+        let spot = FileSpot {
+            table: &self.table,
+            values,
+            format: self.format,
+        };
         Some(ClosedFile {
-            path: file_path(&self.table, values, &self.topic, self.partition, first),
+            path: file_path(&spot, &self.topic, self.partition, first),
             partition: values.clone(),
             schema_id: f.schema_id,
             offsets: f.offsets,
@@ -270,7 +294,8 @@ mod tests {
             max_records,
             ..RollSpec::default()
         };
-        PartitionFiles::new("ticks.raw", "ticks", 3, Codec::Null, roll, i64::MIN)
+        let format = (LakeFormat::Avro, Codec::Null);
+        PartitionFiles::new("ticks.raw", ("ticks", 3), format, roll, i64::MIN)
     }
 
     fn add(f: &mut PartitionFiles, offset: i64, h: u32) -> Option<ClosedFile> {
@@ -286,10 +311,23 @@ mod tests {
 
     #[test]
     fn names_are_kafka_connect_style() {
-        let path = file_path("ticks", &hour(9), "ticks.raw", 3, 42);
+        let values = hour(9);
+        let mut spot = FileSpot {
+            table: "ticks",
+            values: &values,
+            format: LakeFormat::Avro,
+        };
+        let path = file_path(&spot, "ticks.raw", 3, 42);
         assert_eq!(
             path,
             "ticks/dt=2026-03-02/hour=09/ticks.raw+3+0000000042.avro"
+        );
+        spot.format = LakeFormat::Parquet;
+        let path = file_path(&spot, "ticks.raw", 3, 42);
+        assert!(path.ends_with("/ticks.raw+3+0000000042.parquet"), "{path}");
+        assert_eq!(
+            first_offset_of("ticks.raw+3+0000000042.parquet", "ticks.raw", 3),
+            Some(42)
         );
         assert_eq!(
             first_offset_of("ticks.raw+3+0000000042.avro", "ticks.raw", 3),

@@ -105,6 +105,7 @@ fn demo_runs_from_an_empty_directory() {
     let ticks = dir.path().join("lake/_catalog/tickflow/ticks.json");
     assert!(ticks.exists(), "{stdout}");
     assert!(dir.path().join("lake/bars_1m").is_dir(), "{stdout}");
+    assert!(stdout.contains("bars_1h (Parquet)"), "{stdout}");
 }
 
 #[test]

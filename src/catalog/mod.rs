@@ -105,7 +105,7 @@ impl TableDef {
             name: topic.table_name(),
             topic: topic.topic.clone(),
             location,
-            format: spec.format,
+            format: spec.format_of(topic),
             schema_id,
             // The full schema, not its canonical form: that would strip logical types
             // (timestamps) and the defaults that let old files be read with new fields.

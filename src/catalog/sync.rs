@@ -43,7 +43,7 @@ pub async fn sync(
             .await
             .map_err(store_err)?
             .into_iter()
-            .filter(|p| LakeFormat::of_path(p) == Some(spec.format))
+            .filter(|p| LakeFormat::of_path(p) == Some(spec.format_of(topic)))
             .collect();
         // The newest file (highest first offset in its name) of each partition directory.
         let mut newest: BTreeMap<String, String> = BTreeMap::new();

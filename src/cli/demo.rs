@@ -183,9 +183,13 @@ async fn land(app: &AppConfig, kafka: &KafkaConfig, registry_url: &str) -> anyho
         crate::sink::lake::run(&spec.application, lake, &app, options, Metrics::new(), stop)
             .await
             .with_context(|| format!("landing into {}", lake.url))?;
-    let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
+    let tables: Vec<String> = lake
+        .topics
+        .iter()
+        .map(|t| format!("{} ({:?})", t.table_name(), lake.format_of(t)))
+        .collect();
     println!(
-        "● landed {} records in {} Avro files into {} (tables {} in the local catalog {}/_catalog/{})",
+        "● landed {} records in {} files into {} (tables {} in the local catalog {}/_catalog/{})",
         stats.records,
         stats.files,
         dir.display(),

@@ -10,6 +10,7 @@
 //!   topics:
 //!     - { topic: ticks.raw, table: ticks }
 //!     - { topic: bars.1m, partition_by: [symbol] }
+//!     - { topic: bars.1h, format: parquet }   # this table's own format
 //!   roll: { max_records: 1000000, max_bytes: 67108864, max_event_time_span: 1h, flush_interval: 60s }
 //!   partition_projection: { since: 2024-01-01 }   # optional: Athena computes partitions
 //!   upload: { multipart_threshold: 16777216, part_bytes: 8388608 }
@@ -160,6 +161,9 @@ pub struct LakeTopic {
     /// String or integer fields that partition the files further, after `dt` and `hour`.
     #[serde(default)]
     pub partition_by: Vec<String>,
+    /// File format of this topic's table [default: the lake's `format`].
+    #[serde(default)]
+    pub format: Option<LakeFormat>,
 }
 
 impl LakeTopic {
@@ -218,6 +222,11 @@ impl LakeSpec {
             .iter()
             .find(|t| t.topic == topic)
             .map(|t| t.table_name())
+    }
+
+    /// The file format `topic` lands in: its own, else the lake's.
+    pub fn format_of(&self, topic: &LakeTopic) -> LakeFormat {
+        topic.format.unwrap_or(self.format)
     }
 
     /// The catalog in use: as configured, else by the URL's scheme.

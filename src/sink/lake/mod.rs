@@ -172,10 +172,10 @@ struct KnownSchema {
 }
 
 impl LakeWriter {
-    /// The codec of the Avro files being built: none for Parquet, which compresses its own
-    /// pages.
-    fn codec(&self) -> Codec {
-        if self.spec.format == LakeFormat::Parquet {
+    /// The codec of the Avro files being built in `format`: none for Parquet, which
+    /// compresses its own pages.
+    fn codec(&self, format: LakeFormat) -> Codec {
+        if format == LakeFormat::Parquet {
             return Codec::Null;
         }
         match self.spec.codec {
@@ -221,10 +221,10 @@ impl LakeWriter {
     /// Starts landing `partition` of `topic` from the committed `position` (`None`: nothing
     /// committed). A partition already started keeps its open files.
     pub fn start_partition(&mut self, topic: &str, partition: i32, position: Option<i64>) {
-        let codec = self.codec();
         let Some(table) = self.tables.get(topic) else {
             return;
         };
+        let format = self.spec.format_of(&table.spec);
         let key = (topic.to_string(), partition);
         if self.files.contains_key(&key) {
             return;
@@ -234,7 +234,7 @@ impl LakeWriter {
         let files = PartitionFiles::new(
             topic,
             (&table.name, partition),
-            (self.spec.format, codec),
+            (format, self.codec(format)),
             self.spec.roll.clone(),
             position,
         );
@@ -350,7 +350,7 @@ impl LakeWriter {
             (TOPIC_KEY, topic.to_string()),
         ];
         let mut bytes = closed.file.finish(schema, &metadata)?;
-        if self.spec.format == LakeFormat::Parquet {
+        if LakeFormat::of_path(&closed.path) == Some(LakeFormat::Parquet) {
             bytes = columnar::encode(bytes, self.spec.codec, &metadata)?;
         }
         let size = bytes.len() as u64;

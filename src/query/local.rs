@@ -306,20 +306,11 @@ mod tests {
             apache_avro::Schema::parse_str(NEW).unwrap(),
         );
         let hour = "t/dt=2026-03-02/hour=09";
-        store
-            .put_new(
-                &format!("{hour}/t+0+0000000000.parquet"),
-                parquet(&old, 0, 40),
-            )
-            .await
-            .unwrap();
-        store
-            .put_new(
-                &format!("{hour}/t+0+0000000040.parquet"),
-                parquet(&new, 40, 25),
-            )
-            .await
-            .unwrap();
+        for (schema, first, n) in [(&old, 0, 40), (&new, 40, 25)] {
+            let name = format!("{hour}/t+0+{first:010}.parquet");
+            let bytes = parquet(schema, first, n);
+            store.put_new(&name, bytes).await.unwrap();
+        }
         let spec: LakeSpec = serde_yaml::from_str(&format!(
             "url: {url}\nformat: parquet\ntopics: [{{topic: t}}]"
         ))

@@ -7,7 +7,7 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use tickflow::codec::{Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header};
-use tickflow::kafka::ensure_topic;
+use tickflow::kafka::{TopicSpec, ensure_topic, ensure_topics};
 use tickflow::sim::{Pace, SimConfig, TickStream, produce_ticks, universe};
 use tickflow::sink::KafkaSink;
 
@@ -20,6 +20,17 @@ async fn two_hundred_thousand_ticks_round_trip() {
     let registry = common::TestRegistry::start().await;
     let topic = common::unique("ticks-roundtrip");
     assert_eq!(ensure_topic(&kafka, &topic, 8, &[]).await.unwrap(), 8);
+    // Several at once: an existing topic keeps its partitions, new ones (one named twice)
+    // are created in one request.
+    let (a, b) = (format!("{topic}-a"), format!("{topic}-b"));
+    let spec = |name, partitions| TopicSpec {
+        name,
+        partitions,
+        configs: &[("cleanup.policy", "compact")],
+    };
+    let specs = [spec(&topic, 2), spec(&a, 3), spec(&b, 1), spec(&a, 3)];
+    let counts = ensure_topics(&kafka, &specs).await.unwrap();
+    assert_eq!(counts, [8, 3, 1, 3]);
 
     let cfg = SimConfig::default();
     let expected: Vec<Tick> =

@@ -830,13 +830,23 @@ async fn prepare(
     registry: &RegistryClient,
 ) -> Result<(i32, HashMap<String, Encoder<Bar>>), RuntimeError> {
     let partitions = kafka::partition_count(kafka, &plan.input_topic)?;
-    let mut encoders = HashMap::new();
-    for topic in plan.changelog_topics() {
-        kafka::ensure_topic(kafka, &topic, partitions, &[("cleanup.policy", "compact")]).await?;
-    }
+    let changelogs = plan.changelog_topics();
     let internal = plan.group_by.iter().map(|g| g.topic.clone());
-    for topic in plan.output_topics().into_iter().chain(internal) {
-        kafka::ensure_topic(kafka, &topic, partitions, &[]).await?;
+    let outputs: Vec<String> = plan.output_topics().into_iter().chain(internal).collect();
+    let spec = |name, configs| kafka::TopicSpec {
+        name,
+        partitions,
+        configs,
+    };
+    let compact: &[(&str, &str)] = &[("cleanup.policy", "compact")];
+    let specs: Vec<kafka::TopicSpec<'_>> = changelogs
+        .iter()
+        .map(|t| spec(t.as_str(), compact))
+        .chain(outputs.iter().map(|t| spec(t.as_str(), &[])))
+        .collect();
+    kafka::ensure_topics(kafka, &specs).await?;
+    let mut encoders = HashMap::new();
+    for topic in outputs {
         if plan.bar_topics.iter().flatten().any(|t| *t == topic) {
             let id = registry.register_value(&topic, RecordKind::Bar).await?;
             encoders.insert(topic, Encoder::new(RecordKind::Bar, id));

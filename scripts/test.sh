@@ -33,28 +33,19 @@ wait_port() { # port, name, log
   exit 1
 }
 
-# RocksDB's bindings need libclang at build time.
-if command -v dpkg >/dev/null && ! dpkg -s libclang-dev >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "installing libclang-dev (for RocksDB's bindings)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libclang-dev >/dev/null
-  else
-    echo "libclang is missing: install libclang-dev (RocksDB's bindings need it)" >&2
-    exit 1
-  fi
-fi
+# What the build needs (the same check as the first command's), installed when run as root.
+# shellcheck source=scripts/prereqs.sh
+. scripts/prereqs.sh
+check_build_prereqs
+install_or_explain || exit 1
+bash tests/first_command.sh
 
-# `tickflow chart` draws its text with DejaVu Sans.
-if command -v dpkg >/dev/null && ! dpkg -s fonts-dejavu-core >/dev/null 2>&1 \
-  && [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "installing fonts-dejavu-core (for the chart test)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-dejavu-core >/dev/null
-  else
-    echo "DejaVu Sans is missing: install fonts-dejavu-core (tickflow chart draws its text with it)" >&2
-    exit 1
-  fi
-fi
+# What only the tests need: DejaVu Sans (the text of `tickflow chart`) and stunnel (a TLS
+# listener in front of the test broker, for the Kafka TLS tests).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need "DejaVu Sans (the chart test)" fonts-dejavu-core
+command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 \
+  || need "stunnel (TLS in front of the test broker)" stunnel4
+install_or_explain || exit 1
 
 # moto, pinned, in its own virtualenv.
 VENV="$CACHE/venv-moto-$MOTO_VERSION"

@@ -37,15 +37,30 @@ impl EmbeddedBroker {
     /// Starts a broker listening on 127.0.0.1:`port` (0 picks a free port) with `storage`:
     /// `memory://tansu/` or `sqlite://RELATIVE/PATH.db` (relative to the working directory).
     pub async fn start(storage: &str, port: u16) -> Result<Self, BrokerError> {
+        Self::start_advertising(storage, port, None).await
+    }
+
+    /// Like [`EmbeddedBroker::start`], telling clients to connect to `advertised`
+    /// (`host:port`) instead of the listening address: for a proxy in front of the broker,
+    /// such as a TLS terminator.
+    pub async fn start_advertising(
+        storage: &str,
+        port: u16,
+        advertised: Option<&str>,
+    ) -> Result<Self, BrokerError> {
         let port = if port == 0 { free_port()? } else { port };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let url = parse_url(&format!("tcp://{addr}"))?;
+        let advertised = match advertised {
+            Some(a) => parse_url(&format!("tcp://{a}"))?,
+            None => url.clone(),
+        };
         let storage = parse_url(storage)?;
         let mut broker = TansuBroker::builder()
             .node_id(111)
             .cluster_id("tickflow")
             .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(url.clone())
+            .advertised_listener(advertised)
             .storage(storage)
             .listener(url)
             .silent(true)

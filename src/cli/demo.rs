@@ -38,8 +38,8 @@ pub struct DemoArgs {
     /// Random seed of the simulator.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Directory for the demo's files (the registry's state).
-    #[arg(long, default_value = "./tickflow-demo")]
+    /// Directory for the demo's files (the registry's state, the state stores).
+    #[arg(long, env = "TICKFLOW_DEMO_DIR", default_value = "./tickflow-demo")]
     pub dir: PathBuf,
 }
 
@@ -79,9 +79,13 @@ pub async fn run(args: DemoArgs, app: AppConfig) -> anyhow::Result<()> {
         end_watermark: true,
     };
     let cfg = sim.sim_config(&app.simulator);
+    let registry = crate::config::RegistryConfig {
+        url: registry_url.clone(),
+        ..Default::default()
+    };
     let summary = produce(
         &kafka,
-        &registry_url,
+        &registry,
         &cfg,
         sim.ticks(&cfg)?,
         sim.pace()?,
@@ -154,7 +158,8 @@ async fn run_until_idle(
     let options = RunOptions {
         commit_interval: Duration::from_secs(1),
         stop_when_idle: Some(Duration::from_secs(3)),
-        instance_id: None,
+        topic_wait: super::run::LAKE_TOPIC_WAIT,
+        ..Default::default()
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stats = super::run::run_topology(&spec, &app, options, Metrics::new(), stop).await?;
@@ -238,17 +243,31 @@ const LATEST_BARS: &str = include_str!("../../queries/latest_bars.sql");
 
 /// The demo's broker starts empty, so a lake from an earlier demo would clash with the new
 /// offsets: it is removed, but only if it is a tickflow lake.
+/// Empties `dir` if it holds an earlier demo's lake (or nothing). The directory itself stays:
+/// in the container image it is a mounted volume, which cannot be removed.
 fn clear_demo_lake(dir: &std::path::Path) -> anyhow::Result<()> {
-    if !dir.exists() {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(());
-    }
-    if !dir.join("_catalog").exists() {
+    };
+    let entries: Vec<_> = entries
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading {}", dir.display()))?;
+    if !entries.is_empty() && !dir.join("_catalog").exists() {
         bail!(
             "{} exists and is not a tickflow lake; move it away or run the demo elsewhere",
             dir.display()
         );
     }
-    std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))
+    for entry in entries {
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.with_context(|| format!("clearing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// Runs the flagship topology, then reads back the 1-minute bars.

@@ -246,6 +246,12 @@ pub fn summary(report: &Report) -> String {
         report.unexpected.len(),
         report.duplicates.len()
     );
+    let copies: u64 = report.identical_duplicates.iter().map(|(_, n)| n).sum();
+    out += &format!(
+        "identical duplicates: {copies} extra row(s) of {} bar(s); symbols whose volume or trade count sums differ from the raw ticks: {}\n",
+        report.identical_duplicates.len(),
+        report.sums.len()
+    );
     for (field, n) in report.by_field() {
         out += &format!("  {field}: {n} bar(s)\n");
     }
@@ -258,6 +264,15 @@ pub fn summary(report: &Report) -> String {
     }
     for id in report.unexpected.iter().take(10) {
         out += &format!("  unexpected: {}\n", name(id));
+    }
+    for (id, n) in report.identical_duplicates.iter().take(10) {
+        out += &format!("  landed {} times: {}\n", n + 1, name(id));
+    }
+    for s in report.sums.iter().take(10) {
+        out += &format!(
+            "  sums of {} {}: volume {} (raw ticks {}), trade count {} (raw ticks {})\n",
+            s.symbol, s.resolution, s.landed.0, s.expected.0, s.landed.1, s.expected.1
+        );
     }
     out += if report.differences() == 0 {
         "verdict: every bar reconciles with the raw ticks\n"

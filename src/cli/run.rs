@@ -63,6 +63,8 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
         stop_when_idle: args.stop_when_idle,
         instance_id: args.instance_id,
     };
+    // The lake sink of `--stage all` is not idle while the engine still runs.
+    let engine_running = Arc::new(AtomicBool::new(args.stage != Stage::Lake));
     let lake = match (args.stage, &spec.lake) {
         (Stage::Lake, None) => anyhow::bail!(
             "{}: the topology has no `lake:` section",
@@ -73,6 +75,8 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
             let options = LakeOptions {
                 stop_when_idle: args.stop_when_idle,
                 instance_id: options.instance_id.clone(),
+                upstream: (args.stage == Stage::All).then(|| engine_running.clone()),
+                topic_wait: LAKE_TOPIC_WAIT,
             };
             Some(spawn_lake(&spec, &app, options, &metrics, &stop))
         }
@@ -81,6 +85,7 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
         None
     } else {
         let result = run_topology(&spec, &app, options, metrics, stop.clone()).await;
+        engine_running.store(false, Ordering::Relaxed);
         if result.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
@@ -104,6 +109,10 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// How long the lake sink waits at start for the topics it lands (the engine creates its
+/// output topics as it starts, after a reachability check and schema registration).
+pub const LAKE_TOPIC_WAIT: Duration = Duration::from_secs(120);
 
 /// Starts the lake sink of `spec` (which has a `lake:` section) on its own task.
 pub fn spawn_lake(

@@ -56,6 +56,10 @@ pub struct BrokerArgs {
     /// batches in Tansu 0.6's memory engine, so do not use it for anything that resumes).
     #[arg(long)]
     pub memory: bool,
+    /// Address (`host:port`) the broker tells clients to connect to, when they reach it
+    /// through a proxy such as a TLS terminator [default: the listening address].
+    #[arg(long)]
+    pub advertise: Option<String>,
 }
 
 /// Runs the embedded broker until interrupted.
@@ -71,7 +75,9 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("entering {}", args.data_dir.display()))?;
         "sqlite://tansu.db".to_string()
     };
-    let broker = crate::broker::EmbeddedBroker::start(&storage, args.port).await?;
+    let advertised = args.advertise.as_deref();
+    let broker =
+        crate::broker::EmbeddedBroker::start_advertising(&storage, args.port, advertised).await?;
     println!(
         "kafka broker listening on {} (storage {storage})",
         broker.bootstrap()

@@ -9,7 +9,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::codec::{Encoder, RecordKind, RegistryClient, Tick};
-use crate::config::{AppConfig, KafkaConfig};
+use crate::config::{AppConfig, KafkaConfig, RegistryConfig};
 use crate::kafka;
 use crate::metrics::Metrics;
 use crate::sim::{self, Pace, RunSummary, Session, SimConfig, TickStream};
@@ -141,7 +141,7 @@ pub async fn run(args: SimulateArgs, app: AppConfig) -> anyhow::Result<()> {
     } else {
         None
     };
-    let summary = produce(&app.kafka, &app.registry.url, &cfg, ticks, pace, &metrics).await?;
+    let summary = produce(&app.kafka, &app.registry, &cfg, ticks, pace, &metrics).await?;
     if args.end_watermark {
         sim::end_of_input(&app.kafka, &cfg.topic, &summary)?;
     }
@@ -166,7 +166,7 @@ pub async fn run(args: SimulateArgs, app: AppConfig) -> anyhow::Result<()> {
 /// Checks the broker, creates the topic, registers the tick schema and produces `ticks`.
 pub async fn produce(
     kafka_cfg: &KafkaConfig,
-    registry_url: &str,
+    registry: &RegistryConfig,
     cfg: &SimConfig,
     ticks: Box<dyn Iterator<Item = Tick> + Send>,
     pace: Pace,
@@ -175,7 +175,7 @@ pub async fn produce(
     let k = kafka_cfg.clone();
     tokio::task::spawn_blocking(move || kafka::check_reachable(&k)).await??;
     kafka::ensure_topic(kafka_cfg, &cfg.topic, cfg.partitions, &[]).await?;
-    let registry = RegistryClient::new(registry_url)?;
+    let registry = RegistryClient::from_config(registry)?;
     let id = registry
         .register_value(&cfg.topic, RecordKind::Tick)
         .await

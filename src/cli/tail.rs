@@ -5,8 +5,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use schema_registry_converter::async_impl::avro::AvroDecoder;
-use schema_registry_converter::async_impl::schema_registry::SrSettings;
 
+use crate::codec::RegistryClient;
 use crate::config::AppConfig;
 use crate::kafka;
 use crate::source::KafkaSource;
@@ -35,7 +35,8 @@ pub async fn run(args: TailArgs, app: AppConfig) -> anyhow::Result<()> {
         KafkaSource::subscribe(&kcfg, &group, &[&topic])?.read_up_to(args.count, args.idle)
     })
     .await??;
-    let decoder = AvroDecoder::new(SrSettings::new(app.registry.url.clone()));
+    let registry = RegistryClient::from_config(&app.registry)?;
+    let decoder = AvroDecoder::new(registry.settings().clone());
     for r in records {
         let value = match decoder.decode(r.value.as_deref()).await {
             Ok(d) => serde_json::Value::try_from(d.value).context("converting to JSON")?,

@@ -10,6 +10,7 @@ use schema_registry_converter::schema_registry_common::{SchemaType, SuppliedSche
 use serde::de::DeserializeOwned;
 
 use super::{CodecError, Decoder, RecordKind};
+use crate::config::RegistryConfig;
 
 /// Registers the shipped schemas and fetches writer schemas by id.
 #[derive(Clone)]
@@ -19,17 +20,37 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    /// A client of the registry at `url` (requests time out after 10 seconds).
+    /// A client of the registry at `url`, without authentication (requests time out after
+    /// 10 seconds).
     pub fn new(url: &str) -> Result<Self, CodecError> {
-        let settings = SrSettings::new_builder(url.trim_end_matches('/').to_string())
-            .no_proxy()
-            .set_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| registry_error(url, e))?;
-        Ok(Self {
+        Self::from_config(&RegistryConfig {
             url: url.to_string(),
+            ..RegistryConfig::default()
+        })
+    }
+
+    /// A client of the registry `config` names, with its basic authentication or bearer
+    /// token. An `https://` URL is reached over TLS.
+    pub fn from_config(config: &RegistryConfig) -> Result<Self, CodecError> {
+        let url = config.url.trim_end_matches('/');
+        let mut builder = SrSettings::new_builder(url.to_string());
+        builder.no_proxy().set_timeout(Duration::from_secs(10));
+        if let Some(token) = &config.bearer_token {
+            builder.set_token_authorization(token);
+        } else if let Some(user) = &config.username {
+            builder.set_basic_authorization(user, config.password.as_deref());
+        }
+        let settings = builder.build().map_err(|e| registry_error(url, e))?;
+        Ok(Self {
+            url: without_credentials(url),
             settings,
         })
+    }
+
+    /// The connection settings (URL, authentication, timeout), for other clients of the
+    /// registry such as `schema_registry_converter`'s decoders.
+    pub fn settings(&self) -> &SrSettings {
+        &self.settings
     }
 
     /// The registry's base URL.
@@ -94,7 +115,67 @@ fn describe(e: &SRCError) -> String {
 
 fn registry_error(url: &str, e: SRCError) -> CodecError {
     CodecError::Registry {
-        url: url.to_string(),
+        url: without_credentials(url),
         message: describe(&e),
+    }
+}
+
+/// `url` without a user name and password in it (`https://key:secret@host` shows as
+/// `https://host`), for messages and logs.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string().trim_end_matches('/').to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_in_messages() {
+        assert_eq!(
+            without_credentials("https://key:s3cret@registry.example:8081"),
+            "https://registry.example:8081"
+        );
+        assert_eq!(without_credentials("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
+    }
+
+    /// A client with basic authentication sends it: the built-in registry accepts any
+    /// request, so the header is checked on a listener of the test's own.
+    #[tokio::test]
+    async fn basic_authentication_is_sent() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let n = socket.read(&mut buf).await.unwrap();
+            let body = r#"{"schema":"\"string\""}"#;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(reply.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        });
+        let client = RegistryClient::from_config(&RegistryConfig {
+            url: format!("http://{addr}"),
+            username: Some("key".into()),
+            password: Some("secret".into()),
+            bearer_token: None,
+        })
+        .unwrap();
+        let schema = client.schema_by_id(1).await.unwrap();
+        assert_eq!(schema, "\"string\"");
+        let request = server.await.unwrap().to_ascii_lowercase();
+        // base64("key:secret")
+        assert!(request.contains("authorization: basic a2v5onnly3jlda=="), "{request}");
     }
 }

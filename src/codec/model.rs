@@ -84,6 +84,6 @@ pub struct DeadLetter {
     pub detail: String,
     /// Application that rejected the record.
     pub application: String,
-    /// Wall-clock rejection time, UTC microseconds.
+    /// Kafka timestamp of the rejected record, UTC microseconds (the same on a replay).
     pub error_time: i64,
 }

@@ -73,8 +73,8 @@ pub struct AppConfig {
     pub simulator: SimConfig,
 }
 
-/// Kafka connection settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Kafka connection settings. Its `Debug` shows secret properties as `[redacted]`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KafkaConfig {
     /// Comma-separated `host:port` list of brokers.
@@ -86,6 +86,13 @@ pub struct KafkaConfig {
     /// How long to wait for the broker to answer at start before failing.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// Authenticate to Amazon MSK with IAM access control: SASL/OAUTHBEARER over TLS with
+    /// tokens signed from the AWS credential chain (the instance role on EC2), refreshed
+    /// before they expire. MSK's IAM listener is port 9098.
+    pub aws_iam: bool,
+    /// Region of the MSK cluster, for IAM tokens [default: from the bootstrap host names,
+    /// else `AWS_REGION`].
+    pub aws_iam_region: Option<String>,
 }
 
 /// A map whose values may be written as strings, numbers or booleans, kept as text.
@@ -116,30 +123,87 @@ where
         .collect())
 }
 
+/// Whether the librdkafka property `key` holds a secret (a password, a private key, a token),
+/// which is never shown in logs or errors.
+pub fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "jaas", "oauthbearer.config", "key.pem", "token"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Shows `value` as `[redacted]` when it is set.
+fn redact(value: &Option<String>) -> Option<&'static str> {
+    value.as_ref().map(|_| "[redacted]")
+}
+
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) { "[redacted]" } else { v.as_str() };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("properties", &properties)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("aws_iam", &self.aws_iam)
+            .field("aws_iam_region", &self.aws_iam_region)
+            .finish()
+    }
+}
+
 impl Default for KafkaConfig {
     fn default() -> Self {
         Self {
             bootstrap_servers: "127.0.0.1:9092".into(),
             properties: BTreeMap::new(),
             connect_timeout: Duration::from_secs(10),
+            aws_iam: false,
+            aws_iam_region: None,
         }
     }
 }
 
-/// Schema registry settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Schema registry settings. Its `Debug` never shows the password or the token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
     /// Base URL of a Confluent-compatible registry (Confluent, Karapace, Redpanda, Apicurio,
-    /// or `tickflow registry`).
+    /// or `tickflow registry`); `https://` for a registry behind TLS.
     pub url: String,
+    /// User name for HTTP basic authentication (Confluent Cloud: the API key).
+    pub username: Option<String>,
+    /// Password for basic authentication (Confluent Cloud: the API secret). A secret: set it
+    /// through `TICKFLOW_REGISTRY__PASSWORD` or `TICKFLOW_REGISTRY__PASSWORD_FILE`.
+    pub password: Option<String>,
+    /// Bearer token sent instead of basic authentication (a secret, like `password`).
+    pub bearer_token: Option<String>,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             url: "http://127.0.0.1:8081".into(),
+            username: None,
+            password: None,
+            bearer_token: None,
         }
+    }
+}
+
+impl std::fmt::Debug for RegistryConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &redact(&self.password))
+            .field("bearer_token", &redact(&self.bearer_token))
+            .finish()
     }
 }
 
@@ -361,16 +425,16 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Overrid
 
 fn apply_overrides(config: &AppConfig, overrides: &[Override]) -> Result<AppConfig, ConfigError> {
     let mut tree = serde_yaml::to_value(config).expect("configuration serializes");
+    let fields = serde_yaml::to_value(AppConfig::default()).expect("configuration serializes");
     for o in overrides {
-        let value: serde_yaml::Value = serde_yaml::from_str(&o.value)
-            .unwrap_or_else(|_| serde_yaml::Value::String(o.value.clone()));
-        set_path(&mut tree, &o.path, value);
+        let (path, value) = from_file(o, &fields)?;
+        tree = with_override(tree, &path, value);
     }
     serde_path_to_error::deserialize(tree).map_err(|err| {
         let field = field_name(&err.path().to_string());
         let var = overrides
             .iter()
-            .find(|o| field.starts_with(&o.path.join(".")) || o.path.join(".").starts_with(&field))
+            .find(|o| touches(&o.path, &field))
             .map(|o| o.var.clone())
             .unwrap_or_else(|| {
                 overrides
@@ -385,6 +449,56 @@ fn apply_overrides(config: &AppConfig, overrides: &[Override]) -> Result<AppConf
             message: strip_location(&err.into_inner().to_string()),
         }
     })
+}
+
+/// Whether the dotted `field` of an error is the override's path, inside it or around it.
+fn touches(path: &[String], field: &str) -> bool {
+    let joined = path.join(".");
+    field.starts_with(&joined) || joined.starts_with(field)
+}
+
+/// `value` set at `path` in `tree`: as text when the field takes text (a password stays
+/// `0x1F`, `1e3` or `null`, exactly as given), else read as YAML (numbers, booleans, lists).
+fn with_override(tree: serde_yaml::Value, path: &[String], value: String) -> serde_yaml::Value {
+    let mut as_text = tree.clone();
+    set_path(&mut as_text, path, serde_yaml::Value::String(value.clone()));
+    match serde_path_to_error::deserialize::<_, AppConfig>(as_text.clone()) {
+        Err(err) if touches(path, &field_name(&err.path().to_string())) => {
+            let typed = serde_yaml::from_str(&value).unwrap_or(serde_yaml::Value::String(value));
+            let mut tree = tree;
+            set_path(&mut tree, path, typed);
+            tree
+        }
+        _ => as_text,
+    }
+}
+
+/// Resolves `TICKFLOW_..._FILE=path` (Docker and Kubernetes secrets): when the override's last
+/// name ends in `_file` and is not itself a field (like `simulator.symbols_file`), the value
+/// of the field without `_file` is the file's content, less a trailing newline. Errors name
+/// the variable and the file, never the content.
+fn from_file(o: &Override, fields: &serde_yaml::Value) -> Result<(Vec<String>, String), ConfigError> {
+    let last = o.path.last().expect("overrides have a section and a field");
+    let Some(stem) = last.strip_suffix("_file") else {
+        return Ok((o.path.clone(), o.value.clone()));
+    };
+    if lookup(fields, &o.path).is_some() {
+        return Ok((o.path.clone(), o.value.clone()));
+    }
+    let mut path = o.path.clone();
+    *path.last_mut().expect("non-empty") = stem.to_string();
+    let text = std::fs::read_to_string(&o.value).map_err(|e| ConfigError::Env {
+        var: o.var.clone(),
+        field: path.join("."),
+        message: format!("cannot read the secret file {}: {e}", o.value),
+    })?;
+    let text = text.strip_suffix('\n').unwrap_or(&text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    Ok((path, text.to_string()))
+}
+
+fn lookup<'a>(tree: &'a serde_yaml::Value, path: &[String]) -> Option<&'a serde_yaml::Value> {
+    path.iter().try_fold(tree, |node, key| node.get(key.as_str()))
 }
 
 fn set_path(tree: &mut serde_yaml::Value, path: &[String], value: serde_yaml::Value) {
@@ -507,6 +621,82 @@ mod tests {
         let env = vec![("TICKFLOW_ATHENA__WORKGROUP".into(), "analysts".into())];
         let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
         assert_eq!(c.athena.workgroup, "analysts");
+    }
+
+    /// Text fields take the variable's text as it is: YAML would read `0x1F` and `1e3` as
+    /// numbers and `null` as nothing. Fields of other types still read YAML.
+    #[test]
+    fn env_text_fields_keep_the_text_as_given() {
+        let env = vec![
+            ("TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(), "0x1F".into()),
+            ("TICKFLOW_KAFKA__PROPERTIES__SSL.KEY.PASSWORD".into(), "1e3".into()),
+            ("TICKFLOW_REGISTRY__PASSWORD".into(), "null".into()),
+            ("TICKFLOW_REGISTRY__USERNAME".into(), "true".into()),
+            ("TICKFLOW_SIMULATOR__SEED".into(), "7".into()),
+            ("TICKFLOW_SIMULATOR__EXTENDED_HOURS".into(), "true".into()),
+        ];
+        let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
+        let p = |k: &str| c.kafka.properties.get(k).map(String::as_str);
+        assert_eq!(p("sasl.password"), Some("0x1F"));
+        assert_eq!(p("ssl.key.password"), Some("1e3"));
+        assert_eq!(c.registry.password.as_deref(), Some("null"));
+        assert_eq!(c.registry.username.as_deref(), Some("true"));
+        assert_eq!(c.simulator.seed, 7);
+        assert!(c.simulator.extended_hours);
+    }
+
+    /// `..._FILE` reads a secret from a file (less its trailing newline); a field whose own
+    /// name ends in `_file` is set as usual.
+    #[test]
+    fn env_file_variables_read_secrets_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("password");
+        std::fs::write(&secret, "s3cr3t 0x1F\n").unwrap();
+        let env = vec![
+            (
+                "TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD_FILE".into(),
+                secret.display().to_string(),
+            ),
+            ("TICKFLOW_REGISTRY__PASSWORD_FILE".into(), secret.display().to_string()),
+            ("TICKFLOW_SIMULATOR__SYMBOLS_FILE".into(), "universe.csv".into()),
+        ];
+        let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
+        let password = c.kafka.properties.get("sasl.password");
+        assert_eq!(password.map(String::as_str), Some("s3cr3t 0x1F"));
+        assert_eq!(c.registry.password.as_deref(), Some("s3cr3t 0x1F"));
+        assert_eq!(c.simulator.symbols_file, Some(PathBuf::from("universe.csv")));
+        assert!(!c.kafka.properties.contains_key("sasl.password_file"));
+    }
+
+    #[test]
+    fn an_unreadable_secret_file_names_the_variable_and_the_file() {
+        let env = vec![(
+            "TICKFLOW_REGISTRY__PASSWORD_FILE".into(),
+            "/nonexistent/secret".into(),
+        )];
+        let msg = AppConfig::from_yaml("c.yaml", "", env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("environment variable TICKFLOW_REGISTRY__PASSWORD_FILE: registry.password: cannot read the secret file /nonexistent/secret"),
+            "{msg}"
+        );
+    }
+
+    /// Debug output (what a `debug!` of the configuration would log) never shows a secret.
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let marker = "MARKER-7f3a9c";
+        let env = vec![
+            ("TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(), marker.into()),
+            ("TICKFLOW_KAFKA__PROPERTIES__SASL.USERNAME".into(), "alice".into()),
+            ("TICKFLOW_REGISTRY__PASSWORD".into(), marker.into()),
+            ("TICKFLOW_REGISTRY__BEARER_TOKEN".into(), marker.into()),
+        ];
+        let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains(marker), "{shown}");
+        assert!(shown.contains("alice") && shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -55,15 +55,39 @@ pub struct Report {
     pub unexpected: Vec<BarId>,
     /// Bars present in both that differ, with the names of the fields that differ.
     pub differing: Vec<(BarId, Vec<&'static str>)>,
-    /// Bars landed twice with different values (identical copies are a replay after an
-    /// engine crash, which the delivery protocol allows; Kafka holds both records).
+    /// Bars landed twice with different values.
     pub duplicates: Vec<BarId>,
+    /// Bars landed more than once with identical values, with the number of extra copies:
+    /// `SUM(volume)` in SQL counts each copy.
+    pub identical_duplicates: Vec<(BarId, u64)>,
+    /// Per symbol and resolution, the sums of every landed row against the sums of the raw
+    /// ticks' bars, where they differ.
+    pub sums: Vec<SumMismatch>,
+}
+
+/// Sums of one symbol and resolution that differ: landed (every row of the bar table, as
+/// `SUM()` in SQL counts them) against expected (the bars of the raw ticks, each once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SumMismatch {
+    /// The symbol (bar key).
+    pub symbol: String,
+    /// The resolution.
+    pub resolution: String,
+    /// (volume, trade count) summed over the landed rows.
+    pub landed: (i64, i64),
+    /// (volume, trade count) summed over the expected bars.
+    pub expected: (i64, i64),
 }
 
 impl Report {
     /// Number of problems found (0 means the bar tables are proven).
     pub fn differences(&self) -> usize {
-        self.missing.len() + self.unexpected.len() + self.differing.len() + self.duplicates.len()
+        self.missing.len()
+            + self.unexpected.len()
+            + self.differing.len()
+            + self.duplicates.len()
+            + self.identical_duplicates.len()
+            + self.sums.len()
     }
 
     /// Differing bars counted by field.
@@ -99,25 +123,78 @@ pub async fn reconcile(
     let mut report = Report::default();
     let log = read_table::<Tick>(store, &tick_table).await?;
     let expected = rules.expected(log, &mut report);
-    let mut actual: BTreeMap<BarId, Bar> = BTreeMap::new();
+    let mut landed: Vec<Bar> = Vec::new();
     for def in &rules.windows {
         let table = super::bar_table(&plan, lake, &def.name)?;
         for (_, records) in read_table::<Bar>(store, &table).await? {
-            for (_, bar) in records {
-                if bar.resolution != def.name || !options.covers(bar.window_start) {
-                    continue;
-                }
-                let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
-                if let Some(old) = actual.insert(id.clone(), bar)
-                    && Some(&old) != actual.get(&id)
-                {
+            landed.extend(records.into_iter().map(|(_, bar)| bar).filter(|bar| {
+                bar.resolution == def.name && options.covers(bar.window_start)
+            }));
+        }
+    }
+    let actual = distinct(&landed, &mut report);
+    compare(&expected, &actual, &mut report);
+    report.sums = compare_sums(&expected, &landed);
+    Ok(report)
+}
+
+/// The landed bars by identity; a bar landed twice is reported as a duplicate, with
+/// different values or identical.
+fn distinct(landed: &[Bar], report: &mut Report) -> BTreeMap<BarId, Bar> {
+    let mut actual: BTreeMap<BarId, Bar> = BTreeMap::new();
+    let mut copies: BTreeMap<BarId, u64> = BTreeMap::new();
+    for bar in landed {
+        let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
+        match actual.get(&id) {
+            None => {
+                actual.insert(id, bar.clone());
+            }
+            Some(first) if first == bar => *copies.entry(id).or_default() += 1,
+            Some(_) => {
+                if !report.duplicates.contains(&id) {
                     report.duplicates.push(id);
                 }
             }
         }
     }
-    compare(&expected, &actual, &mut report);
-    Ok(report)
+    report.identical_duplicates = copies.into_iter().collect();
+    actual
+}
+
+/// Per symbol and resolution: volume and trade count summed over every landed row against
+/// the same sums over the expected bars (closed ones, and open ones that landed).
+fn compare_sums(expected: &BTreeMap<BarId, (Bar, bool)>, landed: &[Bar]) -> Vec<SumMismatch> {
+    type Sums = BTreeMap<(String, String), (i64, i64)>;
+    let mut got: Sums = BTreeMap::new();
+    for bar in landed {
+        let s = got
+            .entry((bar.symbol.clone(), bar.resolution.clone()))
+            .or_default();
+        *s = (s.0 + bar.volume, s.1 + bar.trade_count);
+    }
+    let landed_ids: std::collections::BTreeSet<(&str, &str, i64)> = landed
+        .iter()
+        .map(|b| (b.symbol.as_str(), b.resolution.as_str(), b.window_start))
+        .collect();
+    let mut want: Sums = BTreeMap::new();
+    for ((symbol, resolution, start), (bar, closed)) in expected {
+        if *closed || landed_ids.contains(&(symbol.as_str(), resolution.as_str(), *start)) {
+            let s = want.entry((symbol.clone(), resolution.clone())).or_default();
+            *s = (s.0 + bar.volume, s.1 + bar.trade_count);
+        }
+    }
+    let keys: std::collections::BTreeSet<&(String, String)> = got.keys().chain(want.keys()).collect();
+    keys.into_iter()
+        .filter_map(|key| {
+            let (l, e) = (got.get(key).copied().unwrap_or_default(), want.get(key).copied().unwrap_or_default());
+            (l != e).then(|| SumMismatch {
+                symbol: key.0.clone(),
+                resolution: key.1.clone(),
+                landed: l,
+                expected: e,
+            })
+        })
+        .collect()
 }
 
 impl ReconcileOptions {
@@ -443,6 +520,51 @@ mod tests {
         let (second, closed) = &bars[&("A".into(), "1m".into(), 60 * s)];
         assert!(!closed, "stream time 70 s does not close [60 s, 120 s)");
         assert_eq!((second.open, second.close), (13.0, 11.0), "by event time");
+    }
+
+    /// An identical copy of a bar is a duplicate (SQL's SUM counts it twice), and the sums
+    /// of its symbol no longer match the raw ticks.
+    #[test]
+    fn identical_duplicates_and_their_sums_are_reported() {
+        let log = BTreeMap::from([(
+            0,
+            vec![
+                (0, tick("A", 10.0, 7, 0)),
+                (1, tick("B", 20.0, 3, 0)),
+                (2, tick("A", 10.0, 1, 120_000_000)),
+                (3, tick("B", 10.0, 1, 120_000_000)),
+            ],
+        )]);
+        let mut report = Report::default();
+        let expected = rules().expected(log, &mut report);
+        let mut landed: Vec<Bar> = expected
+            .values()
+            .filter(|(_, closed)| *closed)
+            .map(|(b, _)| b.clone())
+            .collect();
+        let once = landed.clone();
+        let actual = distinct(&once, &mut report);
+        compare(&expected, &actual, &mut report);
+        report.sums = compare_sums(&expected, &once);
+        assert_eq!(report.differences(), 0, "{report:?}");
+
+        landed.push(landed[0].clone());
+        let mut report = Report::default();
+        let actual = distinct(&landed, &mut report);
+        compare(&expected, &actual, &mut report);
+        report.sums = compare_sums(&expected, &landed);
+        assert_eq!(report.identical_duplicates, vec![(("A".into(), "1m".into(), 0), 1)]);
+        assert!(report.duplicates.is_empty() && report.differing.is_empty());
+        assert_eq!(
+            report.sums,
+            vec![SumMismatch {
+                symbol: "A".into(),
+                resolution: "1m".into(),
+                landed: (14, 2),
+                expected: (7, 1),
+            }]
+        );
+        assert_eq!(report.differences(), 2);
     }
 
     #[test]

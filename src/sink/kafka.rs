@@ -11,10 +11,10 @@ use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientContext, Message, TopicPartitionList};
+use rdkafka::{Message, TopicPartitionList};
 
 use crate::config::KafkaConfig;
-use crate::kafka::client_config_with;
+use crate::kafka::{Auth, client_config_with};
 
 /// Errors producing to Kafka (external).
 #[derive(Debug, thiserror::Error)]
@@ -67,10 +67,13 @@ impl DeliveryTracker {
     }
 }
 
-/// librdkafka context that feeds the tracker.
-struct TrackingContext(Arc<DeliveryTracker>);
+/// librdkafka context that feeds the tracker (and signs MSK IAM tokens).
+struct TrackingContext {
+    tracker: Arc<DeliveryTracker>,
+    auth: Auth,
+}
 
-impl ClientContext for TrackingContext {}
+crate::oauth_client_context!(TrackingContext);
 
 impl ProducerContext for TrackingContext {
     type DeliveryOpaque = ();
@@ -78,8 +81,8 @@ impl ProducerContext for TrackingContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
             Ok(m) => {
-                self.0.delivered.fetch_add(1, Ordering::Relaxed);
-                if let Some(offsets) = &self.0.last_offsets {
+                self.tracker.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(offsets) = &self.tracker.last_offsets {
                     let mut offsets = offsets.lock().expect("tracker lock");
                     let last = offsets
                         .entry((m.topic().to_string(), m.partition()))
@@ -88,8 +91,8 @@ impl ProducerContext for TrackingContext {
                 }
             }
             Err((e, _)) => {
-                self.0.failed.fetch_add(1, Ordering::Relaxed);
-                let mut first = self.0.first_error.lock().expect("tracker lock");
+                self.tracker.failed.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.tracker.first_error.lock().expect("tracker lock");
                 first.get_or_insert_with(|| e.to_string());
             }
         }
@@ -226,8 +229,15 @@ impl KafkaSink {
             ("compression.type", "lz4"),
         ];
         settings.extend_from_slice(extra);
-        let producer = client_config_with(cfg, &settings)
-            .create_with_context(TrackingContext(tracker.clone()))
+        let auth = Auth::of(cfg).map_err(|e| SinkError::Create(e.to_string()))?;
+        let context = TrackingContext {
+            tracker: tracker.clone(),
+            auth: auth.clone(),
+        };
+        let producer: ThreadedProducer<TrackingContext> = client_config_with(cfg, &settings)
+            .create_with_context(context)
+            .map_err(|e| SinkError::Create(e.to_string()))?;
+        auth.prime(producer.client().native_ptr())
             .map_err(|e| SinkError::Create(e.to_string()))?;
         Ok(Self {
             topic: topic.into(),

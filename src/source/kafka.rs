@@ -6,7 +6,7 @@ use rdkafka::Message;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 
 use crate::config::KafkaConfig;
-use crate::kafka::client_config_with;
+use crate::kafka::{self, AuthContext, client_config_with};
 
 /// Errors reading from Kafka (external).
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub struct RawRecord {
 /// A member of consumer group `group` reading `topics` from the earliest offset the group
 /// has not committed.
 pub struct KafkaSource {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<AuthContext>,
 }
 
 impl KafkaSource {
@@ -59,7 +59,10 @@ impl KafkaSource {
                 ("fetch.wait.max.ms", "50"),
             ],
         );
-        let consumer: BaseConsumer = c.create().map_err(err)?;
+        let consumer = kafka::consumer(cfg, &c).map_err(|e| SourceError::Subscribe {
+            topics: topics.join(","),
+            message: e.to_string(),
+        })?;
         consumer.subscribe(topics).map_err(err)?;
         Ok(Self { consumer })
     }

@@ -17,7 +17,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{Entry, StateError, WindowStore};
 use crate::config::KafkaConfig;
-use crate::kafka::client_config_with;
+use crate::kafka::{self, AuthContext, client_config_with};
 
 /// Key of the record that seals a commit in a changelog partition.
 pub const SEALED_KEY: &[u8] = b"m/sealed";
@@ -134,7 +134,7 @@ impl ChangelogPartition {
     }
 
     /// The partition's last record: `None` if it is empty, `Some(None)` if it is not a seal.
-    fn last_record(&self, consumer: &BaseConsumer) -> Result<Option<Option<Seal>>, StateError> {
+    fn last_record(&self, consumer: &BaseConsumer<AuthContext>) -> Result<Option<Option<Seal>>, StateError> {
         let (_, end) = consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
             .map_err(|e| self.err(e))?;
@@ -164,8 +164,8 @@ impl ChangelogPartition {
         }
     }
 
-    fn reader(&self, group: &str) -> Result<BaseConsumer, StateError> {
-        client_config_with(
+    fn reader(&self, group: &str) -> Result<BaseConsumer<AuthContext>, StateError> {
+        let config = client_config_with(
             &self.kafka,
             &[
                 ("group.id", group),
@@ -174,9 +174,8 @@ impl ChangelogPartition {
                 ("enable.partition.eof", bool_text(self.transactional)),
                 ("fetch.wait.max.ms", "50"),
             ],
-        )
-        .create()
-        .map_err(|e| self.err(e))
+        );
+        kafka::consumer(&self.kafka, &config).map_err(|e| self.err(e))
     }
 
     /// Brings `store` up to date: reads the partition from where the store is current (from
@@ -221,7 +220,7 @@ impl ChangelogPartition {
     /// Applies records `start..end` of the assigned partition, sealed commit by sealed commit.
     fn replay(
         &self,
-        consumer: &BaseConsumer,
+        consumer: &BaseConsumer<AuthContext>,
         store: &WindowStore,
         start: i64,
         end: i64,

@@ -29,7 +29,7 @@ use rdkafka::consumer::{
 };
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::plan::{Plan, PlanError, key_of};
 use super::task::{Handover, Stage, Task, Work, watermark};
@@ -135,6 +135,9 @@ struct Provenance<'a> {
     offset: i64,
     key: Option<&'a [u8]>,
     value: Option<&'a [u8]>,
+    /// The Kafka timestamp of the record read, UTC microseconds: an envelope's time that is
+    /// the same when a replay emits it again.
+    timestamp: i64,
 }
 
 impl<'a> Provenance<'a> {
@@ -145,8 +148,16 @@ impl<'a> Provenance<'a> {
             offset: m.offset(),
             key: m.key(),
             value: m.payload(),
+            timestamp: record_time(m),
         }
     }
+}
+
+/// A record's Kafka timestamp in UTC microseconds (0 if it has none).
+fn record_time(m: &BorrowedMessage<'_>) -> i64 {
+    m.timestamp()
+        .to_millis()
+        .map_or(0, |ms| ms.saturating_mul(1000))
 }
 
 /// Decodes ticks, learning writer schemas from the registry on first sight.
@@ -609,6 +620,7 @@ impl Engine {
             offset: origin.offset,
             key: m.key(),
             value: Some(value),
+            timestamp: record_time(m),
         };
         let mut outputs = std::mem::take(&mut self.outputs);
         let is_tick = watermark_of(m.key(), Some(value)).is_none();
@@ -719,7 +731,7 @@ impl Engine {
             reason: reason.into(),
             detail,
             application: self.plan.application.clone(),
-            error_time: chrono::Utc::now().timestamp_micros(),
+            error_time: source.timestamp,
         };
         let bytes = self.dead_letters.encode(&envelope)?;
         self.sink
@@ -773,9 +785,10 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// Consumer context that opens and closes tasks as partitions come and go.
 struct EngineContext {
     engine: Arc<Mutex<Engine>>,
+    auth: kafka::Auth,
 }
 
-impl ClientContext for EngineContext {}
+crate::oauth_client_context!(EngineContext);
 
 impl ConsumerContext for EngineContext {
     fn rebalance(
@@ -868,7 +881,7 @@ pub async fn run(
     tokio::task::spawn_blocking(move || kafka::check_reachable(&k))
         .await
         .map_err(|e| RuntimeError::Consumer(e.to_string()))??;
-    let registry = RegistryClient::new(&app.registry.url)?;
+    let registry = RegistryClient::from_config(&app.registry)?;
     let (partitions, bar_encoders) = prepare(&plan, &app.kafka, &registry).await?;
     let dlq_id = registry
         .register_value(&plan.dlq_topic, RecordKind::DeadLetter)
@@ -959,11 +972,14 @@ fn process_loop(
     if let Some(id) = &options.instance_id {
         settings.push(("group.instance.id", id.as_str()));
     }
+    let auth = kafka::Auth::of(kafka)?;
     let consumer: BaseConsumer<EngineContext> = client_config_with(kafka, &settings)
         .create_with_context(EngineContext {
             engine: engine.clone(),
+            auth: auth.clone(),
         })
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
+    auth.prime(consumer.client().native_ptr())?;
     consumer
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
@@ -971,6 +987,7 @@ fn process_loop(
     // Time spent waiting for records that did not come (commits do not count as idle).
     let mut idle = Duration::ZERO;
     let mut uncommitted = 0u64;
+    let mut ends = kafka::EndCheck::default();
     while !stop.load(Ordering::Relaxed) {
         let polled = Instant::now();
         match consumer.poll(Duration::from_millis(100)) {
@@ -983,8 +1000,9 @@ fn process_loop(
                 }
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            // Idle only counts once partitions are assigned: joining the group is not idleness.
-            None if !engine.lock().expect("engine lock").tasks.is_empty() => {
+            // Idle only counts at the end of every assigned partition: joining the group, a
+            // restore or a slow fetch is not idleness.
+            None if options.stop_when_idle.is_some() && ends.at_end(&consumer) => {
                 idle += polled.elapsed()
             }
             None => {}

@@ -33,7 +33,7 @@ use apache_avro::{Codec, Schema};
 use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use self::offsets::OffsetRanges;
 use self::store::LakeStore;
@@ -108,10 +108,17 @@ impl LakeError {
 }
 
 /// How to run the sink.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LakeOptions {
-    /// Stop (after a final flush) when no record arrived for this long.
+    /// Stop (after a final flush) when the sink has read every assigned partition to its
+    /// end and no record arrived for this long (and `upstream` has finished).
     pub stop_when_idle: Option<Duration>,
+    /// Set while a stage of the same process that writes the landed topics (the engine under
+    /// `tickflow run`) is still running: until it is cleared, the sink is never idle.
+    pub upstream: Option<Arc<AtomicBool>>,
+    /// How long to wait at start for every landed topic to exist (the engine creates the bar
+    /// topics when it starts); the sink fails, naming the missing topics, after that.
+    pub topic_wait: Duration,
     /// Static group membership (`group.instance.id`), so a restarted sink takes its
     /// partitions back at once.
     pub instance_id: Option<String>,
@@ -480,7 +487,11 @@ impl LakeWriter {
             reason: reason.into(),
             detail,
             application: format!("{}-lake", self.application),
-            error_time: chrono::Utc::now().timestamp_micros(),
+            // The record's own time, so that a replay writes the same envelope.
+            error_time: m
+                .timestamp()
+                .to_millis()
+                .map_or(0, |ms| ms.saturating_mul(1000)),
         };
         let bytes = self.dead_letters.encode(&envelope)?;
         self.dlq
@@ -655,9 +666,10 @@ fn partition_text(v: &Value) -> Option<String> {
 /// Consumer context that flushes revoked partitions and starts assigned ones.
 struct LakeContext {
     sink: Arc<Mutex<LakeWriter>>,
+    auth: crate::kafka::Auth,
 }
 
-impl ClientContext for LakeContext {}
+crate::oauth_client_context!(LakeContext);
 
 impl ConsumerContext for LakeContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -709,6 +721,12 @@ pub async fn run(
 ) -> Result<LakeStats, LakeError> {
     let writer = LakeWriter::open(application, spec, app, metrics).await?;
     let kafka = app.kafka.clone();
+    let topics: Vec<String> = spec.topics.iter().map(|t| t.topic.clone()).collect();
+    let (k, wait) = (kafka.clone(), options.topic_wait);
+    tokio::task::spawn_blocking(move || crate::kafka::await_topics(&k, &topics, wait))
+        .await
+        .map_err(LakeError::kafka)?
+        .map_err(LakeError::kafka)?;
     let group = format!("{application}-lake");
     tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
         .await
@@ -741,7 +759,7 @@ impl LakeWriter {
                 Catalog::Glue(glue)
             }
         };
-        let registry = RegistryClient::new(&app.registry.url)?;
+        let registry = RegistryClient::from_config(&app.registry)?;
         let dlq_topic = format!("{application}.dlq");
         let dlq_id = registry
             .register_value(&dlq_topic, RecordKind::DeadLetter)
@@ -808,13 +826,27 @@ fn land_loop(
     if let Some(id) = &options.instance_id {
         settings.push(("group.instance.id", id.as_str()));
     }
+    let auth = crate::kafka::Auth::of(kafka).map_err(LakeError::kafka)?;
+    let context = LakeContext {
+        sink: sink.clone(),
+        auth: auth.clone(),
+    };
     let consumer: BaseConsumer<LakeContext> = client_config_with(kafka, &settings)
-        .create_with_context(LakeContext { sink: sink.clone() })
+        .create_with_context(context)
+        .map_err(LakeError::kafka)?;
+    auth.prime(consumer.client().native_ptr())
         .map_err(LakeError::kafka)?;
     consumer
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
         .map_err(LakeError::kafka)?;
     let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
+    let mut ends = crate::kafka::EndCheck::default();
+    let upstream_running = || {
+        options
+            .upstream
+            .as_ref()
+            .is_some_and(|u| u.load(Ordering::Relaxed))
+    };
     while !stop.load(Ordering::Relaxed) {
         let polled = Instant::now();
         match consumer.poll(Duration::from_millis(100)) {
@@ -823,7 +855,14 @@ fn land_loop(
                 (idle, pending) = (Duration::ZERO, pending + 1);
             }
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
-            None if !sink.lock().expect("sink lock").files.is_empty() => idle += polled.elapsed(),
+            // Idle only at the end of every assigned partition, with the upstream stage done:
+            // a slow fetch, a rebalance or an engine still producing is not idleness.
+            None if options.stop_when_idle.is_some()
+                && !upstream_running()
+                && ends.at_end(&consumer) =>
+            {
+                idle += polled.elapsed()
+            }
             None => {}
         }
         let mut s = sink.lock().expect("sink lock");

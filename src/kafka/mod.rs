@@ -1,17 +1,21 @@
-//! Shared Kafka plumbing for the source and sink stages: client configuration, a reachability
-//! check that fails fast, and topic creation.
+//! Shared Kafka plumbing for the source and sink stages: client configuration and
+//! authentication, a reachability check that fails fast, and topic creation.
+
+pub mod auth;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
 
 use crate::config::KafkaConfig;
+
+pub use auth::{Auth, AuthContext};
 
 /// Errors talking to the broker (external).
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,12 @@ pub enum KafkaError {
     /// Any other client error.
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
+    /// Topics that a stage needs did not appear in time.
+    #[error("topics {topics} do not exist after waiting {waited:?} (is the stage that creates them running?)")]
+    MissingTopics { topics: String, waited: Duration },
+    /// Authentication could not be set up (MSK IAM).
+    #[error("kafka authentication: {message}")]
+    Auth { message: String },
 }
 
 /// librdkafka configuration for `cfg`: bootstrap servers plus the pass-through properties.
@@ -38,9 +48,14 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
 
 /// Like [`client_config`], with a stage's own `defaults` set first, so that the user's
 /// `kafka.properties` override them.
+/// With `aws_iam`, SASL/OAUTHBEARER over TLS comes first too (MSK's IAM listener).
 pub fn client_config_with(cfg: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &cfg.bootstrap_servers);
+    if cfg.aws_iam {
+        c.set("security.protocol", "SASL_SSL");
+        c.set("sasl.mechanism", "OAUTHBEARER");
+    }
     for (k, v) in defaults {
         c.set(*k, *v);
     }
@@ -58,14 +73,27 @@ pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
         timeout: cfg.connect_timeout,
         message,
     };
-    let consumer: BaseConsumer = client_config(cfg)
-        .set("socket.connection.setup.timeout.ms", "5000")
-        .create()
-        .map_err(|e| unreachable(e.to_string()))?;
+    let mut config = client_config(cfg);
+    config.set("socket.connection.setup.timeout.ms", "5000");
+    let consumer = consumer(cfg, &config).map_err(|e| unreachable(e.to_string()))?;
     consumer
         .fetch_metadata(None, cfg.connect_timeout)
         .map(|_| ())
         .map_err(|e| unreachable(e.to_string()))
+}
+
+/// A plain consumer (metadata, readers) of `config`, with `cfg`'s authentication set up: its
+/// first MSK IAM token is set before it makes any request.
+pub fn consumer(
+    cfg: &KafkaConfig,
+    config: &ClientConfig,
+) -> Result<BaseConsumer<AuthContext>, KafkaError> {
+    let auth = Auth::of(cfg)?;
+    let consumer: BaseConsumer<AuthContext> = config.create_with_context(AuthContext {
+        auth: auth.clone(),
+    })?;
+    auth.prime(consumer.client().native_ptr())?;
+    Ok(consumer)
 }
 
 /// A topic to create if it does not exist.
@@ -124,7 +152,10 @@ pub async fn ensure_topics(
 }
 
 async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(cfg).create()?;
+    let auth = Auth::of(cfg)?;
+    let admin: AdminClient<AuthContext> =
+        client_config(cfg).create_with_context(AuthContext { auth: auth.clone() })?;
+    auth.prime(admin.inner().native_ptr())?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -154,8 +185,7 @@ async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(
 /// fetched: creating them then reports the error). It asks for every topic: a request naming
 /// a topic could make a broker that auto-creates topics create it with its defaults.
 fn existing_topics(cfg: &KafkaConfig) -> HashMap<String, i32> {
-    let fetched = client_config(cfg)
-        .create::<BaseConsumer>()
+    let fetched = consumer(cfg, &client_config(cfg))
         .ok()
         .and_then(|c| c.fetch_metadata(None, cfg.connect_timeout).ok());
     let Some(md) = fetched else {
@@ -175,7 +205,7 @@ fn partitions_in(md: &Metadata, topic: &str) -> Option<i32> {
 
 /// The number of partitions of `topic`, waiting briefly for metadata to show a new topic.
 pub fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<i32, KafkaError> {
-    let consumer: BaseConsumer = client_config(cfg).create()?;
+    let consumer = consumer(cfg, &client_config(cfg))?;
     let deadline = std::time::Instant::now() + cfg.connect_timeout;
     loop {
         let md = consumer.fetch_metadata(Some(topic), cfg.connect_timeout)?;
@@ -190,4 +220,91 @@ pub fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<i32, KafkaError
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until every topic of `topics` has partitions in the broker's metadata, up to `wait`,
+/// and fails naming the topics still missing. Asks for all topics, so that a broker that
+/// auto-creates topics does not create them with its defaults.
+pub fn await_topics(cfg: &KafkaConfig, topics: &[String], wait: Duration) -> Result<(), KafkaError> {
+    let consumer = consumer(cfg, &client_config(cfg))?;
+    let deadline = Instant::now() + wait;
+    let mut told = false;
+    loop {
+        let md = consumer.fetch_metadata(None, cfg.connect_timeout)?;
+        let missing: Vec<&str> = topics
+            .iter()
+            .filter(|t| partitions_in(&md, t).is_none())
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(KafkaError::MissingTopics {
+                topics: missing.join(", "),
+                waited: wait,
+            });
+        }
+        if !told {
+            tracing::info!(topics = %missing.join(","), "waiting for topics to be created");
+            told = true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Whether a consumer has read every partition assigned to it to the end (its position has
+/// reached the high watermark). The broker is asked at most every 500 ms; the last answer
+/// stands in between.
+#[derive(Debug, Default)]
+pub struct EndCheck {
+    checked: Option<Instant>,
+    at_end: bool,
+}
+
+impl EndCheck {
+    /// `true` when every assigned partition is read to its end; `false` while nothing is
+    /// assigned or the broker does not answer.
+    pub fn at_end<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> bool {
+        if self
+            .checked
+            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
+        {
+            return self.at_end;
+        }
+        self.at_end = read_to_end(consumer).unwrap_or(false);
+        self.checked = Some(Instant::now());
+        self.at_end
+    }
+}
+
+fn read_to_end<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+) -> Result<bool, rdkafka::error::KafkaError> {
+    let positions = consumer.position()?;
+    if positions.count() == 0 {
+        return Ok(false);
+    }
+    let timeout = Duration::from_secs(5);
+    for e in positions.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        let next = match e.offset() {
+            Offset::Offset(n) => n,
+            // Nothing read yet: the partition starts at its committed offset, or its start.
+            _ => {
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(e.topic(), e.partition());
+                let committed = consumer.committed_offsets(tpl, timeout)?;
+                let start = committed.elements().first().map(|c| c.offset());
+                match start {
+                    Some(Offset::Offset(n)) => n,
+                    _ => low,
+                }
+            }
+        };
+        if next < high {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }

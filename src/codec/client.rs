@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+
 use schema_registry_converter::async_impl::schema_registry::{
     SrSettings, get_schema_by_id, post_schema,
 };
@@ -17,6 +19,8 @@ use crate::config::RegistryConfig;
 pub struct RegistryClient {
     url: String,
     settings: SrSettings,
+    /// How long a lookup retries while the registry is unavailable.
+    retry_for: Duration,
 }
 
 impl RegistryClient {
@@ -44,6 +48,7 @@ impl RegistryClient {
         Ok(Self {
             url: without_credentials(url),
             settings,
+            retry_for: config.retry_for,
         })
     }
 
@@ -78,21 +83,52 @@ impl RegistryClient {
         self.register(&format!("{topic}-value"), kind).await
     }
 
-    /// The schema text registered under `id`.
+    /// The schema text registered under `id`. Only the registry's definite "no such schema"
+    /// (404 with error code 40403) is [`CodecError::SchemaNotFound`]; while the registry is
+    /// down, slow or overloaded the lookup retries with backoff for `retry_for`, then fails
+    /// with [`CodecError::RegistryUnavailable`]; a refusal (401, 403, another 4xx) is
+    /// [`CodecError::Registry`].
     pub async fn schema_by_id(&self, id: u32) -> Result<String, CodecError> {
-        get_schema_by_id(id, &self.settings)
-            .await
-            .map(|r| r.schema)
-            .map_err(|e| {
-                if e.retriable {
-                    registry_error(&self.url, e)
-                } else {
-                    CodecError::SchemaNotFound {
-                        id,
-                        message: describe(&e),
-                    }
-                }
-            })
+        let started = std::time::Instant::now();
+        let lookup = || self.schema_by_id_once(id);
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(5))
+            .with_jitter()
+            .without_max_times()
+            .with_total_delay(Some(self.retry_for));
+        let fetched = lookup
+            .retry(backoff)
+            .when(|e| matches!(e, CodecError::RegistryUnavailable { .. }))
+            .notify(|e, pause| tracing::warn!(error = %e, ?pause, "schema registry unavailable; retrying"))
+            .await;
+        fetched.map_err(|e| match e {
+            CodecError::RegistryUnavailable { url, message, .. } => CodecError::RegistryUnavailable {
+                url,
+                waited: started.elapsed(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    async fn schema_by_id_once(&self, id: u32) -> Result<String, CodecError> {
+        let e = match get_schema_by_id(id, &self.settings).await {
+            Ok(r) => return Ok(r.schema),
+            Err(e) => e,
+        };
+        Err(match classify(&e) {
+            Failure::NotFound => CodecError::SchemaNotFound {
+                id,
+                message: describe(&e),
+            },
+            Failure::Transient => CodecError::RegistryUnavailable {
+                url: self.url.clone(),
+                waited: Duration::ZERO,
+                message: describe(&e),
+            },
+            Failure::Refused => registry_error(&self.url, e),
+        })
     }
 
     /// Teaches `decoder` the writer schema of `id`, fetching it from the registry.
@@ -103,6 +139,40 @@ impl RegistryClient {
     ) -> Result<(), CodecError> {
         let text = self.schema_by_id(id).await?;
         decoder.learn(id, &text)
+    }
+}
+
+/// What a failed registry call means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The registry says the schema does not exist (404, error code 40403): the record is bad.
+    NotFound,
+    /// No answer, or a transient one (timeouts, connection errors, 5xx, 429, 408): retry.
+    Transient,
+    /// The registry refuses (401, 403, another 4xx, or a 404 that is not 40403, such as a
+    /// wrong URL): a configuration problem, not the record's.
+    Refused,
+}
+
+/// Classifies an error of `schema_registry_converter` by its HTTP status and Confluent error
+/// code (the crate puts both in its messages; an error without a status had no answer).
+fn classify(e: &SRCError) -> Failure {
+    let status = e
+        .error
+        .split("status ")
+        .nth(1)
+        .and_then(|s| s.get(..3))
+        .and_then(|s| s.parse::<u16>().ok());
+    let code_40403 = e
+        .cause
+        .as_deref()
+        .is_some_and(|c| c.contains("error_code: 40403"));
+    match status {
+        None => Failure::Transient,
+        Some(404) if code_40403 => Failure::NotFound,
+        Some(408 | 429) => Failure::Transient,
+        Some(s) if s >= 500 => Failure::Transient,
+        Some(_) => Failure::Refused,
     }
 }
 
@@ -146,36 +216,96 @@ mod tests {
         assert_eq!(without_credentials("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
     }
 
-    /// A client with basic authentication sends it: the built-in registry accepts any
-    /// request, so the header is checked on a listener of the test's own.
-    #[tokio::test]
-    async fn basic_authentication_is_sent() {
+    /// A registry that answers each request with the next of `replies` (status, JSON body),
+    /// then closes the connection; returns its URL and the requests it received.
+    async fn fake_registry(
+        replies: Vec<(u16, &'static str)>,
+    ) -> (String, tokio::task::JoinHandle<Vec<String>>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 4096];
-            let n = socket.read(&mut buf).await.unwrap();
-            let body = r#"{"schema":"\"string\""}"#;
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            socket.write_all(reply.as_bytes()).await.unwrap();
-            String::from_utf8_lossy(&buf[..n]).to_string()
+            let mut requests = Vec::new();
+            for (status, body) in replies {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = socket.read(&mut buf).await.unwrap();
+                requests.push(String::from_utf8_lossy(&buf[..n]).to_string());
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                socket.write_all(reply.as_bytes()).await.unwrap();
+            }
+            requests
         });
+        (url, server)
+    }
+
+    const SCHEMA: &str = r#"{"schema":"\"string\""}"#;
+
+    fn client(url: String, retry_for: Duration) -> RegistryClient {
+        RegistryClient::from_config(&RegistryConfig {
+            url,
+            retry_for,
+            ..RegistryConfig::default()
+        })
+        .unwrap()
+    }
+
+    /// A client with basic authentication sends it.
+    #[tokio::test]
+    async fn basic_authentication_is_sent() {
+        let (url, server) = fake_registry(vec![(200, SCHEMA)]).await;
         let client = RegistryClient::from_config(&RegistryConfig {
-            url: format!("http://{addr}"),
+            url,
             username: Some("key".into()),
             password: Some("secret".into()),
-            bearer_token: None,
+            ..RegistryConfig::default()
         })
         .unwrap();
-        let schema = client.schema_by_id(1).await.unwrap();
-        assert_eq!(schema, "\"string\"");
-        let request = server.await.unwrap().to_ascii_lowercase();
+        assert_eq!(client.schema_by_id(1).await.unwrap(), "\"string\"");
+        let request = server.await.unwrap()[0].to_ascii_lowercase();
         // base64("key:secret")
         assert!(request.contains("authorization: basic a2v5onnly3jlda=="), "{request}");
+    }
+
+    /// A registry that is overloaded, then failing, then back: the lookup waits it out.
+    #[tokio::test]
+    async fn transient_failures_are_retried_until_the_registry_answers() {
+        let busy = r#"{"error_code":50001,"message":"busy"}"#;
+        let (url, server) = fake_registry(vec![(503, busy), (429, busy), (500, busy), (200, SCHEMA)]).await;
+        let schema = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap();
+        assert_eq!(schema, "\"string\"");
+        assert_eq!(server.await.unwrap().len(), 4);
+    }
+
+    /// Only the registry's definite answer makes a schema unknown, at once.
+    #[tokio::test]
+    async fn a_definite_not_found_is_not_retried() {
+        let missing = r#"{"error_code":40403,"message":"Schema not found"}"#;
+        let (url, server) = fake_registry(vec![(404, missing)]).await;
+        let err = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap_err();
+        assert!(matches!(err, CodecError::SchemaNotFound { id: 7, .. }), "{err}");
+        assert_eq!(server.await.unwrap().len(), 1);
+    }
+
+    /// A registry down for longer than `retry_for` is an outage, never an unknown schema;
+    /// a refusal (wrong credentials) is a registry error at once.
+    #[tokio::test]
+    async fn outages_and_refusals_are_not_unknown_schemas() {
+        let down = RegistryClient::from_config(&RegistryConfig {
+            url: "http://127.0.0.1:1".into(),
+            retry_for: Duration::from_millis(500),
+            ..RegistryConfig::default()
+        })
+        .unwrap();
+        let err = down.schema_by_id(7).await.unwrap_err();
+        assert!(matches!(err, CodecError::RegistryUnavailable { .. }), "{err}");
+        let denied = r#"{"error_code":40101,"message":"Unauthorized"}"#;
+        let (url, server) = fake_registry(vec![(401, denied)]).await;
+        let err = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap_err();
+        assert!(matches!(err, CodecError::Registry { .. }), "{err}");
+        assert_eq!(server.await.unwrap().len(), 1);
     }
 }

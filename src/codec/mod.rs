@@ -131,6 +131,14 @@ pub enum CodecError {
     /// The schema registry failed or refused the request (external).
     #[error("schema registry at {url}: {message}")]
     Registry { url: String, message: String },
+    /// The schema registry did not answer or answered with a transient error (timeouts, 5xx,
+    /// 429) for longer than `registry.retry_for` (external; never the record's fault).
+    #[error("schema registry at {url} unavailable for {waited:?}: {message}")]
+    RegistryUnavailable {
+        url: String,
+        waited: std::time::Duration,
+        message: String,
+    },
 }
 
 impl From<apache_avro::Error> for CodecError {

@@ -183,6 +183,11 @@ pub struct RegistryConfig {
     pub password: Option<String>,
     /// Bearer token sent instead of basic authentication (a secret, like `password`).
     pub bearer_token: Option<String>,
+    /// How long a schema lookup retries (with backoff) while the registry is down, slow or
+    /// overloaded (timeouts, 5xx, 429) before the stage stops; a record is never sent to
+    /// the dead-letter topic for it.
+    #[serde(with = "humantime_serde")]
+    pub retry_for: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -192,6 +197,7 @@ impl Default for RegistryConfig {
             username: None,
             password: None,
             bearer_token: None,
+            retry_for: Duration::from_secs(60),
         }
     }
 }
@@ -203,6 +209,7 @@ impl std::fmt::Debug for RegistryConfig {
             .field("username", &self.username)
             .field("password", &redact(&self.password))
             .field("bearer_token", &redact(&self.bearer_token))
+            .field("retry_for", &self.retry_for)
             .finish()
     }
 }

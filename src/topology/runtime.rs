@@ -160,25 +160,57 @@ fn record_time(m: &BorrowedMessage<'_>) -> i64 {
         .map_or(0, |ms| ms.saturating_mul(1000))
 }
 
-/// Decodes ticks, learning writer schemas from the registry on first sight.
+/// Decodes ticks, learning writer schemas from the registry on first sight. The registry's
+/// "no such schema" is remembered too, so a burst of records with a bad id asks once.
 struct TickDecoder {
     decoder: Decoder<Tick>,
     registry: RegistryClient,
     runtime: tokio::runtime::Handle,
+    missing: HashMap<u32, String>,
 }
 
 impl TickDecoder {
+    fn new(registry: RegistryClient) -> Self {
+        Self {
+            decoder: Decoder::new(RecordKind::Tick),
+            registry,
+            runtime: tokio::runtime::Handle::current(),
+            missing: HashMap::new(),
+        }
+    }
+
     fn decode(&mut self, value: Option<&[u8]>) -> Result<Tick, CodecError> {
         let bytes = value.ok_or_else(|| CodecError::NotFramed("record has no value".into()))?;
         match self.decoder.decode(bytes) {
             Err(CodecError::UnknownSchemaId(id)) => {
-                self.runtime
-                    .block_on(self.registry.teach(&mut self.decoder, id))?;
+                if let Some(message) = self.missing.get(&id) {
+                    let message = message.clone();
+                    return Err(CodecError::SchemaNotFound { id, message });
+                }
+                match self
+                    .runtime
+                    .block_on(self.registry.teach(&mut self.decoder, id))
+                {
+                    Err(CodecError::SchemaNotFound { id, message }) => {
+                        self.missing.insert(id, message.clone());
+                        return Err(CodecError::SchemaNotFound { id, message });
+                    }
+                    taught => taught?,
+                }
                 self.decoder.decode(bytes)
             }
             other => other,
         }
     }
+}
+
+/// Whether a decoding error is the registry's (down, refusing), not the record's: such a
+/// record is never dead-lettered; the run stops instead, and resumes from its last commit.
+fn registry_failed(e: &CodecError) -> bool {
+    matches!(
+        e,
+        CodecError::Registry { .. } | CodecError::RegistryUnavailable { .. }
+    )
 }
 
 /// Everything the processing loop and the rebalance callback share.
@@ -517,6 +549,7 @@ impl Engine {
     ) -> Result<Option<Tick>, RuntimeError> {
         let tick = match self.ticks.decode(m.payload()) {
             Ok(tick) => tick,
+            Err(e) if registry_failed(&e) => return Err(e.into()),
             Err(e) => {
                 self.dead_letter(&Provenance::of(m), reason(&e), e.to_string())?;
                 return Ok(None);
@@ -653,6 +686,10 @@ impl Engine {
                     op.process_from(&key, &tick, ordinal, origin.stream_time, &mut outputs);
                 }
                 Ok(_) => self.stats.filtered += 1,
+                Err(e) if registry_failed(&e) => {
+                    self.outputs = outputs;
+                    return Err(e.into());
+                }
                 Err(e) => {
                     self.outputs = outputs;
                     return self.dead_letter(&source, reason(&e), e.to_string());
@@ -902,11 +939,7 @@ pub async fn run(
         tasks: HashMap::new(),
         bar_encoders,
         dead_letters: Encoder::new(RecordKind::DeadLetter, dlq_id),
-        ticks: TickDecoder {
-            decoder: Decoder::new(RecordKind::Tick),
-            registry,
-            runtime: tokio::runtime::Handle::current(),
-        },
+        ticks: TickDecoder::new(registry),
         input_topic: plan.input_topic.as_str().into(),
         partitions,
         stats: RunStats::default(),

@@ -142,6 +142,12 @@ fn print_engine(spec: &TopologySpec, stats: &RunStats) {
             stats.forwarded, stats.duplicates
         );
     }
+    if stats.suppressed > 0 {
+        line += &format!(
+            ", {} outputs of the replay not written again (they reached their topic before the crash)",
+            stats.suppressed
+        );
+    }
     println!("{line}");
 }
 

@@ -308,3 +308,18 @@ fn read_to_end<C: ConsumerContext>(
     }
     Ok(true)
 }
+
+/// The high watermark (the end) of each of `partitions` (topic, partition), in order.
+pub fn high_watermarks(
+    cfg: &KafkaConfig,
+    partitions: &[(String, i32)],
+) -> Result<Vec<((String, i32), i64)>, KafkaError> {
+    let consumer = consumer(cfg, &client_config(cfg))?;
+    partitions
+        .iter()
+        .map(|(topic, p)| {
+            let (_, high) = consumer.fetch_watermarks(topic, *p, cfg.connect_timeout)?;
+            Ok(((topic.clone(), *p), high))
+        })
+        .collect()
+}

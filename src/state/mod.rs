@@ -17,6 +17,8 @@ const WINDOW_PREFIX: &[u8] = b"w/";
 const SOURCE_PREFIX: &[u8] = b"m/src/";
 /// Local only (never in the changelog): the changelog offset the store is current to.
 const CHANGELOG_NEXT: &[u8] = b"l/changelog_next";
+/// Output positions of the last commit (encoded by the topology; opaque here).
+const OUTPUTS: &[u8] = b"m/outputs";
 
 /// How far a task reading a repartition topic has got with one source partition: the last
 /// source offset it counted and that partition's stream time.
@@ -66,6 +68,8 @@ pub struct Snapshot {
     pub windows: Vec<((u16, String, i64), StoredWindow)>,
     /// Source partitions' marks (tasks that read a repartition topic only).
     pub sources: Vec<(i32, SourceMark)>,
+    /// The output positions stored with the commit, as the topology encoded them.
+    pub outputs: Option<Vec<u8>>,
 }
 
 /// A window store of one operator in one task.
@@ -122,6 +126,7 @@ impl WindowStore {
             stream_time: self.read_i64(STREAM_TIME)?.unwrap_or(i64::MIN),
             windows: Vec::new(),
             sources: self.load_sources()?,
+            outputs: self.get(OUTPUTS)?,
         };
         let iter = self
             .db
@@ -219,6 +224,11 @@ impl WindowStore {
 
 /// One store entry as written locally and to the changelog: key, and value (`None` deletes).
 pub type Entry = (Vec<u8>, Option<Vec<u8>>);
+
+/// The entry that stores a commit's output positions (`encoded` by the topology).
+pub fn outputs_entry(encoded: Vec<u8>) -> Entry {
+    (OUTPUTS.to_vec(), Some(encoded))
+}
 
 /// The entries of one commit: window changes, source marks, the next input offset and the
 /// stream time.

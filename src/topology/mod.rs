@@ -1,7 +1,9 @@
 //! The validated topology as a graph of topics and operators: what `tickflow graph` prints and
 //! what the runtime will be built from.
 
+pub mod identity;
 pub mod plan;
+mod replay;
 pub mod runtime;
 mod task;
 

@@ -31,7 +31,9 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::identity::{self, OutputId};
 use super::plan::{Plan, PlanError, key_of};
+use super::replay;
 use super::task::{Handover, Stage, Task, Work, watermark};
 use crate::codec::{
     Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient, Tick,
@@ -126,6 +128,41 @@ pub struct RunStats {
     /// Repartitioned ticks skipped because they were already counted (a forwarding task's
     /// replay after a crash).
     pub duplicates: u64,
+    /// Outputs not written again because they reached their topic before a crash (a
+    /// replay's outputs since the last commit, under `at_least_once`).
+    pub suppressed: u64,
+}
+
+/// The input record being processed, and how many identified outputs it caused so far.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    task: (Stage, i32),
+    offset: i64,
+    index: u32,
+}
+
+/// The stage byte of an output identity.
+fn stage_tag(stage: Stage) -> u8 {
+    match stage {
+        Stage::Forward => b'F',
+        Stage::Window {
+            repartitioned: false,
+        } => b'W',
+        Stage::Window {
+            repartitioned: true,
+        } => b'R',
+    }
+}
+
+/// What suppressing replayed outputs needs (`at_least_once` only: under `exactly_once_v2`
+/// a replay follows an aborted transaction, whose outputs no reader sees).
+struct Replays {
+    /// Hash of the application id, in every identity.
+    app: u32,
+    /// Every output partition that carries identities (bars, late, dead letters,
+    /// repartition), with its end when the run started: the position of a partition this
+    /// producer has not written yet.
+    base: Vec<((String, i32), i64)>,
 }
 
 /// The record an output is about, named in late and dead-letter envelopes.
@@ -245,6 +282,10 @@ struct Engine {
     writer: Arc<str>,
     /// How long a newly assigned task waits for its previous owner's release.
     handover_timeout: Duration,
+    /// Output identities and positions, under `at_least_once`.
+    replays: Option<Replays>,
+    /// The record being processed.
+    current: Option<Current>,
 }
 
 impl Engine {
@@ -302,6 +343,7 @@ impl Engine {
             writer: self.writer.clone(),
             deadline: Instant::now() + self.handover_timeout,
         };
+        let mut opened = Vec::with_capacity(parts.len());
         for (topic, p) in parts {
             let stage = self.stage_of(&topic);
             let dir = self.task_dir(&topic, stage, p);
@@ -322,11 +364,76 @@ impl Engine {
             }
             tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), "task opened");
             self.tasks.insert((stage, p), task);
+            opened.push((stage, p));
             self.metrics
                 .assigned_partitions
                 .set(self.tasks.len() as i64);
         }
+        self.find_replayed(&opened)
+    }
+
+    /// Reads back what was written to the output topics since the last commit of each task
+    /// of `opened`, and has each task skip its own outputs there as its replay emits them.
+    fn find_replayed(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
+        let Some(replays) = &self.replays else {
+            return Ok(());
+        };
+        let mut from: HashMap<(String, i32), i64> = HashMap::new();
+        for key in opened {
+            let task = &self.tasks[key];
+            let (Some(_), Some(bytes)) = (task.next_offset, &task.stored_outputs) else {
+                continue;
+            };
+            let positions = identity::decode_positions(bytes).ok_or_else(|| {
+                RuntimeError::Consumer(format!(
+                    "task {}-{}: stored output positions are corrupt",
+                    self.topic_of(key.0),
+                    key.1
+                ))
+            })?;
+            for (topic, partition, offset) in positions {
+                let start = from.entry((topic, partition)).or_insert(offset);
+                *start = (*start).min(offset);
+            }
+        }
+        let from: Vec<(String, i32, i64)> = from.into_iter().map(|((t, p), o)| (t, p, o)).collect();
+        let found = replay::written_since(&self.kafka, &from, Duration::from_secs(120))?;
+        let app = replays.app;
+        let mut skipped = 0usize;
+        for id in found.into_iter().filter(|id| id.app == app) {
+            let key = opened
+                .iter()
+                .find(|(stage, p)| stage_tag(*stage) == id.stage && *p == id.partition);
+            let Some(task) = key.and_then(|k| self.tasks.get_mut(k)) else {
+                continue;
+            };
+            if task.next_offset.is_some_and(|next| id.offset >= next) {
+                task.suppress.insert(id.offset, id.index);
+                skipped += 1;
+            }
+        }
+        if skipped > 0 {
+            tracing::info!(
+                outputs = skipped,
+                "outputs written after the last commit were found; the replay will not write them again"
+            );
+        }
         Ok(())
+    }
+
+    /// Where outputs written after now will be found, per output partition: after the last
+    /// offset this producer had acknowledged there, or the partition's end at the start.
+    fn output_positions(&self) -> Option<Vec<u8>> {
+        let replays = self.replays.as_ref()?;
+        let positions: Vec<(String, i32, i64)> = replays
+            .base
+            .iter()
+            .map(|((topic, p), base)| {
+                let acked = self.sink.last_offset(topic, *p).map_or(i64::MIN, |o| o + 1);
+                (topic.clone(), *p, (*base).max(acked))
+            })
+            .collect();
+        Some(identity::encode_positions(&positions))
     }
 
     /// Commits and closes the tasks of revoked partitions. Partitions that were `lost` (the
@@ -412,8 +519,9 @@ impl Engine {
             self.broadcast(p)?;
         }
         self.sink.flush(Duration::from_secs(60))?;
+        let outputs = self.output_positions();
         for (key, task) in &mut self.tasks {
-            task.write_changelog(&self.changelogs, released.contains(key))?;
+            task.write_changelog(&self.changelogs, released.contains(key), outputs.as_deref())?;
         }
         self.changelogs.flush(Duration::from_secs(60))?;
         if self.transactional() {
@@ -471,6 +579,11 @@ impl Engine {
         {
             task.last_record = Instant::now();
         }
+        self.current = Some(Current {
+            task: (stage, p),
+            offset,
+            index: 0,
+        });
         match stage {
             Stage::Forward => self.forward(m)?,
             Stage::Window {
@@ -480,10 +593,40 @@ impl Engine {
                 repartitioned: true,
             } => self.window_repartitioned(m)?,
         }
+        self.current = None;
         if let Some(task) = self.tasks.get_mut(&(stage, p)) {
             task.next_offset = Some(offset + 1);
         }
         Ok(())
+    }
+
+    /// Sends an output of the record being processed, with its identity, unless it already
+    /// reached the topic before a crash (then it is skipped, once). Outputs made outside a
+    /// record (watermarks) go out as they are.
+    fn send_output(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
+        let (Some(current), Some(replays)) = (self.current.as_mut(), &self.replays) else {
+            return Ok(self.sink.send_to(topic, key, value)?);
+        };
+        let index = current.index;
+        current.index += 1;
+        let Current { task, offset, .. } = *current;
+        if let Some(t) = self.tasks.get_mut(&task)
+            && t.suppress.take(offset, index)
+        {
+            self.stats.suppressed += 1;
+            return Ok(());
+        }
+        let id = OutputId {
+            app: replays.app,
+            stage: stage_tag(task.0),
+            partition: task.1,
+            offset,
+            index,
+        };
+        let encoded = id.encode();
+        Ok(self
+            .sink
+            .send_with_header(topic, key, value, identity::HEADER, &encoded)?)
     }
 
     /// Appends a watermark to every input partition that has been quiet for the source's
@@ -593,10 +736,12 @@ impl Engine {
             .group_by
             .as_ref()
             .expect("forward stage has a group_by");
-        origin.wrap_into(m.payload().unwrap_or_default(), &mut self.envelope);
-        let key = key_of(&tick, &group.field);
-        self.sink
-            .send_to(&group.topic, key.as_bytes(), &self.envelope)?;
+        let mut envelope = std::mem::take(&mut self.envelope);
+        origin.wrap_into(m.payload().unwrap_or_default(), &mut envelope);
+        let (topic, key) = (group.topic.clone(), key_of(&tick, &group.field).into_owned());
+        let sent = self.send_output(&topic, key.as_bytes(), &envelope);
+        self.envelope = envelope;
+        sent?;
         self.stats.forwarded += 1;
         Ok(())
     }
@@ -722,9 +867,9 @@ impl Engine {
                     .iter()
                     .position(|d| d.name == bar.resolution)
                     .unwrap_or(0);
-                for topic in &self.plan.bar_topics[res] {
-                    let bytes = self.bar_encoders[topic].encode(&bar)?;
-                    self.sink.send_to(topic, bar.symbol.as_bytes(), &bytes)?;
+                for topic in self.plan.bar_topics[res].clone() {
+                    let bytes = self.bar_encoders[&topic].encode(&bar)?;
+                    self.send_output(&topic, bar.symbol.as_bytes(), &bytes)?;
                 }
                 self.stats.bars += 1;
                 self.metrics.bars.inc();
@@ -771,9 +916,8 @@ impl Engine {
             error_time: source.timestamp,
         };
         let bytes = self.dead_letters.encode(&envelope)?;
-        self.sink
-            .send_to(topic, source.key.unwrap_or_default(), &bytes)?;
-        Ok(())
+        self.send_output(topic, source.key.unwrap_or_default(), &bytes)
+
     }
 }
 
@@ -872,13 +1016,21 @@ impl ConsumerContext for EngineContext {
     }
 }
 
+/// What [`prepare`] found: the input's partition count, the bar encoders, and every output
+/// topic (bars, late, dead letters, repartition) with its partition count.
+struct Prepared {
+    partitions: i32,
+    encoders: HashMap<String, Encoder<Bar>>,
+    outputs: Vec<(String, i32)>,
+}
+
 /// Creates the output and repartition topics (partitioned like the input) and registers the
-/// bar schema for each bar topic; returns the input's partition count and the bar encoders.
+/// bar schema for each bar topic.
 async fn prepare(
     plan: &Plan,
     kafka: &KafkaConfig,
     registry: &RegistryClient,
-) -> Result<(i32, HashMap<String, Encoder<Bar>>), RuntimeError> {
+) -> Result<Prepared, RuntimeError> {
     let partitions = kafka::partition_count(kafka, &plan.input_topic)?;
     let changelogs = plan.changelog_topics();
     let internal = plan.group_by.iter().map(|g| g.topic.clone());
@@ -894,15 +1046,44 @@ async fn prepare(
         .map(|t| spec(t.as_str(), compact))
         .chain(outputs.iter().map(|t| spec(t.as_str(), &[])))
         .collect();
-    kafka::ensure_topics(kafka, &specs).await?;
+    let counts = kafka::ensure_topics(kafka, &specs).await?;
+    drop(specs);
     let mut encoders = HashMap::new();
-    for topic in outputs {
-        if plan.bar_topics.iter().flatten().any(|t| *t == topic) {
-            let id = registry.register_value(&topic, RecordKind::Bar).await?;
-            encoders.insert(topic, Encoder::new(RecordKind::Bar, id));
+    for topic in &outputs {
+        if plan.bar_topics.iter().flatten().any(|t| t == topic) {
+            let id = registry.register_value(topic, RecordKind::Bar).await?;
+            encoders.insert(topic.clone(), Encoder::new(RecordKind::Bar, id));
         }
     }
-    Ok((partitions, encoders))
+    let outputs = outputs
+        .into_iter()
+        .zip(counts[changelogs.len()..].iter().copied())
+        .collect();
+    Ok(Prepared {
+        partitions,
+        encoders,
+        outputs,
+    })
+}
+
+/// Output identities for `at_least_once` runs: the end of every output partition now.
+fn replays(
+    plan: &Plan,
+    kafka: &KafkaConfig,
+    outputs: &[(String, i32)],
+) -> Result<Option<Replays>, RuntimeError> {
+    if plan.guarantee != ProcessingGuarantee::AtLeastOnce {
+        return Ok(None);
+    }
+    let partitions: Vec<(String, i32)> = outputs
+        .iter()
+        .flat_map(|(t, n)| (0..*n).map(move |p| (t.clone(), p)))
+        .collect();
+    let base = kafka::high_watermarks(kafka, &partitions)?;
+    Ok(Some(Replays {
+        app: identity::app_hash(&plan.application),
+        base,
+    }))
 }
 
 /// Runs `spec` until `stop` is set (or, with `stop_when_idle`, until the input is idle).
@@ -919,7 +1100,12 @@ pub async fn run(
         .await
         .map_err(|e| RuntimeError::Consumer(e.to_string()))??;
     let registry = RegistryClient::from_config(&app.registry)?;
-    let (partitions, bar_encoders) = prepare(&plan, &app.kafka, &registry).await?;
+    let prepared = prepare(&plan, &app.kafka, &registry).await?;
+    let (k, p, outputs) = (app.kafka.clone(), plan.clone(), prepared.outputs.clone());
+    let replays = tokio::task::spawn_blocking(move || replays(&p, &k, &outputs))
+        .await
+        .map_err(|e| RuntimeError::Consumer(e.to_string()))??;
+    let (partitions, bar_encoders) = (prepared.partitions, prepared.encoders);
     let dlq_id = registry
         .register_value(&plan.dlq_topic, RecordKind::DeadLetter)
         .await?;
@@ -950,6 +1136,8 @@ pub async fn run(
         writer,
         handover_timeout: app.state.handover_timeout,
         plan,
+        replays,
+        current: None,
     };
     let kafka_cfg = app.kafka.clone();
     tokio::task::spawn_blocking(move || process_loop(engine, &kafka_cfg, &options, &stop))
@@ -967,7 +1155,8 @@ async fn producers(
     options: &RunOptions,
 ) -> Result<(Arc<KafkaSink>, Arc<KafkaSink>), RuntimeError> {
     if plan.guarantee == ProcessingGuarantee::AtLeastOnce {
-        let sink = KafkaSink::new(kafka, &plan.dlq_topic)?;
+        // The output producer tracks offsets too: commits store where later outputs begin.
+        let sink = KafkaSink::tracking_offsets(kafka, &plan.dlq_topic)?;
         let changelogs = KafkaSink::tracking_offsets(kafka, &plan.dlq_topic)?;
         return Ok((Arc::new(sink), Arc::new(changelogs)));
     }

@@ -9,7 +9,9 @@ use crate::metrics::Metrics;
 use crate::operators::WindowOperator;
 use crate::sink::KafkaSink;
 use crate::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
-use crate::state::{Entry, SourceMark, WindowStore, entries};
+use crate::state::{Entry, SourceMark, WindowStore, entries, outputs_entry};
+
+use super::identity::Suppress;
 
 use super::runtime::RuntimeError;
 
@@ -54,6 +56,10 @@ pub struct Task {
     committing: Option<Vec<Entry>>,
     /// This instance's writer id, written into every seal.
     writer: Arc<str>,
+    /// Output positions stored with the last commit (encoded, see `identity`).
+    pub stored_outputs: Option<Vec<u8>>,
+    /// Outputs this task wrote after its last commit, which its replay must not write again.
+    pub suppress: Suppress,
 }
 
 /// Who opens tasks, and until when a task waits for its partition's previous owner.
@@ -139,13 +145,21 @@ impl Task {
             repair: restored.repair,
             committing: None,
             writer: handover.writer.clone(),
+            stored_outputs: snap.outputs,
+            suppress: Suppress::default(),
         })
     }
 
     /// First half of a commit: takes the changes since the last commit (preceded by the
     /// committed values of keys to repair) and writes them, sealed, to the changelog. With
     /// `release` the seal says this instance hands the partition over and writes no more.
-    pub fn write_changelog(&mut self, sink: &KafkaSink, release: bool) -> Result<(), RuntimeError> {
+    /// `outputs` (encoded output positions) are stored with the commit when they changed.
+    pub fn write_changelog(
+        &mut self,
+        sink: &KafkaSink,
+        release: bool,
+        outputs: Option<&[u8]>,
+    ) -> Result<(), RuntimeError> {
         let (topic, p) = (&self.changelog.topic, self.changelog.partition);
         let seal = |next_offset| Seal {
             next_offset,
@@ -176,6 +190,12 @@ impl Task {
                 entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
         });
+        if let Some(encoded) = outputs
+            && self.stored_outputs.as_deref() != Some(encoded)
+        {
+            batch.push(outputs_entry(encoded.to_vec()));
+            self.stored_outputs = Some(encoded.to_vec());
+        }
         for (k, v) in &batch {
             sink.send_entry(topic, p, k, v.as_deref())?;
         }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaResult;
 use rdkafka::error::{KafkaError as RdError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, OwnedHeaders};
+use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Message, TopicPartitionList};
 
@@ -260,23 +260,6 @@ impl KafkaSink {
     /// Queues one record to another topic (partitioned by key).
     pub fn send_to(&self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), SinkError> {
         self.send_record(BaseRecord::to(topic).key(key).payload(value))
-    }
-
-    /// Queues one record to `topic` (partitioned by key) with one header: the output identity
-    /// `id` under `header` (see `topology::identity`).
-    pub fn send_with_header(
-        &self,
-        topic: &str,
-        key: &[u8],
-        value: &[u8],
-        header: &str,
-        id: &[u8],
-    ) -> Result<(), SinkError> {
-        let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-            key: header,
-            value: Some(id),
-        });
-        self.send_record(BaseRecord::to(topic).key(key).payload(value).headers(headers))
     }
 
     /// Queues one record to a given partition of a topic.

@@ -5,22 +5,21 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::identity::{HEADER, OutputId};
+use super::identity::fingerprint;
 use crate::config::KafkaConfig;
 use crate::kafka::{self, KafkaError, client_config_with};
 
 /// Reads each partition of `from` (topic, partition, first offset) from that offset up to
-/// its end as it is now, and returns the output identities found there (records without
-/// one, such as watermarks, are passed over). Fails if the partitions cannot be read to
-/// their ends within `timeout`.
+/// its end as it is now, and returns the fingerprint of every record found there. Fails if
+/// the partitions cannot be read to their ends within `timeout`.
 pub fn written_since(
     cfg: &KafkaConfig,
     from: &[(String, i32, i64)],
     timeout: Duration,
-) -> Result<Vec<OutputId>, KafkaError> {
+) -> Result<Vec<u128>, KafkaError> {
     if from.is_empty() {
         return Ok(Vec::new());
     }
@@ -60,9 +59,8 @@ pub fn written_since(
         }
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                if let Some(id) = identity_of(&m) {
-                    found.push(id);
-                }
+                let (key, value) = (m.key().unwrap_or_default(), m.payload().unwrap_or_default());
+                found.push(fingerprint(m.topic(), key, value));
                 let key = (m.topic().to_string(), m.partition());
                 if ends.get(&key).is_some_and(|end| m.offset() + 1 >= *end) {
                     ends.remove(&key);
@@ -84,14 +82,4 @@ pub fn written_since(
         }
     }
     Ok(found)
-}
-
-/// The output identity in a record's headers, if it has one.
-fn identity_of(m: &impl Message) -> Option<OutputId> {
-    let headers = m.headers()?;
-    headers
-        .iter()
-        .find(|h| h.key == HEADER)
-        .and_then(|h| h.value)
-        .and_then(OutputId::decode)
 }

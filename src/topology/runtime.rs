@@ -18,7 +18,7 @@
 //! emitted after the last commit are emitted again, identically, because processing is a
 //! deterministic function of the partition's records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,7 +31,7 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::identity::{self, OutputId};
+use super::identity::{self, Suppress};
 use super::plan::{Plan, PlanError, key_of};
 use super::replay;
 use super::task::{Handover, Stage, Task, Work, watermark};
@@ -133,36 +133,16 @@ pub struct RunStats {
     pub suppressed: u64,
 }
 
-/// The input record being processed, and how many identified outputs it caused so far.
-#[derive(Debug, Clone, Copy)]
-struct Current {
-    task: (Stage, i32),
-    offset: i64,
-    index: u32,
-}
-
-/// The stage byte of an output identity.
-fn stage_tag(stage: Stage) -> u8 {
-    match stage {
-        Stage::Forward => b'F',
-        Stage::Window {
-            repartitioned: false,
-        } => b'W',
-        Stage::Window {
-            repartitioned: true,
-        } => b'R',
-    }
-}
-
 /// What suppressing replayed outputs needs (`at_least_once` only: under `exactly_once_v2`
 /// a replay follows an aborted transaction, whose outputs no reader sees).
 struct Replays {
-    /// Hash of the application id, in every identity.
-    app: u32,
-    /// Every output partition that carries identities (bars, late, dead letters,
-    /// repartition), with its end when the run started: the position of a partition this
-    /// producer has not written yet.
+    /// Every output partition (bars, late, dead letters, repartition), with its end when
+    /// the run started: the position of a partition this producer has not written yet.
     base: Vec<((String, i32), i64)>,
+    /// Fingerprints of the records found after the stored positions of reopened tasks.
+    written: Suppress,
+    /// Reopened tasks whose replay may emit outputs that are among `written`.
+    replaying: HashSet<(Stage, i32)>,
 }
 
 /// The record an output is about, named in late and dead-letter envelopes.
@@ -282,10 +262,10 @@ struct Engine {
     writer: Arc<str>,
     /// How long a newly assigned task waits for its previous owner's release.
     handover_timeout: Duration,
-    /// Output identities and positions, under `at_least_once`.
+    /// Output positions and what replays must not write again, under `at_least_once`.
     replays: Option<Replays>,
-    /// The record being processed.
-    current: Option<Current>,
+    /// The task of the record being processed.
+    current: Option<(Stage, i32)>,
 }
 
 impl Engine {
@@ -373,12 +353,13 @@ impl Engine {
     }
 
     /// Reads back what was written to the output topics since the last commit of each task
-    /// of `opened`, and has each task skip its own outputs there as its replay emits them.
+    /// of `opened`, so that their replays skip what is already there.
     fn find_replayed(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
-        let Some(replays) = &self.replays else {
+        if self.replays.is_none() {
             return Ok(());
-        };
+        }
         let mut from: HashMap<(String, i32), i64> = HashMap::new();
+        let mut reopened = Vec::new();
         for key in opened {
             let task = &self.tasks[key];
             let (Some(_), Some(bytes)) = (task.next_offset, &task.stored_outputs) else {
@@ -395,28 +376,23 @@ impl Engine {
                 let start = from.entry((topic, partition)).or_insert(offset);
                 *start = (*start).min(offset);
             }
+            reopened.push(*key);
         }
         let from: Vec<(String, i32, i64)> = from.into_iter().map(|((t, p), o)| (t, p, o)).collect();
         let found = replay::written_since(&self.kafka, &from, Duration::from_secs(120))?;
-        let app = replays.app;
-        let mut skipped = 0usize;
-        for id in found.into_iter().filter(|id| id.app == app) {
-            let key = opened
-                .iter()
-                .find(|(stage, p)| stage_tag(*stage) == id.stage && *p == id.partition);
-            let Some(task) = key.and_then(|k| self.tasks.get_mut(k)) else {
-                continue;
-            };
-            if task.next_offset.is_some_and(|next| id.offset >= next) {
-                task.suppress.insert(id.offset, id.index);
-                skipped += 1;
-            }
-        }
-        if skipped > 0 {
+        let replays = self.replays.as_mut().expect("checked above");
+        if !found.is_empty() {
             tracing::info!(
-                outputs = skipped,
-                "outputs written after the last commit were found; the replay will not write them again"
+                records = found.len(),
+                tasks = reopened.len(),
+                "read back the outputs written since the reopened tasks' last commits; their replays will not write them again"
             );
+        }
+        for f in found {
+            replays.written.insert(f);
+        }
+        if !replays.written.is_empty() {
+            replays.replaying.extend(reopened);
         }
         Ok(())
     }
@@ -466,6 +442,9 @@ impl Engine {
         for e in tpl.elements() {
             let stage = self.stage_of(e.topic());
             self.tasks.remove(&(stage, e.partition()));
+            if let Some(r) = &mut self.replays {
+                r.replaying.remove(&(stage, e.partition()));
+            }
         }
         self.metrics
             .assigned_partitions
@@ -579,11 +558,7 @@ impl Engine {
         {
             task.last_record = Instant::now();
         }
-        self.current = Some(Current {
-            task: (stage, p),
-            offset,
-            index: 0,
-        });
+        self.current = Some((stage, p));
         match stage {
             Stage::Forward => self.forward(m)?,
             Stage::Window {
@@ -600,33 +575,22 @@ impl Engine {
         Ok(())
     }
 
-    /// Sends an output of the record being processed, with its identity, unless it already
-    /// reached the topic before a crash (then it is skipped, once). Outputs made outside a
-    /// record (watermarks) go out as they are.
+    /// Sends an output of the record being processed, unless the task is replaying and a copy
+    /// of this very record reached the topic before the crash (then that copy stands, and
+    /// this one is skipped). Outputs made outside a record (watermarks) go out as they are.
     fn send_output(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
-        let (Some(current), Some(replays)) = (self.current.as_mut(), &self.replays) else {
-            return Ok(self.sink.send_to(topic, key, value)?);
-        };
-        let index = current.index;
-        current.index += 1;
-        let Current { task, offset, .. } = *current;
-        if let Some(t) = self.tasks.get_mut(&task)
-            && t.suppress.take(offset, index)
+        if let (Some(task), Some(replays)) = (self.current, self.replays.as_mut())
+            && !replays.written.is_empty()
+            && replays.replaying.contains(&task)
+            && replays.written.take(identity::fingerprint(topic, key, value))
         {
             self.stats.suppressed += 1;
+            if replays.written.is_empty() {
+                replays.replaying.clear();
+            }
             return Ok(());
         }
-        let id = OutputId {
-            app: replays.app,
-            stage: stage_tag(task.0),
-            partition: task.1,
-            offset,
-            index,
-        };
-        let encoded = id.encode();
-        Ok(self
-            .sink
-            .send_with_header(topic, key, value, identity::HEADER, &encoded)?)
+        Ok(self.sink.send_to(topic, key, value)?)
     }
 
     /// Appends a watermark to every input partition that has been quiet for the source's
@@ -1081,8 +1045,9 @@ fn replays(
         .collect();
     let base = kafka::high_watermarks(kafka, &partitions)?;
     Ok(Some(Replays {
-        app: identity::app_hash(&plan.application),
         base,
+        written: Suppress::default(),
+        replaying: HashSet::new(),
     }))
 }
 

@@ -11,7 +11,6 @@ use crate::sink::KafkaSink;
 use crate::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
 use crate::state::{Entry, SourceMark, WindowStore, entries, outputs_entry};
 
-use super::identity::Suppress;
 
 use super::runtime::RuntimeError;
 
@@ -58,8 +57,6 @@ pub struct Task {
     writer: Arc<str>,
     /// Output positions stored with the last commit (encoded, see `identity`).
     pub stored_outputs: Option<Vec<u8>>,
-    /// Outputs this task wrote after its last commit, which its replay must not write again.
-    pub suppress: Suppress,
 }
 
 /// Who opens tasks, and until when a task waits for its partition's previous owner.
@@ -146,7 +143,6 @@ impl Task {
             committing: None,
             writer: handover.writer.clone(),
             stored_outputs: snap.outputs,
-            suppress: Suppress::default(),
         })
     }
 

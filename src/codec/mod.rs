@@ -103,6 +103,40 @@ mod tests {
             None
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn origins_round_trip(partition: i32, offset: i64, stream_time: i64, value: Vec<u8>) {
+            let origin = Origin { partition, offset, stream_time };
+            let mut out = Vec::new();
+            origin.wrap_into(&value, &mut out);
+            proptest::prop_assert_eq!(Origin::unwrap(&out), Some((origin, &value[..])));
+        }
+
+        /// Bytes from a topic never make the envelope, framing or watermark readers panic.
+        #[test]
+        fn any_bytes_are_read_without_panic(bytes: Vec<u8>, key: Option<Vec<u8>>) {
+            let _ = Origin::unwrap(&bytes);
+            let _ = split_header(&bytes);
+            let _ = watermark_of(key.as_deref(), Some(&bytes));
+            let _ = watermark_of(Some(WATERMARK_KEY), Some(&bytes));
+        }
+
+        #[test]
+        fn watermarks_round_trip(t: i64) {
+            proptest::prop_assert_eq!(watermark_of(Some(WATERMARK_KEY), Some(&watermark_value(t))), Some(t));
+        }
+
+        /// A Confluent-framed value gives back its schema id and body.
+        #[test]
+        fn framing_round_trips(id: u32, body: Vec<u8>) {
+            let mut framed = vec![0u8];
+            framed.extend_from_slice(&id.to_be_bytes());
+            framed.extend_from_slice(&body);
+            let (got, rest) = split_header(&framed).unwrap();
+            proptest::prop_assert_eq!((got, rest), (id, &body[..]));
+        }
+    }
 }
 
 /// Errors of encoding, decoding and talking to the schema registry.

@@ -286,4 +286,17 @@ mod tests {
         );
         assert_eq!(Seal::decode(b"short"), None);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_seal_round_trips(next_offset: i64, release: bool, writer: String) {
+            let seal = Seal { next_offset, release, writer };
+            proptest::prop_assert_eq!(Seal::decode(&seal.encode()), Some(seal));
+        }
+
+        #[test]
+        fn any_bytes_decode_without_panic(bytes: Vec<u8>) {
+            let _ = Seal::decode(&bytes);
+        }
+    }
 }

@@ -18,7 +18,7 @@
 //! emitted after the last commit are emitted again, identically, because processing is a
 //! deterministic function of the partition's records.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -141,8 +141,10 @@ struct Replays {
     base: Vec<((String, i32), i64)>,
     /// Fingerprints of the records found after the stored positions of reopened tasks.
     written: Suppress,
-    /// Reopened tasks whose replay may emit outputs that are among `written`.
-    replaying: HashSet<(Stage, i32)>,
+    /// Reopened tasks whose replay may emit outputs that are among `written`, each with the
+    /// end of its input partition when it was reopened: the crashed run read no further, so
+    /// past that offset the replay is over.
+    replaying: HashMap<(Stage, i32), i64>,
 }
 
 /// The record an output is about, named in late and dead-letter envelopes.
@@ -391,8 +393,17 @@ impl Engine {
         for f in found {
             replays.written.insert(f);
         }
-        if !replays.written.is_empty() {
-            replays.replaying.extend(reopened);
+        if replays.written.is_empty() {
+            return Ok(());
+        }
+        let inputs: Vec<(String, i32)> = reopened
+            .iter()
+            .map(|(stage, p)| (self.topic_of(*stage).to_string(), *p))
+            .collect();
+        let ends = kafka::high_watermarks(&self.kafka, &inputs)?;
+        let replays = self.replays.as_mut().expect("checked above");
+        for (key, (_, end)) in reopened.into_iter().zip(ends) {
+            replays.replaying.insert(key, end);
         }
         Ok(())
     }
@@ -572,6 +583,14 @@ impl Engine {
         if let Some(task) = self.tasks.get_mut(&(stage, p)) {
             task.next_offset = Some(offset + 1);
         }
+        if let Some(r) = &mut self.replays
+            && r.replaying.get(&(stage, p)).is_some_and(|end| offset + 1 >= *end)
+        {
+            r.replaying.remove(&(stage, p));
+            if r.replaying.is_empty() {
+                r.written.clear();
+            }
+        }
         Ok(())
     }
 
@@ -581,7 +600,7 @@ impl Engine {
     fn send_output(&mut self, topic: &str, key: &[u8], value: &[u8]) -> Result<(), RuntimeError> {
         if let (Some(task), Some(replays)) = (self.current, self.replays.as_mut())
             && !replays.written.is_empty()
-            && replays.replaying.contains(&task)
+            && replays.replaying.contains_key(&task)
             && replays.written.take(identity::fingerprint(topic, key, value))
         {
             self.stats.suppressed += 1;
@@ -1047,7 +1066,7 @@ fn replays(
     Ok(Some(Replays {
         base,
         written: Suppress::default(),
-        replaying: HashSet::new(),
+        replaying: HashMap::new(),
     }))
 }
 

@@ -103,4 +103,29 @@ mod tests {
         assert_eq!(OffsetRanges::parse("5-3"), None);
         assert_eq!(OffsetRanges::parse("1-4,3-6"), None);
     }
+
+    proptest::proptest! {
+        /// Offsets pushed in order come back from the text form, and `contains` agrees.
+        #[test]
+        fn pushed_offsets_round_trip(mut offsets in proptest::collection::vec(0i64..1_000_000, 0..200)) {
+            offsets.sort_unstable();
+            let mut set = OffsetRanges::default();
+            for o in &offsets {
+                set.push(*o);
+            }
+            let parsed = OffsetRanges::parse(&set.to_string());
+            proptest::prop_assert_eq!(parsed.as_ref(), Some(&set));
+            offsets.dedup();
+            proptest::prop_assert_eq!(set.count(), offsets.len() as u64);
+            proptest::prop_assert!(offsets.iter().all(|o| set.contains(*o)));
+            proptest::prop_assert_eq!(set.iter().collect::<Vec<_>>(), offsets);
+        }
+
+        /// Metadata text from a file never makes the parser panic.
+        #[test]
+        fn any_text_parses_without_panic(text in "[0-9,\\-]{0,40}", other: String) {
+            let _ = OffsetRanges::parse(&text);
+            let _ = OffsetRanges::parse(&other);
+        }
+    }
 }

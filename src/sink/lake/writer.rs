@@ -280,6 +280,23 @@ fn marker(path: &str) -> [u8; 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// A file's name gives back its topic partition's first offset, in either format.
+        #[test]
+        fn file_names_round_trip(topic in "[a-zA-Z0-9._-]{1,60}", p in 0i32..10_000, first in 0i64..i64::MAX, parquet: bool) {
+            let format = if parquet { LakeFormat::Parquet } else { LakeFormat::Avro };
+            let name = file_name(&topic, p, first, format);
+            proptest::prop_assert_eq!(first_offset_of(&name, &topic, p), Some(first));
+            proptest::prop_assert_eq!(first_offset_of(&name, &topic, p + 1), None);
+        }
+
+        /// Any name found in a listing is read without panic.
+        #[test]
+        fn any_name_is_read_without_panic(name: String, topic: String, p: i32) {
+            let _ = first_offset_of(&name, &topic, p);
+        }
+    }
     use crate::config::topology::DurationLit;
 
     fn hour(h: u32) -> PartitionValues {

@@ -70,7 +70,7 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let store = WindowStore::open(dir.path()).unwrap();
         let t = Instant::now();
-        let restored = part.restore(&store, |_, _| {}).unwrap();
+        let restored = part.restore(&store, "bench", |_, _| {}).unwrap();
         let s = t.elapsed().as_secs_f64();
         let written = ENTRIES + ENTRIES / SEAL_EVERY;
         println!(

@@ -10,7 +10,7 @@ use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
 use tickflow::sink::KafkaSink;
 use tickflow::state::WindowStore;
-use tickflow::state::changelog::{ChangelogPartition, SEALED_KEY};
+use tickflow::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
@@ -43,7 +43,7 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     let (p, store) = (part.clone(), WindowStore::open(dir.path()).unwrap());
     let (restored, store) = tokio::task::spawn_blocking(move || {
         let r = p
-            .restore(&store, |read, _| metrics.restore_records.inc_by(read))
+            .restore(&store, "host-a", |read, _| metrics.restore_records.inc_by(read))
             .unwrap();
         (r, store)
     })
@@ -65,12 +65,14 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     send(b"w/c", None);
     send(SEALED_KEY, Some(b"s3"));
     sink.flush(Duration::from_secs(30)).unwrap();
+    let p = part.clone();
     let again = tokio::task::spawn_blocking(move || {
-        let r = part.restore(&store, |_, _| {}).unwrap();
+        let r = p.restore(&store, "host-a", |_, _| {}).unwrap();
         (
             r,
             store.changelog_next().unwrap(),
             store.get(b"w/a").unwrap(),
+            store,
         )
     })
     .await
@@ -78,4 +80,27 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     assert_eq!(again.0.records, 5, "from offset 6 to the end");
     assert!(again.0.repair.is_empty());
     assert_eq!((again.1, again.2.as_deref()), (Some(11), Some(&b"2"[..])));
+
+    // The task lives on another host for a while (writer host-b) and comes back: the local
+    // store is behind another writer's commits, whose tombstones compaction may have
+    // dropped, so it is rebuilt from the start instead of caught up.
+    let foreign = Seal {
+        next_offset: 40,
+        release: true,
+        writer: "host-b".into(),
+    };
+    send(b"w/a", Some(b"3"));
+    send(b"w/d", Some(b"3"));
+    send(SEALED_KEY, Some(&foreign.encode()));
+    sink.flush(Duration::from_secs(30)).unwrap();
+    let store = again.3;
+    let back = tokio::task::spawn_blocking(move || {
+        let r = part.restore(&store, "host-a", |_, _| {}).unwrap();
+        (r, store.get(b"w/a").unwrap(), store.get(b"w/d").unwrap(), store.changelog_next().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(back.0.records, 14, "rebuilt from offset 0, not caught up from 11");
+    assert_eq!((back.1.as_deref(), back.2.as_deref()), (Some(&b"3"[..]), Some(&b"3"[..])));
+    assert_eq!(back.3, Some(14));
 }

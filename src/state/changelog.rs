@@ -180,11 +180,13 @@ impl ChangelogPartition {
 
     /// Brings `store` up to date: reads the partition from where the store is current (from
     /// the start, after clearing the store, if it never saw the changelog) to its end, applies
-    /// every sealed commit, and reports the keys of an interrupted one. `progress` is called
-    /// with (records read, records remaining) as the restore goes.
+    /// every sealed commit, and reports the keys of an interrupted one. A store behind commits
+    /// of a writer other than `writer` (this instance) is rebuilt from the start instead.
+    /// `progress` is called with (records read, records remaining) as the restore goes.
     pub fn restore(
         &self,
         store: &WindowStore,
+        writer: &str,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Restored, StateError> {
         let consumer = self.reader("tickflow-restore")?;
@@ -214,18 +216,41 @@ impl ChangelogPartition {
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
             .map_err(|e| self.err(e))?;
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
-        self.replay(&consumer, store, start, end, &mut progress)
+        // A local store that is behind only catches up on this instance's own commits (a
+        // crash between the changelog and the local write). Commits of another writer mean the
+        // task lived elsewhere meanwhile, and compaction may have dropped the tombstones of
+        // windows that closed there: catching up could resurrect them, so rebuild instead.
+        let own = (start > 0).then_some(writer);
+        if let Some(restored) = self.replay(&consumer, store, start, end, own, &mut progress)? {
+            return Ok(restored);
+        }
+        tracing::info!(
+            topic = self.topic,
+            partition = self.partition,
+            "the local store is older than another instance's commits; rebuilding it from the changelog"
+        );
+        store.clear()?;
+        drop(consumer);
+        let consumer = self.reader("tickflow-restore")?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(0))
+            .map_err(|e| self.err(e))?;
+        consumer.assign(&tpl).map_err(|e| self.err(e))?;
+        let rebuilt = self.replay(&consumer, store, 0, end, None, &mut progress)?;
+        Ok(rebuilt.expect("a replay that accepts every writer finishes"))
     }
 
     /// Applies records `start..end` of the assigned partition, sealed commit by sealed commit.
+    /// With `only_writer`, stops at the first seal of another writer and returns `None`.
     fn replay(
         &self,
         consumer: &BaseConsumer<AuthContext>,
         store: &WindowStore,
         start: i64,
         end: i64,
+        only_writer: Option<&str>,
         progress: &mut impl FnMut(u64, u64),
-    ) -> Result<Restored, StateError> {
+    ) -> Result<Option<Restored>, StateError> {
         let (mut pending, mut restored): (Vec<Entry>, Restored) = (Vec::new(), Restored::default());
         let (mut next, mut last_seen) = (start, Instant::now());
         while next < end {
@@ -246,6 +271,12 @@ impl ChangelogPartition {
                 .key()
                 .ok_or_else(|| self.err(format!("record at {} has no key", m.offset())))?;
             if key == SEALED_KEY {
+                let seal = m.payload().and_then(Seal::decode);
+                if let (Some(own), Some(seal)) = (only_writer, &seal)
+                    && seal.writer != own
+                {
+                    return Ok(None);
+                }
                 store.write(&pending, Some(next))?;
                 pending.clear();
             } else {
@@ -259,7 +290,7 @@ impl ChangelogPartition {
             progress(restored.records, 0);
         }
         restored.repair = pending.into_iter().map(|(k, _)| k).collect();
-        Ok(restored)
+        Ok(Some(restored))
     }
 }
 

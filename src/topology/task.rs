@@ -94,7 +94,7 @@ impl Task {
         }
         let started = Instant::now();
         let mut counted = 0;
-        let restored = changelog.restore(&store, |read, remaining| {
+        let restored = changelog.restore(&store, &handover.writer, |read, remaining| {
             metrics.restore_records.inc_by(read - counted);
             metrics.restore_remaining.set(remaining as i64);
             counted = read;

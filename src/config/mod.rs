@@ -225,6 +225,11 @@ pub struct StateConfig {
     /// broker that assigns a partition before its owner revoked it, makes a task wait.
     #[serde(with = "humantime_serde")]
     pub handover_timeout: Duration,
+    /// How long the store directory of a task this instance no longer runs is kept before it
+    /// is deleted (Kafka Streams' `state.cleanup.delay.ms`). A task that comes back later is
+    /// rebuilt from its changelog.
+    #[serde(with = "humantime_serde")]
+    pub cleanup_delay: Duration,
 }
 
 impl Default for StateConfig {
@@ -232,6 +237,7 @@ impl Default for StateConfig {
         Self {
             dir: PathBuf::from("./state"),
             handover_timeout: Duration::from_secs(30),
+            cleanup_delay: Duration::from_secs(600),
         }
     }
 }

@@ -268,6 +268,11 @@ struct Engine {
     replays: Option<Replays>,
     /// The task of the record being processed.
     current: Option<(Stage, i32)>,
+    /// Task directories this instance does not run, and since when: deleted after
+    /// `state.cleanup_delay`.
+    unassigned: HashMap<PathBuf, Instant>,
+    /// `state.cleanup_delay`.
+    cleanup_delay: Duration,
 }
 
 impl Engine {
@@ -329,6 +334,9 @@ impl Engine {
         for (topic, p) in parts {
             let stage = self.stage_of(&topic);
             let dir = self.task_dir(&topic, stage, p);
+            if let Some(root) = dir.parent() {
+                self.unassigned.remove(root);
+            }
             let changelog = ChangelogPartition {
                 kafka: self.kafka.clone(),
                 topic: changelog_topic(
@@ -408,6 +416,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Deletes the directories of tasks this instance has not run for `state.cleanup_delay`.
+    fn clean_task_dirs(&mut self) {
+        let delay = self.cleanup_delay;
+        let expired: Vec<PathBuf> = self
+            .unassigned
+            .iter()
+            .filter(|(_, since)| since.elapsed() >= delay)
+            .map(|(dir, _)| dir.clone())
+            .collect();
+        for dir in expired {
+            self.unassigned.remove(&dir);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => tracing::info!(dir = %dir.display(), "deleted the state of a task this instance no longer runs"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot delete an unassigned task's state"),
+            }
+        }
+    }
+
     /// Where outputs written after now will be found, per output partition: after the last
     /// offset this producer had acknowledged there, or the partition's end at the start.
     fn output_positions(&self) -> Option<Vec<u8>> {
@@ -453,6 +480,10 @@ impl Engine {
         for e in tpl.elements() {
             let stage = self.stage_of(e.topic());
             self.tasks.remove(&(stage, e.partition()));
+            let dir = self.task_dir(e.topic(), stage, e.partition());
+            if let Some(root) = dir.parent() {
+                self.unassigned.insert(root.to_path_buf(), Instant::now());
+            }
             if let Some(r) = &mut self.replays {
                 r.replaying.remove(&(stage, e.partition()));
             }
@@ -936,6 +967,18 @@ fn writer_id(dir: &Path) -> Result<String, RuntimeError> {
     }
 }
 
+/// The task directories (`<topic>-<partition>`) in an application's state directory.
+fn task_dirs(app_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(app_dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
 /// `topic-partition` names of a partition list, for logs.
 fn describe(tpl: &TopicPartitionList) -> String {
     let names: Vec<String> = tpl
@@ -1098,7 +1141,13 @@ pub async fn run(
             .register_value(&plan.late_topic, RecordKind::DeadLetter)
             .await?;
     }
-    let writer: Arc<str> = writer_id(&app.state.dir.join(&plan.application))?.into();
+    let app_dir = app.state.dir.join(&plan.application);
+    let writer: Arc<str> = writer_id(&app_dir)?.into();
+    // Until assigned, every task directory found is unassigned, as of now.
+    let unassigned = task_dirs(&app_dir)
+        .into_iter()
+        .map(|d| (d, Instant::now()))
+        .collect();
     let (sink, changelogs) = producers(&app.kafka, &plan, &writer, &options).await?;
     let engine = Engine {
         closed: false,
@@ -1122,6 +1171,8 @@ pub async fn run(
         plan,
         replays,
         current: None,
+        unassigned,
+        cleanup_delay: app.state.cleanup_delay,
     };
     let kafka_cfg = app.kafka.clone();
     tokio::task::spawn_blocking(move || process_loop(engine, &kafka_cfg, &options, &stop))
@@ -1219,6 +1270,7 @@ fn process_loop(
         }
         e.idle_watermarks()?;
         if uncommitted > 0 && last_commit.elapsed() >= options.commit_interval {
+            e.clean_task_dirs();
             let started = Instant::now();
             e.commit(consumer.group_metadata().as_ref(), false)?;
             tracing::debug!(records = uncommitted, took = ?started.elapsed(), "committed");

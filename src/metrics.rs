@@ -1,12 +1,69 @@
 //! Every metric tickflow exports, in one explicit Prometheus registry, and the `/metrics`
-//! endpoint. Names follow `tickflow_<thing>_<unit>[_total]`.
+//! endpoint, with the health (`/healthz`) and readiness (`/readyz`) of the process's stages.
+//! Names follow `tickflow_<thing>_<unit>[_total]`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+/// Where a stage of the process (the engine, the lake sink) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StageState {
+    /// Starting, restoring state, or waiting for partitions: alive but not ready.
+    Starting(String),
+    /// Running with every assigned task restored.
+    Ready,
+    /// Stopped by an error: the process is unhealthy and about to exit.
+    Failed(String),
+}
+
+/// The states of the process's stages, shared by the stages and the HTTP endpoint.
+#[derive(Clone, Default)]
+pub struct Health {
+    stages: Arc<Mutex<BTreeMap<&'static str, StageState>>>,
+}
+
+impl Health {
+    /// Records the state of `stage`.
+    pub fn set(&self, stage: &'static str, state: StageState) {
+        self.stages.lock().expect("health lock").insert(stage, state);
+    }
+
+    /// Healthy unless a stage failed; the text names each stage's state.
+    pub fn healthy(&self) -> (bool, String) {
+        let stages = self.stages.lock().expect("health lock");
+        let ok = !stages.values().any(|s| matches!(s, StageState::Failed(_)));
+        (ok, describe(&stages))
+    }
+
+    /// Ready when at least one stage is registered and every one is ready.
+    pub fn ready(&self) -> (bool, String) {
+        let stages = self.stages.lock().expect("health lock");
+        let ok = !stages.is_empty() && stages.values().all(|s| *s == StageState::Ready);
+        (ok, describe(&stages))
+    }
+}
+
+fn describe(stages: &BTreeMap<&'static str, StageState>) -> String {
+    let mut out = String::new();
+    for (stage, state) in stages {
+        let line = match state {
+            StageState::Starting(why) => format!("{stage}: starting ({why})\n"),
+            StageState::Ready => format!("{stage}: ready\n"),
+            StageState::Failed(why) => format!("{stage}: failed: {why}\n"),
+        };
+        out.push_str(&line);
+    }
+    out
+}
 
 /// The metrics of one tickflow process.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
+    /// Health and readiness of the process's stages.
+    pub health: Health,
     /// Ticks the simulator handed to Kafka.
     pub sim_ticks: IntCounter,
     /// Encoded bytes the simulator handed to Kafka.
@@ -142,6 +199,7 @@ impl Metrics {
                 "Replayed records the lake sink found in files already, and skipped",
             ),
             registry,
+            health: Health::default(),
         }
     }
 
@@ -154,15 +212,38 @@ impl Metrics {
         String::from_utf8(out).expect("exposition is UTF-8")
     }
 
-    /// Serves `GET /metrics` on `listener` until the task is dropped.
+    /// Serves `/metrics` (Prometheus text format), `/healthz` (200 unless a stage failed,
+    /// else 503) and `/readyz` (200 once every stage is ready, else 503) until the listener
+    /// fails. The health bodies name each stage's state.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        let app = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let m = self.clone();
-                async move { m.render() }
-            }),
-        );
+        use axum::http::StatusCode;
+        let status = |(ok, text): (bool, String)| {
+            let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            (code, text)
+        };
+        let (m, h, r) = (self.clone(), self.health.clone(), self.health.clone());
+        let app = axum::Router::new()
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let m = m.clone();
+                    async move { m.render() }
+                }),
+            )
+            .route(
+                "/healthz",
+                axum::routing::get(move || {
+                    let h = h.clone();
+                    async move { status(h.healthy()) }
+                }),
+            )
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let r = r.clone();
+                    async move { status(r.ready()) }
+                }),
+            );
         axum::serve(listener, app).await
     }
 }
@@ -183,5 +264,37 @@ mod tests {
         m.sim_ticks.inc_by(3);
         let text = m.render();
         assert!(text.contains("tickflow_sim_ticks_total 3"), "{text}");
+    }
+
+    /// `/readyz` answers 503 while a stage restores and 200 once every stage is ready;
+    /// `/healthz` answers 503 once a stage failed.
+    #[tokio::test]
+    async fn health_endpoints_follow_the_stages() {
+        let m = Metrics::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(m.clone().serve(listener));
+        let get = |path: &str| {
+            let url = format!("{base}{path}");
+            async move {
+                let r = reqwest::get(url).await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            }
+        };
+        assert_eq!(get("/readyz").await.0, 503, "nothing registered yet");
+        m.health.set("engine", StageState::Starting("restoring t-0".into()));
+        m.health.set("lake", StageState::Ready);
+        let (code, body) = get("/readyz").await;
+        assert_eq!(code, 503);
+        assert!(body.contains("engine: starting (restoring t-0)"), "{body}");
+        assert_eq!(get("/healthz").await.0, 200);
+        m.health.set("engine", StageState::Ready);
+        assert_eq!(get("/readyz").await.0, 200);
+        m.health.set("lake", StageState::Failed("S3 said no".into()));
+        let (code, body) = get("/healthz").await;
+        assert_eq!(code, 503);
+        assert!(body.contains("lake: failed: S3 said no"), "{body}");
+        assert_eq!(get("/readyz").await.0, 503);
+        server.abort();
     }
 }

@@ -263,3 +263,39 @@ async fn replay_then_tail() {
             .all(|l| l["key"] == "HSI" && l["value"]["venue"] == "INDX")
     );
 }
+
+/// A log filter that does not parse is an error (a typo must not silence the logs).
+#[test]
+fn a_bad_log_filter_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tickflow(dir.path(), &["--log", "tickflow=loud[", "graph", "x.yaml"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--log / TICKFLOW_LOG"), "{stderr}");
+}
+
+/// `--log-format json` writes one JSON object per log line; text logs carry no colour codes
+/// when stderr is not a terminal.
+#[test]
+fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1"),
+        ("TICKFLOW_KAFKA__CONNECT_TIMEOUT", "2s"),
+    ];
+    let args = ["--log", "debug", "simulate", "--count", "1"];
+    let json = tickflow(dir.path(), &[&["--log-format", "json"][..], &args[..]].concat(), &env);
+    let (_, stderr) = text(&json);
+    assert!(!json.status.success());
+    let logs: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("error:")).collect();
+    assert!(!logs.is_empty(), "no log line at debug: {stderr}");
+    for line in &logs {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
+    }
+    let plain = tickflow(dir.path(), &args, &env);
+    let (_, stderr) = text(&plain);
+    assert!(!stderr.is_empty());
+    assert!(!stderr.contains('\u{1b}'), "colour codes in: {stderr}");
+}

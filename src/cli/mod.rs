@@ -33,6 +33,16 @@ pub struct Cli {
         default_value = "warn,tickflow=info"
     )]
     pub log: String,
+    /// Log line format: `text`, or `json` (one JSON object per line, for CloudWatch and
+    /// other collectors). Logs go to stderr, without colour codes unless it is a terminal.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKFLOW_LOG_FORMAT",
+        default_value = "text",
+        value_parser = ["text", "json"]
+    )]
+    pub log_format: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -72,7 +82,10 @@ pub enum Command {
 /// Runs the command line and turns errors into a message and exit code 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log);
+    if let Err(e) = init_logging(&cli.log, &cli.log_format) {
+        eprintln!("error: --log / TICKFLOW_LOG {:?}: {e}", cli.log);
+        return ExitCode::from(2);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -82,13 +95,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+/// Sets up logging to stderr with `filter` (an error if it does not parse: a typo must not
+/// silence the logs) in `format` (`text` or `json`).
+fn init_logging(filter: &str, format: &str) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map_err(|e| e.to_string())?;
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    if format == "json" {
+        logs.json().flatten_event(true).init();
+    } else {
+        logs.init();
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::{AppConfig, TopologySpec};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StageState};
 use crate::sink::lake::{self, LakeOptions, LakeStats};
 use crate::topology::runtime::{self, RunOptions, RunStats};
 
@@ -125,9 +125,18 @@ pub fn spawn_lake(
     let (spec, app, metrics, stop) = (spec.clone(), app.clone(), metrics.clone(), stop.clone());
     tokio::spawn(async move {
         let lake = spec.lake.as_ref().expect("a lake section");
-        lake::run(&spec.application, lake, &app, options, metrics, stop)
+        let health = metrics.health.clone();
+        let landed = lake::run(&spec.application, lake, &app, options, metrics, stop.clone())
             .await
-            .with_context(|| format!("lake sink of {} ({})", spec.application, lake.url))
+            .with_context(|| format!("lake sink of {} ({})", spec.application, lake.url));
+        if let Err(e) = &landed {
+            // The whole process stops: a container restarts it, and it resumes from the
+            // last commit of each stage.
+            tracing::error!(error = %format!("{e:#}"), "the lake sink failed; stopping");
+            health.set(lake::LAKE, StageState::Failed(format!("{e:#}")));
+            stop.store(true, Ordering::Relaxed);
+        }
+        landed
     })
 }
 
@@ -159,9 +168,15 @@ pub async fn run_topology(
     metrics: Metrics,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<RunStats> {
-    runtime::run(spec, app, options, metrics, stop)
+    let health = metrics.health.clone();
+    let ran = runtime::run(spec, app, options, metrics, stop)
         .await
-        .with_context(|| format!("running {}", spec.application))
+        .with_context(|| format!("running {}", spec.application));
+    if let Err(e) = &ran {
+        tracing::error!(error = %format!("{e:#}"), "the engine failed; stopping");
+        health.set(runtime::ENGINE, StageState::Failed(format!("{e:#}")));
+    }
+    ran
 }
 
 async fn serve_metrics(

@@ -42,7 +42,7 @@ use crate::codec::{
 use crate::config::topology::{ProcessingGuarantee, TopologySpec};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::{self, client_config_with};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StageState};
 use crate::operators::{OpError, Output};
 use crate::sink::{KafkaSink, SinkError};
 use crate::state::StateError;
@@ -989,6 +989,9 @@ fn describe(tpl: &TopicPartitionList) -> String {
     names.join(",")
 }
 
+/// The engine's name in `/healthz` and `/readyz`.
+pub const ENGINE: &str = "engine";
+
 /// Consumer context that opens and closes tasks as partitions come and go.
 struct EngineContext {
     engine: Arc<Mutex<Engine>>,
@@ -1012,7 +1015,12 @@ impl ConsumerContext for EngineContext {
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
+                let restoring = format!("restoring {}", describe(tpl));
+                engine.metrics.health.set(ENGINE, StageState::Starting(restoring));
                 let opened = engine.open_tasks(tpl);
+                if opened.is_ok() {
+                    engine.metrics.health.set(ENGINE, StageState::Ready);
+                }
                 let assigned = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -1025,6 +1033,10 @@ impl ConsumerContext for EngineContext {
                 tracing::info!(partitions = %describe(tpl), lost, "partitions revoked");
                 let group = consumer.group_metadata();
                 let closed = engine.close_tasks(tpl, lost, group.as_ref());
+                if engine.tasks.is_empty() {
+                    let waiting = StageState::Starting("no partitions assigned".into());
+                    engine.metrics.health.set(ENGINE, waiting);
+                }
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -1122,6 +1134,8 @@ pub async fn run(
     stop: Arc<AtomicBool>,
 ) -> Result<RunStats, RuntimeError> {
     let plan = Plan::of(spec)?;
+    let starting = StageState::Starting("connecting and preparing topics".into());
+    metrics.health.set(ENGINE, starting);
     let k = app.kafka.clone();
     tokio::task::spawn_blocking(move || kafka::check_reachable(&k))
         .await

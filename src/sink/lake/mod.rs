@@ -43,7 +43,7 @@ use crate::codec::{CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, 
 use crate::config::lake::{CatalogKind, LakeCodec, LakeFormat, LakeSpec, LakeTopic};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::client_config_with;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StageState};
 use crate::sink::{KafkaSink, SinkError};
 
 /// Metadata key of the offsets a file holds (`a-b,c-d`).
@@ -106,6 +106,9 @@ impl LakeError {
         Self::Kafka(e.to_string())
     }
 }
+
+/// The lake sink's name in `/healthz` and `/readyz`.
+pub const LAKE: &str = "lake";
 
 /// How to run the sink.
 #[derive(Debug, Clone, Default)]
@@ -719,6 +722,9 @@ pub async fn run(
     metrics: Metrics,
     stop: Arc<AtomicBool>,
 ) -> Result<LakeStats, LakeError> {
+    let waiting = StageState::Starting("opening the lake and waiting for its topics".into());
+    metrics.health.set(LAKE, waiting);
+    let health = metrics.health.clone();
     let writer = LakeWriter::open(application, spec, app, metrics).await?;
     let kafka = app.kafka.clone();
     let topics: Vec<String> = spec.topics.iter().map(|t| t.topic.clone()).collect();
@@ -727,6 +733,7 @@ pub async fn run(
         .await
         .map_err(LakeError::kafka)?
         .map_err(LakeError::kafka)?;
+    health.set(LAKE, StageState::Ready);
     let group = format!("{application}-lake");
     tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
         .await

@@ -52,9 +52,9 @@ EXPOSE 9464
 # container time for it (docker run --stop-timeout 60, or stop_grace_period in compose);
 # after the timeout Docker sends SIGKILL, which loses no data but replays since the last commit.
 STOPSIGNAL SIGTERM
-# Healthy while the metrics endpoint answers (the long-running commands serve it). Run
-# one-off commands (simulate, query) with --no-healthcheck.
+# Healthy while /healthz answers 200: no stage of `tickflow run` has failed. Run one-off
+# commands (simulate, query) with --no-healthcheck.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
-    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /healthz HTTP/1.0\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
 ENTRYPOINT ["tickflow"]
 CMD ["--help"]

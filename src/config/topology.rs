@@ -491,7 +491,68 @@ impl TopologySpec {
                 format!("operators form a cycle: {}", cycle.join(" -> ")),
             ));
         }
+        if out.is_empty() {
+            self.check_runnable(&mut out);
+        }
         out
+    }
+
+    /// The shape `tickflow run` runs, so that `validate` never passes a topology that `run`
+    /// refuses: one source, then a chain of operators (each stream read by one operator, at
+    /// most one `group_by`) ending in a window, whose bars a sink writes. Checked once the
+    /// rest is valid, so that these messages never pile onto a broken graph.
+    fn check_runnable(&self, out: &mut Vec<(String, String)>) {
+        if self.sources.len() != 1 {
+            out.push((
+                "sources".into(),
+                "exactly one source is supported by `tickflow run` for now".into(),
+            ));
+            return;
+        }
+        let Some(source) = self.sources.keys().next() else {
+            return;
+        };
+        let path = |i: usize| format!("operators[{i}].{}", self.operators[i].kind());
+        let (mut stream, mut grouped) = (source.as_str(), false);
+        loop {
+            let readers: Vec<usize> = (0..self.operators.len())
+                .filter(|i| self.operators[*i].input() == stream)
+                .collect();
+            let Some(&i) = readers.first() else {
+                let at = if stream == source {
+                    format!("sources.{source}")
+                } else {
+                    format!("{}.id", path(self.operators.iter().position(|o| o.id() == stream).unwrap_or(0)))
+                };
+                out.push((at, format!("no window operator follows `{stream}`: the chain from the source must end in a window")));
+                return;
+            };
+            if let Some(&second) = readers.get(1) {
+                out.push((
+                    format!("{}.input", path(second)),
+                    format!("stream `{stream}` is already read by operator `{}`; a stream read by two operators is not supported yet", self.operators[i].id()),
+                ));
+                return;
+            }
+            match &self.operators[i].0 {
+                OperatorSpec::GroupBy(_) if grouped => {
+                    out.push((path(i), "only one group_by per topology is supported".into()));
+                    return;
+                }
+                OperatorSpec::GroupBy(_) => grouped = true,
+                OperatorSpec::Window(w) => {
+                    if !self.sinks.iter().any(|s| s.input == w.id) {
+                        out.push((
+                            format!("{}.id", path(i)),
+                            format!("no sink writes the bars of window `{}`", w.id),
+                        ));
+                    }
+                    return;
+                }
+                OperatorSpec::Filter(_) => {}
+            }
+            stream = self.operators[i].id();
+        }
     }
 
     /// Stream names (sources and operator ids) with where each is defined; reports clashes.

@@ -27,7 +27,10 @@ pub struct Health {
 impl Health {
     /// Records the state of `stage`.
     pub fn set(&self, stage: &'static str, state: StageState) {
-        self.stages.lock().expect("health lock").insert(stage, state);
+        self.stages
+            .lock()
+            .expect("health lock")
+            .insert(stage, state);
     }
 
     /// Healthy unless a stage failed; the text names each stage's state.
@@ -218,7 +221,11 @@ impl Metrics {
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         use axum::http::StatusCode;
         let status = |(ok, text): (bool, String)| {
-            let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let code = if ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             (code, text)
         };
         let (m, h, r) = (self.clone(), self.health.clone(), self.health.clone());
@@ -282,7 +289,8 @@ mod tests {
             }
         };
         assert_eq!(get("/readyz").await.0, 503, "nothing registered yet");
-        m.health.set("engine", StageState::Starting("restoring t-0".into()));
+        m.health
+            .set("engine", StageState::Starting("restoring t-0".into()));
         m.health.set("lake", StageState::Ready);
         let (code, body) = get("/readyz").await;
         assert_eq!(code, 503);
@@ -290,7 +298,8 @@ mod tests {
         assert_eq!(get("/healthz").await.0, 200);
         m.health.set("engine", StageState::Ready);
         assert_eq!(get("/readyz").await.0, 200);
-        m.health.set("lake", StageState::Failed("S3 said no".into()));
+        m.health
+            .set("lake", StageState::Failed("S3 said no".into()));
         let (code, body) = get("/healthz").await;
         assert_eq!(code, 503);
         assert!(body.contains("lake: failed: S3 said no"), "{body}");

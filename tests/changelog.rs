@@ -43,7 +43,9 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     let (p, store) = (part.clone(), WindowStore::open(dir.path()).unwrap());
     let (restored, store) = tokio::task::spawn_blocking(move || {
         let r = p
-            .restore(&store, "host-a", |read, _| metrics.restore_records.inc_by(read))
+            .restore(&store, "host-a", |read, _| {
+                metrics.restore_records.inc_by(read)
+            })
             .unwrap();
         (r, store)
     })
@@ -96,11 +98,22 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     let store = again.3;
     let back = tokio::task::spawn_blocking(move || {
         let r = part.restore(&store, "host-a", |_, _| {}).unwrap();
-        (r, store.get(b"w/a").unwrap(), store.get(b"w/d").unwrap(), store.changelog_next().unwrap())
+        (
+            r,
+            store.get(b"w/a").unwrap(),
+            store.get(b"w/d").unwrap(),
+            store.changelog_next().unwrap(),
+        )
     })
     .await
     .unwrap();
-    assert_eq!(back.0.records, 14, "rebuilt from offset 0, not caught up from 11");
-    assert_eq!((back.1.as_deref(), back.2.as_deref()), (Some(&b"3"[..]), Some(&b"3"[..])));
+    assert_eq!(
+        back.0.records, 14,
+        "rebuilt from offset 0, not caught up from 11"
+    );
+    assert_eq!(
+        (back.1.as_deref(), back.2.as_deref()),
+        (Some(&b"3"[..]), Some(&b"3"[..]))
+    );
     assert_eq!(back.3, Some(14));
 }

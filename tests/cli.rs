@@ -268,7 +268,11 @@ async fn replay_then_tail() {
 #[test]
 fn a_bad_log_filter_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
-    let out = tickflow(dir.path(), &["--log", "tickflow=loud[", "graph", "x.yaml"], &[]);
+    let out = tickflow(
+        dir.path(),
+        &["--log", "tickflow=loud[", "graph", "x.yaml"],
+        &[],
+    );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--log / TICKFLOW_LOG"), "{stderr}");
@@ -284,15 +288,25 @@ fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour() {
         ("TICKFLOW_KAFKA__CONNECT_TIMEOUT", "2s"),
     ];
     let args = ["--log", "debug", "simulate", "--count", "1"];
-    let json = tickflow(dir.path(), &[&["--log-format", "json"][..], &args[..]].concat(), &env);
+    let json = tickflow(
+        dir.path(),
+        &[&["--log-format", "json"][..], &args[..]].concat(),
+        &env,
+    );
     let (_, stderr) = text(&json);
     assert!(!json.status.success());
-    let logs: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("error:")).collect();
+    let logs: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("error:"))
+        .collect();
     assert!(!logs.is_empty(), "no log line at debug: {stderr}");
     for line in &logs {
-        let v: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert!(v.get("level").is_some() && v.get("timestamp").is_some(), "{line}");
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{line}"
+        );
     }
     let plain = tickflow(dir.path(), &args, &env);
     let (_, stderr) = text(&plain);

@@ -54,13 +54,95 @@ fn openssl(dir: &Path, args: &[&str]) {
 /// with [`MARKER`].
 fn make_pki(dir: &Path) {
     let days = ["-days", "2"];
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=tickflow-test-ca", days[0], days[1]]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=tickflow-test-ca",
+            days[0],
+            days[1],
+        ],
+    );
     std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-extfile", "san.ext", days[0], days[1]]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-extfile",
+            "san.ext",
+            days[0],
+            days[1],
+        ],
+    );
     let pass = format!("pass:{MARKER}");
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-keyout", "client.key", "-passout", &pass, "-out", "client.csr", "-subj", "/CN=tickflow-client"]);
-    openssl(dir, &["x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", days[0], days[1]]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-keyout",
+            "client.key",
+            "-passout",
+            &pass,
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=tickflow-client",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            days[0],
+            days[1],
+        ],
+    );
     std::fs::write(dir.join("key-password"), format!("{MARKER}\n")).unwrap();
 }
 
@@ -101,7 +183,14 @@ fn start_stunnel(dir: &Path, tls_port: u16, broker_port: u16) -> Running {
 fn start_broker(port: u16, advertised: u16) -> Running {
     let advertise = format!("127.0.0.1:{advertised}");
     let child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
-        .args(["broker", "--memory", "--port", &port.to_string(), "--advertise", &advertise])
+        .args([
+            "broker",
+            "--memory",
+            "--port",
+            &port.to_string(),
+            "--advertise",
+            &advertise,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -135,7 +224,10 @@ fn tls_env(dir: &Path, tls_port: u16, registry: &str, client_cert: bool) -> Vec<
     let p = |k: &str| format!("TICKFLOW_KAFKA__PROPERTIES__{k}");
     let file = |f: &str| dir.join(f).display().to_string();
     let mut env = vec![
-        ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(), format!("127.0.0.1:{tls_port}")),
+        (
+            "TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(),
+            format!("127.0.0.1:{tls_port}"),
+        ),
         ("TICKFLOW_KAFKA__CONNECT_TIMEOUT".into(), "8s".into()),
         ("TICKFLOW_REGISTRY__URL".into(), registry.to_string()),
         ("TICKFLOW_LOG".into(), "trace".into()),
@@ -184,31 +276,74 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     .unwrap();
 
     let env = tls_env(&dir, tls_port, &registry_url, true);
-    let produced = tickflow(&dir, &["simulate", "--replay", "idx.csv", "--topic", "tls.ticks", "--partitions", "1"], &env);
+    let produced = tickflow(
+        &dir,
+        &[
+            "simulate",
+            "--replay",
+            "idx.csv",
+            "--topic",
+            "tls.ticks",
+            "--partitions",
+            "1",
+        ],
+        &env,
+    );
     let out = text(&produced);
-    assert!(produced.status.success(), "{out}\nstunnel: {}", std::fs::read_to_string(dir.join("stunnel.log")).unwrap_or_default());
+    assert!(
+        produced.status.success(),
+        "{out}\nstunnel: {}",
+        std::fs::read_to_string(dir.join("stunnel.log")).unwrap_or_default()
+    );
     assert!(out.contains("produced 4 ticks to "), "{out}");
-    assert!(!out.contains(MARKER), "the key password is in simulate's output");
-    assert!(out.contains("TRACE") || out.contains("DEBUG"), "no verbose log was written: {out}");
+    assert!(
+        !out.contains(MARKER),
+        "the key password is in simulate's output"
+    );
+    assert!(
+        out.contains("TRACE") || out.contains("DEBUG"),
+        "no verbose log was written: {out}"
+    );
 
-    let tailed = tickflow(&dir, &["tail", "--topic", "tls.ticks", "-n", "4", "--idle", "30s"], &env);
+    let tailed = tickflow(
+        &dir,
+        &["tail", "--topic", "tls.ticks", "-n", "4", "--idle", "30s"],
+        &env,
+    );
     let out = text(&tailed);
     assert!(tailed.status.success(), "{out}");
-    assert!(!out.contains(MARKER), "the key password is in tail's output");
+    assert!(
+        !out.contains(MARKER),
+        "the key password is in tail's output"
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&tailed.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 4);
-    let volume: i64 = lines.iter().map(|l| l["value"]["size"].as_i64().unwrap()).sum();
+    let volume: i64 = lines
+        .iter()
+        .map(|l| l["value"]["size"].as_i64().unwrap())
+        .sum();
     assert_eq!(volume, 1000);
 
     // Without a client certificate the TLS listener refuses the client, and tickflow says so
     // within its connect timeout instead of hanging.
     let started = Instant::now();
-    let refused = tickflow(&dir, &["simulate", "--count", "1", "--topic", "tls.ticks"], &tls_env(&dir, tls_port, &registry_url, false));
+    let refused = tickflow(
+        &dir,
+        &["simulate", "--count", "1", "--topic", "tls.ticks"],
+        &tls_env(&dir, tls_port, &registry_url, false),
+    );
     let out = text(&refused);
-    assert!(!refused.status.success(), "a client without a certificate got in: {out}");
+    assert!(
+        !refused.status.success(),
+        "a client without a certificate got in: {out}"
+    );
     assert!(out.contains("cannot reach Kafka"), "{out}");
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -126,9 +126,16 @@ pub fn spawn_lake(
     tokio::spawn(async move {
         let lake = spec.lake.as_ref().expect("a lake section");
         let health = metrics.health.clone();
-        let landed = lake::run(&spec.application, lake, &app, options, metrics, stop.clone())
-            .await
-            .with_context(|| format!("lake sink of {} ({})", spec.application, lake.url));
+        let landed = lake::run(
+            &spec.application,
+            lake,
+            &app,
+            options,
+            metrics,
+            stop.clone(),
+        )
+        .await
+        .with_context(|| format!("lake sink of {} ({})", spec.application, lake.url));
         if let Err(e) = &landed {
             // The whole process stops: a container restarts it, and it resumes from the
             // last commit of each stage.

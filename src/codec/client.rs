@@ -103,11 +103,13 @@ impl RegistryClient {
             .notify(|e, pause| tracing::warn!(error = %e, ?pause, "schema registry unavailable; retrying"))
             .await;
         fetched.map_err(|e| match e {
-            CodecError::RegistryUnavailable { url, message, .. } => CodecError::RegistryUnavailable {
-                url,
-                waited: started.elapsed(),
-                message,
-            },
+            CodecError::RegistryUnavailable { url, message, .. } => {
+                CodecError::RegistryUnavailable {
+                    url,
+                    waited: started.elapsed(),
+                    message,
+                }
+            }
             other => other,
         })
     }
@@ -213,7 +215,10 @@ mod tests {
             without_credentials("https://key:s3cret@registry.example:8081"),
             "https://registry.example:8081"
         );
-        assert_eq!(without_credentials("http://127.0.0.1:8081"), "http://127.0.0.1:8081");
+        assert_eq!(
+            without_credentials("http://127.0.0.1:8081"),
+            "http://127.0.0.1:8081"
+        );
     }
 
     /// A registry that answers each request with the next of `replies` (status, JSON body),
@@ -267,15 +272,22 @@ mod tests {
         assert_eq!(client.schema_by_id(1).await.unwrap(), "\"string\"");
         let request = server.await.unwrap()[0].to_ascii_lowercase();
         // base64("key:secret")
-        assert!(request.contains("authorization: basic a2v5onnly3jlda=="), "{request}");
+        assert!(
+            request.contains("authorization: basic a2v5onnly3jlda=="),
+            "{request}"
+        );
     }
 
     /// A registry that is overloaded, then failing, then back: the lookup waits it out.
     #[tokio::test]
     async fn transient_failures_are_retried_until_the_registry_answers() {
         let busy = r#"{"error_code":50001,"message":"busy"}"#;
-        let (url, server) = fake_registry(vec![(503, busy), (429, busy), (500, busy), (200, SCHEMA)]).await;
-        let schema = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap();
+        let (url, server) =
+            fake_registry(vec![(503, busy), (429, busy), (500, busy), (200, SCHEMA)]).await;
+        let schema = client(url, Duration::from_secs(30))
+            .schema_by_id(7)
+            .await
+            .unwrap();
         assert_eq!(schema, "\"string\"");
         assert_eq!(server.await.unwrap().len(), 4);
     }
@@ -285,8 +297,14 @@ mod tests {
     async fn a_definite_not_found_is_not_retried() {
         let missing = r#"{"error_code":40403,"message":"Schema not found"}"#;
         let (url, server) = fake_registry(vec![(404, missing)]).await;
-        let err = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap_err();
-        assert!(matches!(err, CodecError::SchemaNotFound { id: 7, .. }), "{err}");
+        let err = client(url, Duration::from_secs(30))
+            .schema_by_id(7)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, CodecError::SchemaNotFound { id: 7, .. }),
+            "{err}"
+        );
         assert_eq!(server.await.unwrap().len(), 1);
     }
 
@@ -301,10 +319,16 @@ mod tests {
         })
         .unwrap();
         let err = down.schema_by_id(7).await.unwrap_err();
-        assert!(matches!(err, CodecError::RegistryUnavailable { .. }), "{err}");
+        assert!(
+            matches!(err, CodecError::RegistryUnavailable { .. }),
+            "{err}"
+        );
         let denied = r#"{"error_code":40101,"message":"Unauthorized"}"#;
         let (url, server) = fake_registry(vec![(401, denied)]).await;
-        let err = client(url, Duration::from_secs(30)).schema_by_id(7).await.unwrap_err();
+        let err = client(url, Duration::from_secs(30))
+            .schema_by_id(7)
+            .await
+            .unwrap_err();
         assert!(matches!(err, CodecError::Registry { .. }), "{err}");
         assert_eq!(server.await.unwrap().len(), 1);
     }

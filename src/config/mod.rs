@@ -127,9 +127,16 @@ where
 /// which is never shown in logs or errors.
 pub fn is_secret_property(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "secret", "jaas", "oauthbearer.config", "key.pem", "token"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "secret",
+        "jaas",
+        "oauthbearer.config",
+        "key.pem",
+        "token",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// Shows `value` as `[redacted]` when it is set.
@@ -143,7 +150,11 @@ impl std::fmt::Debug for KafkaConfig {
             .properties
             .iter()
             .map(|(k, v)| {
-                let shown = if is_secret_property(k) { "[redacted]" } else { v.as_str() };
+                let shown = if is_secret_property(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
                 (k.as_str(), shown)
             })
             .collect();
@@ -490,7 +501,10 @@ fn with_override(tree: serde_yaml::Value, path: &[String], value: String) -> ser
 /// name ends in `_file` and is not itself a field (like `simulator.symbols_file`), the value
 /// of the field without `_file` is the file's content, less a trailing newline. Errors name
 /// the variable and the file, never the content.
-fn from_file(o: &Override, fields: &serde_yaml::Value) -> Result<(Vec<String>, String), ConfigError> {
+fn from_file(
+    o: &Override,
+    fields: &serde_yaml::Value,
+) -> Result<(Vec<String>, String), ConfigError> {
     let last = o.path.last().expect("overrides have a section and a field");
     let Some(stem) = last.strip_suffix("_file") else {
         return Ok((o.path.clone(), o.value.clone()));
@@ -511,7 +525,8 @@ fn from_file(o: &Override, fields: &serde_yaml::Value) -> Result<(Vec<String>, S
 }
 
 fn lookup<'a>(tree: &'a serde_yaml::Value, path: &[String]) -> Option<&'a serde_yaml::Value> {
-    path.iter().try_fold(tree, |node, key| node.get(key.as_str()))
+    path.iter()
+        .try_fold(tree, |node, key| node.get(key.as_str()))
 }
 
 fn set_path(tree: &mut serde_yaml::Value, path: &[String], value: serde_yaml::Value) {
@@ -641,8 +656,14 @@ mod tests {
     #[test]
     fn env_text_fields_keep_the_text_as_given() {
         let env = vec![
-            ("TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(), "0x1F".into()),
-            ("TICKFLOW_KAFKA__PROPERTIES__SSL.KEY.PASSWORD".into(), "1e3".into()),
+            (
+                "TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(),
+                "0x1F".into(),
+            ),
+            (
+                "TICKFLOW_KAFKA__PROPERTIES__SSL.KEY.PASSWORD".into(),
+                "1e3".into(),
+            ),
             ("TICKFLOW_REGISTRY__PASSWORD".into(), "null".into()),
             ("TICKFLOW_REGISTRY__USERNAME".into(), "true".into()),
             ("TICKFLOW_SIMULATOR__SEED".into(), "7".into()),
@@ -670,14 +691,23 @@ mod tests {
                 "TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD_FILE".into(),
                 secret.display().to_string(),
             ),
-            ("TICKFLOW_REGISTRY__PASSWORD_FILE".into(), secret.display().to_string()),
-            ("TICKFLOW_SIMULATOR__SYMBOLS_FILE".into(), "universe.csv".into()),
+            (
+                "TICKFLOW_REGISTRY__PASSWORD_FILE".into(),
+                secret.display().to_string(),
+            ),
+            (
+                "TICKFLOW_SIMULATOR__SYMBOLS_FILE".into(),
+                "universe.csv".into(),
+            ),
         ];
         let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
         let password = c.kafka.properties.get("sasl.password");
         assert_eq!(password.map(String::as_str), Some("s3cr3t 0x1F"));
         assert_eq!(c.registry.password.as_deref(), Some("s3cr3t 0x1F"));
-        assert_eq!(c.simulator.symbols_file, Some(PathBuf::from("universe.csv")));
+        assert_eq!(
+            c.simulator.symbols_file,
+            Some(PathBuf::from("universe.csv"))
+        );
         assert!(!c.kafka.properties.contains_key("sasl.password_file"));
     }
 
@@ -701,15 +731,24 @@ mod tests {
     fn debug_output_redacts_secrets() {
         let marker = "MARKER-7f3a9c";
         let env = vec![
-            ("TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(), marker.into()),
-            ("TICKFLOW_KAFKA__PROPERTIES__SASL.USERNAME".into(), "alice".into()),
+            (
+                "TICKFLOW_KAFKA__PROPERTIES__SASL.PASSWORD".into(),
+                marker.into(),
+            ),
+            (
+                "TICKFLOW_KAFKA__PROPERTIES__SASL.USERNAME".into(),
+                "alice".into(),
+            ),
             ("TICKFLOW_REGISTRY__PASSWORD".into(), marker.into()),
             ("TICKFLOW_REGISTRY__BEARER_TOKEN".into(), marker.into()),
         ];
         let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
         let shown = format!("{c:?} {c:#?}");
         assert!(!shown.contains(marker), "{shown}");
-        assert!(shown.contains("alice") && shown.contains("[redacted]"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("[redacted]"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -522,7 +522,15 @@ impl TopologySpec {
                 let at = if stream == source {
                     format!("sources.{source}")
                 } else {
-                    format!("{}.id", path(self.operators.iter().position(|o| o.id() == stream).unwrap_or(0)))
+                    format!(
+                        "{}.id",
+                        path(
+                            self.operators
+                                .iter()
+                                .position(|o| o.id() == stream)
+                                .unwrap_or(0)
+                        )
+                    )
                 };
                 out.push((at, format!("no window operator follows `{stream}`: the chain from the source must end in a window")));
                 return;
@@ -536,7 +544,10 @@ impl TopologySpec {
             }
             match &self.operators[i].0 {
                 OperatorSpec::GroupBy(_) if grouped => {
-                    out.push((path(i), "only one group_by per topology is supported".into()));
+                    out.push((
+                        path(i),
+                        "only one group_by per topology is supported".into(),
+                    ));
                     return;
                 }
                 OperatorSpec::GroupBy(_) => grouped = true,

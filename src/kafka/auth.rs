@@ -74,9 +74,11 @@ impl Auth {
     /// A fresh token, for librdkafka's refresh event. Without IAM there is none to give.
     pub fn token(&self) -> Result<OAuthToken, Box<dyn Error>> {
         let Some(iam) = &self.iam else {
-            return Err("no OAUTHBEARER token source: set kafka.aws_iam for MSK IAM, \
+            return Err(
+                "no OAUTHBEARER token source: set kafka.aws_iam for MSK IAM, \
                         or sasl.oauthbearer.method=oidc"
-                .into());
+                    .into(),
+            );
         };
         let (token, lifetime_ms) = iam.sign()?;
         Ok(OAuthToken {
@@ -241,15 +243,28 @@ mod tests {
             .unwrap();
         let url = String::from_utf8(url).unwrap();
         assert!(
-            url.starts_with("https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect"),
+            url.starts_with(
+                "https://kafka.eu-west-1.amazonaws.com/?Action=kafka-cluster%3AConnect"
+            ),
             "{url}"
         );
-        for part in ["X-Amz-Algorithm=AWS4-HMAC-SHA256", "X-Amz-Credential=AKIDEXAMPLE%2F", "X-Amz-Signature="] {
+        for part in [
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+            "X-Amz-Credential=AKIDEXAMPLE%2F",
+            "X-Amz-Signature=",
+        ] {
             assert!(url.contains(part), "{part} missing from {url}");
         }
-        assert!(!url.contains("wJalrXUtnFEMI"), "the secret key is in the token");
+        assert!(
+            !url.contains("wJalrXUtnFEMI"),
+            "the secret key is in the token"
+        );
         let now_ms = chrono::Utc::now().timestamp_millis();
-        assert!(token.lifetime_ms > now_ms, "{} <= {now_ms}", token.lifetime_ms);
+        assert!(
+            token.lifetime_ms > now_ms,
+            "{} <= {now_ms}",
+            token.lifetime_ms
+        );
         assert_eq!(token.principal_name, PRINCIPAL);
     }
 
@@ -285,7 +300,10 @@ mod tests {
                 ("sasl.password", "p"),
             ],
             vec![("security.protocol", "SSL")],
-            vec![("security.protocol", "SASL_SSL"), ("sasl.mechanism", "PLAIN")],
+            vec![
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", "PLAIN"),
+            ],
         ] {
             let mut cfg = KafkaConfig {
                 bootstrap_servers: "127.0.0.1:1".into(),
@@ -294,8 +312,8 @@ mod tests {
             for (k, v) in &properties {
                 cfg.properties.insert(k.to_string(), v.to_string());
             }
-            let created: Result<BaseConsumer<AuthContext>, _> = super::super::client_config(&cfg)
-                .create_with_context(AuthContext::default());
+            let created: Result<BaseConsumer<AuthContext>, _> =
+                super::super::client_config(&cfg).create_with_context(AuthContext::default());
             assert!(created.is_ok(), "{properties:?}: {:?}", created.err());
         }
     }

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::{Offset, TopicPartitionList};
 use rdkafka::metadata::Metadata;
 use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
 
@@ -34,7 +34,9 @@ pub enum KafkaError {
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
     /// Topics that a stage needs did not appear in time.
-    #[error("topics {topics} do not exist after waiting {waited:?} (is the stage that creates them running?)")]
+    #[error(
+        "topics {topics} do not exist after waiting {waited:?} (is the stage that creates them running?)"
+    )]
     MissingTopics { topics: String, waited: Duration },
     /// Authentication could not be set up (MSK IAM).
     #[error("kafka authentication: {message}")]
@@ -89,9 +91,8 @@ pub fn consumer(
     config: &ClientConfig,
 ) -> Result<BaseConsumer<AuthContext>, KafkaError> {
     let auth = Auth::of(cfg)?;
-    let consumer: BaseConsumer<AuthContext> = config.create_with_context(AuthContext {
-        auth: auth.clone(),
-    })?;
+    let consumer: BaseConsumer<AuthContext> =
+        config.create_with_context(AuthContext { auth: auth.clone() })?;
     auth.prime(consumer.client().native_ptr())?;
     Ok(consumer)
 }
@@ -225,7 +226,11 @@ pub fn partition_count(cfg: &KafkaConfig, topic: &str) -> Result<i32, KafkaError
 /// Waits until every topic of `topics` has partitions in the broker's metadata, up to `wait`,
 /// and fails naming the topics still missing. Asks for all topics, so that a broker that
 /// auto-creates topics does not create them with its defaults.
-pub fn await_topics(cfg: &KafkaConfig, topics: &[String], wait: Duration) -> Result<(), KafkaError> {
+pub fn await_topics(
+    cfg: &KafkaConfig,
+    topics: &[String],
+    wait: Duration,
+) -> Result<(), KafkaError> {
     let consumer = consumer(cfg, &client_config(cfg))?;
     let deadline = Instant::now() + wait;
     let mut told = false;

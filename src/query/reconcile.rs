@@ -127,9 +127,12 @@ pub async fn reconcile(
     for def in &rules.windows {
         let table = super::bar_table(&plan, lake, &def.name)?;
         for (_, records) in read_table::<Bar>(store, &table).await? {
-            landed.extend(records.into_iter().map(|(_, bar)| bar).filter(|bar| {
-                bar.resolution == def.name && options.covers(bar.window_start)
-            }));
+            landed.extend(
+                records
+                    .into_iter()
+                    .map(|(_, bar)| bar)
+                    .filter(|bar| bar.resolution == def.name && options.covers(bar.window_start)),
+            );
         }
     }
     let actual = distinct(&landed, &mut report);
@@ -179,14 +182,20 @@ fn compare_sums(expected: &BTreeMap<BarId, (Bar, bool)>, landed: &[Bar]) -> Vec<
     let mut want: Sums = BTreeMap::new();
     for ((symbol, resolution, start), (bar, closed)) in expected {
         if *closed || landed_ids.contains(&(symbol.as_str(), resolution.as_str(), *start)) {
-            let s = want.entry((symbol.clone(), resolution.clone())).or_default();
+            let s = want
+                .entry((symbol.clone(), resolution.clone()))
+                .or_default();
             *s = (s.0 + bar.volume, s.1 + bar.trade_count);
         }
     }
-    let keys: std::collections::BTreeSet<&(String, String)> = got.keys().chain(want.keys()).collect();
+    let keys: std::collections::BTreeSet<&(String, String)> =
+        got.keys().chain(want.keys()).collect();
     keys.into_iter()
         .filter_map(|key| {
-            let (l, e) = (got.get(key).copied().unwrap_or_default(), want.get(key).copied().unwrap_or_default());
+            let (l, e) = (
+                got.get(key).copied().unwrap_or_default(),
+                want.get(key).copied().unwrap_or_default(),
+            );
             (l != e).then(|| SumMismatch {
                 symbol: key.0.clone(),
                 resolution: key.1.clone(),
@@ -553,7 +562,10 @@ mod tests {
         let actual = distinct(&landed, &mut report);
         compare(&expected, &actual, &mut report);
         report.sums = compare_sums(&expected, &landed);
-        assert_eq!(report.identical_duplicates, vec![(("A".into(), "1m".into(), 0), 1)]);
+        assert_eq!(
+            report.identical_duplicates,
+            vec![(("A".into(), "1m".into(), 0), 1)]
+        );
         assert!(report.duplicates.is_empty() && report.differing.is_empty());
         assert_eq!(
             report.sums,

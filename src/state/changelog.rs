@@ -134,7 +134,10 @@ impl ChangelogPartition {
     }
 
     /// The partition's last record: `None` if it is empty, `Some(None)` if it is not a seal.
-    fn last_record(&self, consumer: &BaseConsumer<AuthContext>) -> Result<Option<Option<Seal>>, StateError> {
+    fn last_record(
+        &self,
+        consumer: &BaseConsumer<AuthContext>,
+    ) -> Result<Option<Option<Seal>>, StateError> {
         let (_, end) = consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
             .map_err(|e| self.err(e))?;

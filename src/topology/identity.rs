@@ -90,7 +90,9 @@ pub fn decode_positions(mut bytes: &[u8]) -> Option<Vec<(String, i32, i64)>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
-        let topic = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_string();
+        let topic = std::str::from_utf8(bytes.get(2..2 + len)?)
+            .ok()?
+            .to_string();
         let rest = bytes.get(2 + len..)?;
         let partition = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
         let offset = i64::from_be_bytes(rest.get(4..12)?.try_into().ok()?);
@@ -132,7 +134,10 @@ mod tests {
 
     #[test]
     fn each_copy_found_is_skipped_once() {
-        let (a, b) = (fingerprint("bars", b"A", b"1"), fingerprint("bars", b"B", b"1"));
+        let (a, b) = (
+            fingerprint("bars", b"A", b"1"),
+            fingerprint("bars", b"B", b"1"),
+        );
         let mut s = Suppress::default();
         s.insert(a);
         s.insert(a);

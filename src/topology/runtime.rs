@@ -428,9 +428,13 @@ impl Engine {
         for dir in expired {
             self.unassigned.remove(&dir);
             match std::fs::remove_dir_all(&dir) {
-                Ok(()) => tracing::info!(dir = %dir.display(), "deleted the state of a task this instance no longer runs"),
+                Ok(()) => {
+                    tracing::info!(dir = %dir.display(), "deleted the state of a task this instance no longer runs")
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(dir = %dir.display(), error = %e, "cannot delete an unassigned task's state"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot delete an unassigned task's state")
+                }
             }
         }
     }
@@ -615,7 +619,9 @@ impl Engine {
             task.next_offset = Some(offset + 1);
         }
         if let Some(r) = &mut self.replays
-            && r.replaying.get(&(stage, p)).is_some_and(|end| offset + 1 >= *end)
+            && r.replaying
+                .get(&(stage, p))
+                .is_some_and(|end| offset + 1 >= *end)
         {
             r.replaying.remove(&(stage, p));
             if r.replaying.is_empty() {
@@ -632,7 +638,9 @@ impl Engine {
         if let (Some(task), Some(replays)) = (self.current, self.replays.as_mut())
             && !replays.written.is_empty()
             && replays.replaying.contains_key(&task)
-            && replays.written.take(identity::fingerprint(topic, key, value))
+            && replays
+                .written
+                .take(identity::fingerprint(topic, key, value))
         {
             self.stats.suppressed += 1;
             if replays.written.is_empty() {
@@ -752,7 +760,10 @@ impl Engine {
             .expect("forward stage has a group_by");
         let mut envelope = std::mem::take(&mut self.envelope);
         origin.wrap_into(m.payload().unwrap_or_default(), &mut envelope);
-        let (topic, key) = (group.topic.clone(), key_of(&tick, &group.field).into_owned());
+        let (topic, key) = (
+            group.topic.clone(),
+            key_of(&tick, &group.field).into_owned(),
+        );
         let sent = self.send_output(&topic, key.as_bytes(), &envelope);
         self.envelope = envelope;
         sent?;
@@ -931,7 +942,6 @@ impl Engine {
         };
         let bytes = self.dead_letters.encode(&envelope)?;
         self.send_output(topic, source.key.unwrap_or_default(), &bytes)
-
     }
 }
 
@@ -1016,7 +1026,10 @@ impl ConsumerContext for EngineContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 tracing::info!(partitions = %describe(tpl), "partitions assigned");
                 let restoring = format!("restoring {}", describe(tpl));
-                engine.metrics.health.set(ENGINE, StageState::Starting(restoring));
+                engine
+                    .metrics
+                    .health
+                    .set(ENGINE, StageState::Starting(restoring));
                 let opened = engine.open_tasks(tpl);
                 if opened.is_ok() {
                     engine.metrics.health.set(ENGINE, StageState::Ready);

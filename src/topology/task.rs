@@ -11,7 +11,6 @@ use crate::sink::KafkaSink;
 use crate::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
 use crate::state::{Entry, SourceMark, WindowStore, entries, outputs_entry};
 
-
 use super::runtime::RuntimeError;
 
 /// Which stage of the plan reads a topic.

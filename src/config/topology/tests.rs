@@ -118,28 +118,45 @@ fn shapes_run_refuses_are_refused_with_their_location() {
     };
     let cases = [
         (
-            format!("{head}  more: {{ topic: u }}\noperators:\n{}sinks:\n  - {{ input: w, topic: b }}\n", window("w", "ticks")),
+            format!(
+                "{head}  more: {{ topic: u }}\noperators:\n{}sinks:\n  - {{ input: w, topic: b }}\n",
+                window("w", "ticks")
+            ),
             "t.yaml:2:1: sources: exactly one source",
         ),
         (
-            format!("{head}operators:\n  - filter: {{ id: f, input: ticks, where: [{{ field: size, op: gt, value: 1 }}] }}\nsinks:\n  - {{ input: f, topic: b }}\n"),
+            format!(
+                "{head}operators:\n  - filter: {{ id: f, input: ticks, where: [{{ field: size, op: gt, value: 1 }}] }}\nsinks:\n  - {{ input: f, topic: b }}\n"
+            ),
             "t.yaml:6:13: operators[0].filter.id: no window operator follows `f`",
         ),
         (
-            format!("{head}operators:\n{}{}sinks:\n  - {{ input: w, topic: b }}\n  - {{ input: v, topic: c }}\n", window("w", "ticks"), window("v", "ticks")),
+            format!(
+                "{head}operators:\n{}{}sinks:\n  - {{ input: w, topic: b }}\n  - {{ input: v, topic: c }}\n",
+                window("w", "ticks"),
+                window("v", "ticks")
+            ),
             "t.yaml:7:35: operators[1].window.input: stream `ticks` is already read by operator `w`",
         ),
         (
-            format!("{head}operators:\n  - group_by: {{ id: g, input: ticks, field: venue }}\n  - group_by: {{ id: h, input: g, field: side }}\n{}sinks:\n  - {{ input: w, topic: b }}\n", window("w", "h")),
+            format!(
+                "{head}operators:\n  - group_by: {{ id: g, input: ticks, field: venue }}\n  - group_by: {{ id: h, input: g, field: side }}\n{}sinks:\n  - {{ input: w, topic: b }}\n",
+                window("w", "h")
+            ),
             "t.yaml:7:5: operators[1].group_by: only one group_by per topology is supported",
         ),
         (
-            format!("{head}operators:\n{}sinks:\n  - {{ input: ticks, topic: b }}\n", window("w", "ticks")),
+            format!(
+                "{head}operators:\n{}sinks:\n  - {{ input: ticks, topic: b }}\n",
+                window("w", "ticks")
+            ),
             "t.yaml:6:15: operators[0].window.id: no sink writes the bars of window `w`",
         ),
     ];
     for (text, want) in cases {
-        let err = TopologySpec::parse("t.yaml", &text).unwrap_err().to_string();
+        let err = TopologySpec::parse("t.yaml", &text)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with(want), "{text}\n{err}");
     }
 }

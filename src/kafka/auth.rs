@@ -272,7 +272,7 @@ mod tests {
     /// and takes the first IAM token on a new client before any connection.
     #[test]
     fn an_iam_client_is_created_and_primed() {
-        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::consumer::{BaseConsumer, Consumer};
         let mut cfg = KafkaConfig {
             bootstrap_servers: "127.0.0.1:1".into(),
             aws_iam: true,

@@ -54,7 +54,7 @@ struct DeliveryTracker {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
-    last_offsets: Option<Mutex<HashMap<(String, i32), i64>>>,
+    last_offsets: Option<Mutex<HashMap<String, HashMap<i32, i64>>>>,
 }
 
 impl DeliveryTracker {
@@ -84,9 +84,12 @@ impl ProducerContext for TrackingContext {
                 self.tracker.delivered.fetch_add(1, Ordering::Relaxed);
                 if let Some(offsets) = &self.tracker.last_offsets {
                     let mut offsets = offsets.lock().expect("tracker lock");
-                    let last = offsets
-                        .entry((m.topic().to_string(), m.partition()))
-                        .or_insert(m.offset());
+                    // Looked up by &str: no allocation per delivered record.
+                    if !offsets.contains_key(m.topic()) {
+                        offsets.insert(m.topic().to_string(), HashMap::new());
+                    }
+                    let topic = offsets.get_mut(m.topic()).expect("inserted above");
+                    let last = topic.entry(m.partition()).or_insert(m.offset());
                     *last = (*last).max(m.offset());
                 }
             }
@@ -302,7 +305,7 @@ impl KafkaSink {
             .as_ref()?
             .lock()
             .expect("tracker lock");
-        offsets.get(&(topic.to_string(), partition)).copied()
+        offsets.get(topic)?.get(&partition).copied()
     }
 
     fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), SinkError> {

@@ -95,6 +95,12 @@ impl TableDef {
         };
         let mut partition_keys = vec![string("dt"), string("hour")];
         partition_keys.extend(topic.partition_by.iter().map(|f| string(f)));
+        // A table's location is a folder: Athena and Glue crawlers expect the trailing `/`.
+        let location = if location.ends_with('/') {
+            location
+        } else {
+            location + "/"
+        };
         let projection = spec
             .partition_projection
             .as_ref()
@@ -249,6 +255,7 @@ mod tests {
         let schema = (3, RecordKind::Bar.schema());
         let location = "s3://b/lake/bars_1m".to_string();
         let def = TableDef::of(&spec, &topic, location.clone(), schema).unwrap();
+        assert_eq!(def.location, "s3://b/lake/bars_1m/", "a folder, as Athena expects");
         assert!(def.projected());
         let p = |k: &str| def.projection.get(k).map(String::as_str);
         assert_eq!(p("projection.dt.type"), Some("date"));

@@ -267,6 +267,12 @@ impl LakeSpec {
                     format!("table `{table}` is already used by lake.topics[{first}]"),
                 ));
             }
+            if t.topic.starts_with(['_', '.']) {
+                out.push((
+                    format!("lake.topics[{i}].topic"),
+                    "files are named after the topic, and Athena skips files whose names start with `_` or `.`: land another topic, or copy this one to a topic named otherwise".into(),
+                ));
+            }
             for (j, f) in t.partition_by.iter().enumerate() {
                 if f == "dt" || f == "hour" || f.is_empty() {
                     out.push((
@@ -344,7 +350,7 @@ mod tests {
     #[test]
     fn reports_every_problem() {
         let s = spec(
-            "url: http://x\ndatabase: Bad-Name\ntopics: [{topic: a.b}, {topic: a_b, partition_by: [dt]}]\nroll: {max_records: 0}\nupload: {part_bytes: 1000}",
+            "url: http://x\ndatabase: Bad-Name\ntopics: [{topic: a.b}, {topic: a_b, partition_by: [dt]}, {topic: _x, table: x}]\nroll: {max_records: 0}\nupload: {part_bytes: 1000}",
         );
         let fields: Vec<String> = s.validate().into_iter().map(|(f, _)| f).collect();
         assert_eq!(
@@ -354,6 +360,7 @@ mod tests {
                 "lake.database",
                 "lake.topics[1].table",
                 "lake.topics[1].partition_by[0]",
+                "lake.topics[2].topic",
                 "lake.upload.part_bytes",
                 "lake.roll.max_records"
             ]

@@ -255,7 +255,10 @@ mod tests {
         let schema = (3, RecordKind::Bar.schema());
         let location = "s3://b/lake/bars_1m".to_string();
         let def = TableDef::of(&spec, &topic, location.clone(), schema).unwrap();
-        assert_eq!(def.location, "s3://b/lake/bars_1m/", "a folder, as Athena expects");
+        assert_eq!(
+            def.location, "s3://b/lake/bars_1m/",
+            "a folder, as Athena expects"
+        );
         assert!(def.projected());
         let p = |k: &str| def.projection.get(k).map(String::as_str);
         assert_eq!(p("projection.dt.type"), Some("date"));

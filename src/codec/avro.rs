@@ -280,6 +280,7 @@ mod tests {
             detail: "magic byte is 7".into(),
             application: "app".into(),
             error_time: 5,
+            truncated: false,
         };
         let enc = Encoder::<DeadLetter>::new(RecordKind::DeadLetter, 3);
         let mut dec = Decoder::<DeadLetter>::new(RecordKind::DeadLetter);

@@ -86,4 +86,96 @@ pub struct DeadLetter {
     pub application: String,
     /// Kafka timestamp of the rejected record, UTC microseconds (the same on a replay).
     pub error_time: i64,
+    /// The key or value was longer than [`ENVELOPE_COPY_LIMIT`] and was cut to it; `offset`
+    /// still names the whole record.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// Longest key or value a dead-letter or late envelope copies. A longer one is cut and the
+/// envelope flagged `truncated`, so that an oversized record can never make its envelope too
+/// large to produce (and the run crash on it again at every restart).
+pub const ENVELOPE_COPY_LIMIT: usize = 256 * 1024;
+
+/// The record a dead-letter or late envelope is about.
+#[derive(Debug, Clone, Copy)]
+pub struct SourceRecord<'a> {
+    /// Topic it was read from.
+    pub topic: &'a str,
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key bytes.
+    pub key: Option<&'a [u8]>,
+    /// Its value bytes.
+    pub value: Option<&'a [u8]>,
+    /// Its Kafka timestamp, UTC microseconds: an envelope's time that a replay repeats.
+    pub timestamp: i64,
+}
+
+impl DeadLetter {
+    /// The envelope of `source`, rejected by `application` for `reason`: the one builder of
+    /// every stage's dead letters and late records.
+    pub fn about(
+        source: &SourceRecord<'_>,
+        reason: &str,
+        detail: String,
+        application: &str,
+    ) -> Self {
+        let (key, key_cut) = copy_limited(source.key);
+        let (value, value_cut) = copy_limited(source.value);
+        Self {
+            topic: source.topic.to_string(),
+            partition: source.partition,
+            offset: source.offset,
+            key,
+            value,
+            reason: reason.into(),
+            detail,
+            application: application.into(),
+            error_time: source.timestamp,
+            truncated: key_cut || value_cut,
+        }
+    }
+}
+
+/// A copy of `bytes`, cut to [`ENVELOPE_COPY_LIMIT`]; whether it was cut.
+fn copy_limited(bytes: Option<&[u8]>) -> (Option<Vec<u8>>, bool) {
+    match bytes {
+        Some(b) if b.len() > ENVELOPE_COPY_LIMIT => (Some(b[..ENVELOPE_COPY_LIMIT].to_vec()), true),
+        other => (other.map(<[u8]>::to_vec), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An oversized record's envelope keeps at most the limit of its key and of its value,
+    /// flagged, with the record's place and time.
+    #[test]
+    fn envelopes_of_oversized_records_are_cut_and_flagged() {
+        let big = vec![7u8; ENVELOPE_COPY_LIMIT + 1];
+        let source = SourceRecord {
+            topic: "ticks.raw",
+            partition: 2,
+            offset: 41,
+            key: Some(b"AAPL"),
+            value: Some(&big),
+            timestamp: 1_000,
+        };
+        let d = DeadLetter::about(&source, "undecodable", "x".into(), "app");
+        assert!(d.truncated);
+        assert_eq!(d.value.as_ref().map(Vec::len), Some(ENVELOPE_COPY_LIMIT));
+        assert_eq!(
+            (d.offset, d.error_time, d.key.as_deref()),
+            (41, 1_000, Some(&b"AAPL"[..]))
+        );
+        let small = SourceRecord {
+            value: Some(b"v"),
+            ..source
+        };
+        assert!(!DeadLetter::about(&small, "late", "y".into(), "app").truncated);
+    }
 }

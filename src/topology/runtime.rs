@@ -36,8 +36,8 @@ use super::plan::{Plan, PlanError, key_of};
 use super::replay;
 use super::task::{Handover, Stage, Task, Work, watermark};
 use crate::codec::{
-    Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient, Tick,
-    WATERMARK_KEY, watermark_of, watermark_value,
+    Bar, CodecError, DeadLetter, Decoder, Encoder, Origin, RecordKind, RegistryClient,
+    SourceRecord, Tick, WATERMARK_KEY, watermark_of, watermark_value,
 };
 use crate::config::topology::{ProcessingGuarantee, TopologySpec};
 use crate::config::{AppConfig, KafkaConfig};
@@ -148,27 +148,17 @@ struct Replays {
 }
 
 /// The record an output is about, named in late and dead-letter envelopes.
-struct Provenance<'a> {
-    topic: &'a str,
-    partition: i32,
-    offset: i64,
-    key: Option<&'a [u8]>,
-    value: Option<&'a [u8]>,
-    /// The Kafka timestamp of the record read, UTC microseconds: an envelope's time that is
-    /// the same when a replay emits it again.
-    timestamp: i64,
-}
+type Provenance<'a> = SourceRecord<'a>;
 
-impl<'a> Provenance<'a> {
-    fn of(m: &'a BorrowedMessage<'_>) -> Self {
-        Self {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            value: m.payload(),
-            timestamp: record_time(m),
-        }
+/// What late and dead-letter envelopes say of a consumed record.
+fn provenance<'a>(m: &'a BorrowedMessage<'_>) -> Provenance<'a> {
+    SourceRecord {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key(),
+        value: m.payload(),
+        timestamp: record_time(m),
     }
 }
 
@@ -702,7 +692,7 @@ impl Engine {
             task.window_op()
                 .process(&key, &tick, m.offset(), &mut outputs);
         }
-        self.emit_all(&Provenance::of(m), outputs)
+        self.emit_all(&provenance(m), outputs)
     }
 
     /// Decodes a source tick and checks it: bad data goes to the dead-letter topic with its
@@ -716,13 +706,13 @@ impl Engine {
             Ok(tick) => tick,
             Err(e) if registry_failed(&e) => return Err(e.into()),
             Err(e) => {
-                self.dead_letter(&Provenance::of(m), reason(&e), e.to_string())?;
+                self.dead_letter(&provenance(m), reason(&e), e.to_string())?;
                 return Ok(None);
             }
         };
         let stream_time = self.task_mut(stage, m.partition()).stream_time();
         if let Err(r) = self.plan.sanity.check(&tick, stream_time) {
-            self.dead_letter(&Provenance::of(m), r.reason, r.detail)?;
+            self.dead_letter(&provenance(m), r.reason, r.detail)?;
             return Ok(None);
         }
         if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
@@ -814,10 +804,10 @@ impl Engine {
         self.stats.repartition_records += 1;
         let Some((origin, value)) = unwrapped else {
             let detail = "no valid origin envelope in front of the value".to_string();
-            return self.dead_letter(&Provenance::of(m), "bad_repartition_record", detail);
+            return self.dead_letter(&provenance(m), "bad_repartition_record", detail);
         };
         let input_topic = self.input_topic.clone();
-        let source = Provenance {
+        let source = SourceRecord {
             topic: &input_topic,
             partition: origin.partition,
             offset: origin.offset,
@@ -929,17 +919,7 @@ impl Engine {
         reason: &str,
         detail: String,
     ) -> Result<(), RuntimeError> {
-        let envelope = DeadLetter {
-            topic: source.topic.to_string(),
-            partition: source.partition,
-            offset: source.offset,
-            key: source.key.map(<[u8]>::to_vec),
-            value: source.value.map(<[u8]>::to_vec),
-            reason: reason.into(),
-            detail,
-            application: self.plan.application.clone(),
-            error_time: source.timestamp,
-        };
+        let envelope = DeadLetter::about(source, reason, detail, &self.plan.application);
         let bytes = self.dead_letters.encode(&envelope)?;
         self.send_output(topic, source.key.unwrap_or_default(), &bytes)
     }

@@ -39,7 +39,9 @@ use self::offsets::OffsetRanges;
 use self::store::LakeStore;
 use self::writer::{ClosedFile, Landing, PartitionFiles, PartitionValues, partition_path};
 use crate::catalog::{Catalog, CatalogError, GlueCatalog, LocalCatalog, PartitionDef, TableDef};
-use crate::codec::{CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, watermark_of};
+use crate::codec::{
+    CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, SourceRecord, watermark_of,
+};
 use crate::config::lake::{CatalogKind, LakeCodec, LakeFormat, LakeSpec, LakeTopic};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::client_config_with;
@@ -481,21 +483,20 @@ impl LakeWriter {
         reason: &str,
         detail: String,
     ) -> Result<(), LakeError> {
-        let envelope = DeadLetter {
-            topic: m.topic().into(),
+        let source = SourceRecord {
+            topic: m.topic(),
             partition: m.partition(),
             offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            value: m.payload().map(<[u8]>::to_vec),
-            reason: reason.into(),
-            detail,
-            application: format!("{}-lake", self.application),
+            key: m.key(),
+            value: m.payload(),
             // The record's own time, so that a replay writes the same envelope.
-            error_time: m
+            timestamp: m
                 .timestamp()
                 .to_millis()
                 .map_or(0, |ms| ms.saturating_mul(1000)),
         };
+        let application = format!("{}-lake", self.application);
+        let envelope = DeadLetter::about(&source, reason, detail, &application);
         let bytes = self.dead_letters.encode(&envelope)?;
         self.dlq
             .send_to(&self.dlq_topic, m.key().unwrap_or_default(), &bytes)?;

@@ -38,4 +38,14 @@ pub enum Output {
         /// Human-readable explanation.
         detail: String,
     },
+    /// A tick that no window took because it would overflow a sum (volume, turnover, count):
+    /// bad data, for the dead-letter topic.
+    Rejected {
+        /// Offset of the tick in its partition.
+        offset: i64,
+        /// Machine-readable reason (`overflow`).
+        reason: &'static str,
+        /// Human-readable explanation.
+        detail: String,
+    },
 }

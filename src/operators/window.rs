@@ -232,6 +232,14 @@ impl WindowOperator {
 
     fn ingest(&mut self, key: &str, tick: &Tick, offset: i64, now: i64, out: &mut Vec<Output>) {
         let key_id = self.intern(key);
+        if let Some(detail) = self.overflow(key_id, tick) {
+            out.push(Output::Rejected {
+                offset,
+                reason: "overflow",
+                detail,
+            });
+            return;
+        }
         for r in 0..self.defs.len() {
             if let Some(gap) = self.defs[r].gap {
                 self.ingest_session(r as u16, key_id, gap, tick, offset, now, out);
@@ -274,6 +282,74 @@ impl WindowOperator {
                 });
             }
         }
+    }
+
+    /// Why adding `tick` would overflow a sum of one of the windows it joins (checked before
+    /// any window changes, so that a tick counts in all of its windows or in none): volume
+    /// and count must stay within `i64`, turnover finite. Sessions of the key are summed
+    /// together, since the tick may merge them.
+    fn overflow(&self, key: u32, tick: &Tick) -> Option<String> {
+        let fits = |volume: i64, count: i64, turnover: f64| {
+            volume.checked_add(tick.size).is_some()
+                && count.checked_add(1).is_some()
+                && (turnover + tick.price * tick.size as f64).is_finite()
+        };
+        if !fits(0, 0, 0.0) {
+            return Some(format!(
+                "price {} times size {} is not finite",
+                tick.price, tick.size
+            ));
+        }
+        for (r, def) in self.defs.iter().enumerate() {
+            let (mut volume, mut count, mut turnover) = (0i64, 0i64, 0.0f64);
+            let ids: Vec<WindowId> = match def.gap {
+                Some(_) => self
+                    .sessions
+                    .get(&(r as u16, key))
+                    .cloned()
+                    .unwrap_or_default(),
+                None => window_starts(def.size, def.advance, tick.event_time)
+                    .map(|start| WindowId {
+                        end: start + def.size,
+                        res: r as u16,
+                        key,
+                        start,
+                    })
+                    .collect(),
+            };
+            for id in ids {
+                let Some(slot) = self.windows.get(&id) else {
+                    continue;
+                };
+                let a = &slot.acc;
+                if def.gap.is_none() {
+                    (volume, count, turnover) = (a.volume, a.count, a.turnover);
+                } else {
+                    let (Some(v), Some(c)) =
+                        (volume.checked_add(a.volume), count.checked_add(a.count))
+                    else {
+                        return Some(format!(
+                            "{} sessions of key {} would overflow",
+                            def.name, self.keys[key as usize]
+                        ));
+                    };
+                    (volume, count, turnover) = (v, c, turnover + a.turnover);
+                }
+                if def.gap.is_none() && !fits(volume, count, turnover) {
+                    return Some(format!(
+                        "{} window at {} of key {} would overflow",
+                        def.name, id.start, self.keys[key as usize]
+                    ));
+                }
+            }
+            if def.gap.is_some() && !fits(volume, count, turnover) {
+                return Some(format!(
+                    "{} session of key {} would overflow",
+                    def.name, self.keys[key as usize]
+                ));
+            }
+        }
+        None
     }
 
     /// With `emit: update`, emits the window's current bar if the interval has passed.

@@ -889,6 +889,9 @@ impl Engine {
                 self.stats.bars += 1;
                 self.metrics.bars.inc();
             }
+            Output::Rejected { reason, detail, .. } => {
+                self.dead_letter(source, reason, detail)?;
+            }
             Output::Late { detail, .. } => {
                 self.stats.late += 1;
                 self.metrics.late_ticks.inc();

@@ -379,3 +379,42 @@ proptest::proptest! {
         }
     }
 }
+
+/// A tick that would overflow a window's volume is rejected from every window, with a
+/// reason, and the windows keep their sums.
+#[test]
+fn a_tick_that_would_overflow_a_sum_is_rejected_whole() {
+    let mut op = WindowOperator::new(&spec("tumbling: [1s, 1m]")).unwrap();
+    let mut out = Vec::new();
+    let mut t = tick("A", S, 5.0);
+    t.size = i64::MAX - 10;
+    op.process("A", &t, 0, &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    t.size = 11;
+    op.process("A", &t, 1, &mut out);
+    assert!(
+        matches!(
+            &out[..],
+            [Output::Rejected {
+                offset: 1,
+                reason: "overflow",
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+    out.clear();
+    op.advance_to(i64::MAX / 2, &mut out);
+    let volumes: Vec<i64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Bar(b) => Some(b.volume),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        volumes,
+        vec![i64::MAX - 10, i64::MAX - 10],
+        "both windows without the rejected tick"
+    );
+}

@@ -60,7 +60,7 @@ for want in 'USER tickflow' 'EXPOSE 9464' 'TICKFLOW_METRICS__ADDR=0.0.0.0:9464' 
   'COPY config' 'COPY schemas' 'COPY topologies' 'COPY queries'; do
   printf '%s\n' "$runtime_stage" | grep -qF "$want" || fail "the runtime stage lacks '$want'"
 done
-cargo_line=$(printf '%s\n' "$build_stage" | grep -oE 'cargo build [^&]*' | head -n 1)
+cargo_line=$(printf '%s\n' "$build_stage" | grep -oE 'cargo build [^&]*' | head -n 1 | sed 's/[[:space:]\\]*$//')
 [ -n "$cargo_line" ] || fail "no cargo build in the build stage"
 echo "image check: lint passed (${#needed[@]} build inputs are copied and not ignored)"
 

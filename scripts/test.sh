@@ -75,3 +75,9 @@ export TICKFLOW_TEST_AWS_ENDPOINT="http://127.0.0.1:$MOTO_PORT"
 echo "broker on $TICKFLOW_TEST_KAFKA, moto on $TICKFLOW_TEST_AWS_ENDPOINT"
 
 cargo test --release --locked "$@"
+
+# The container image, as far as a machine without a Docker engine can check it (only for a
+# full run: arguments select tests).
+if [ $# -eq 0 ]; then
+  bash scripts/check-image.sh
+fi

@@ -65,9 +65,12 @@ cargo_line=$(printf '%s\n' "$build_stage" | grep -oE 'cargo build [^&]*' | head 
 echo "image check: lint passed (${#needed[@]} build inputs are copied and not ignored)"
 
 # --- 2. build from the build stage's context alone --------------------------------------------
-CTX="$WORK/src"
+# A fixed place, with the files' times kept: cargo then sees the same package each run and
+# rebuilds tickflow only when its sources changed.
+CTX="${TICKFLOW_CACHE:-$HOME/.cache/tickflow}/image-context"
+rm -rf "$CTX"
 mkdir -p "$CTX"
-for c in $copied; do cp -r "$c" "$CTX/"; done
+for c in $copied; do cp -rp "$c" "$CTX/"; done
 build_cmd=${cargo_line//\$FEATURES/$FEATURES}
 build_cmd=${build_cmd//\"/}
 echo "image check: $build_cmd (in a context of: $(echo $copied))"

@@ -535,8 +535,14 @@ impl Engine {
         }
         self.sink.flush(Duration::from_secs(60))?;
         let outputs = self.output_positions();
+        let replays = self.replays.as_ref();
         for (key, task) in &mut self.tasks {
-            task.write_changelog(&self.changelogs, released.contains(key), outputs.as_deref())?;
+            // A replaying task keeps the positions it was reopened with: outputs of the
+            // crashed run for inputs after this commit lie before the new positions, and a
+            // crash now must find them again.
+            let replaying = replays.is_some_and(|r| r.replaying.contains_key(key));
+            let positions = if replaying { None } else { outputs.as_deref() };
+            task.write_changelog(&self.changelogs, released.contains(key), positions)?;
         }
         self.changelogs.flush(Duration::from_secs(60))?;
         if self.transactional() {

@@ -158,8 +158,7 @@ async fn run_until_idle(
     let options = RunOptions {
         commit_interval: Duration::from_secs(1),
         stop_when_idle: Some(Duration::from_secs(3)),
-        topic_wait: super::run::LAKE_TOPIC_WAIT,
-        ..Default::default()
+        instance_id: None,
     };
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stats = super::run::run_topology(&spec, &app, options, Metrics::new(), stop).await?;
@@ -182,7 +181,8 @@ async fn land(app: &AppConfig, kafka: &KafkaConfig, registry_url: &str) -> anyho
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let options = crate::sink::lake::LakeOptions {
         stop_when_idle: Some(Duration::from_secs(3)),
-        instance_id: None,
+        topic_wait: super::run::LAKE_TOPIC_WAIT,
+        ..Default::default()
     };
     let stats =
         crate::sink::lake::run(&spec.application, lake, &app, options, Metrics::new(), stop)

@@ -303,6 +303,8 @@ mod tests {
             vec![
                 ("security.protocol", "SASL_SSL"),
                 ("sasl.mechanism", "PLAIN"),
+                ("sasl.username", "u"),
+                ("sasl.password", "p"),
             ],
         ] {
             let mut cfg = KafkaConfig {

@@ -269,15 +269,22 @@ pub struct EndCheck {
 
 impl EndCheck {
     /// `true` when every assigned partition is read to its end; `false` while nothing is
-    /// assigned or the broker does not answer.
-    pub fn at_end<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> bool {
+    /// assigned or the broker does not answer. A partition from which nothing was read yet
+    /// starts at `start(topic, partition)` if the caller knows it (a restored task's stored
+    /// offset; librdkafka has no position before the first record), else at its committed
+    /// offset, else at its beginning.
+    pub fn at_end<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        start: impl Fn(&str, i32) -> Option<i64>,
+    ) -> bool {
         if self
             .checked
             .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
         {
             return self.at_end;
         }
-        self.at_end = read_to_end(consumer).unwrap_or(false);
+        self.at_end = read_to_end(consumer, start).unwrap_or(false);
         self.checked = Some(Instant::now());
         self.at_end
     }
@@ -285,6 +292,7 @@ impl EndCheck {
 
 fn read_to_end<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
+    start: impl Fn(&str, i32) -> Option<i64>,
 ) -> Result<bool, rdkafka::error::KafkaError> {
     let positions = consumer.position()?;
     if positions.count() == 0 {
@@ -295,7 +303,10 @@ fn read_to_end<C: ConsumerContext>(
         let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
         let next = match e.offset() {
             Offset::Offset(n) => n,
-            // Nothing read yet: the partition starts at its committed offset, or its start.
+            // Nothing read yet: where the caller started it, its committed offset, or its start.
+            _ if start(e.topic(), e.partition()).is_some() => {
+                start(e.topic(), e.partition()).unwrap_or(low)
+            }
             _ => {
                 let mut tpl = TopicPartitionList::new();
                 tpl.add_partition(e.topic(), e.partition());

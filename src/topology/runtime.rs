@@ -1275,7 +1275,14 @@ fn process_loop(
             Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
             // Idle only counts at the end of every assigned partition: joining the group, a
             // restore or a slow fetch is not idleness.
-            None if options.stop_when_idle.is_some() && ends.at_end(&consumer) => {
+            None if options.stop_when_idle.is_some()
+                && ends.at_end(&consumer, |topic, p| {
+                    let e = engine.lock().expect("engine lock");
+                    e.tasks
+                        .get(&(e.stage_of(topic), p))
+                        .and_then(|t| t.next_offset)
+                }) =>
+            {
                 idle += polled.elapsed()
             }
             None => {}

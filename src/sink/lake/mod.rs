@@ -867,7 +867,7 @@ fn land_loop(
             // a slow fetch, a rebalance or an engine still producing is not idleness.
             None if options.stop_when_idle.is_some()
                 && !upstream_running()
-                && ends.at_end(&consumer) =>
+                && ends.at_end(&consumer, |_, _| None) =>
             {
                 idle += polled.elapsed()
             }

@@ -1278,9 +1278,11 @@ fn process_loop(
             None if options.stop_when_idle.is_some()
                 && ends.at_end(&consumer, |topic, p| {
                     let e = engine.lock().expect("engine lock");
+                    // A new task reads from the beginning: the stores, not the group's
+                    // committed offsets, say where tasks start.
                     e.tasks
                         .get(&(e.stage_of(topic), p))
-                        .and_then(|t| t.next_offset)
+                        .map(|t| t.next_offset.unwrap_or(0))
                 }) =>
             {
                 idle += polled.elapsed()

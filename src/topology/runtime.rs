@@ -1106,13 +1106,18 @@ async fn prepare(
     })
 }
 
+/// Whether `at_least_once` runs suppress replayed outputs (docs/delivery.md, *Replayed
+/// outputs*). Off until its crash test passes: in the last session's run of
+/// tests/topology_restart.rs with it on, restarted engines stalled or stopped.
+const SUPPRESS_REPLAYS: bool = false;
+
 /// Output identities for `at_least_once` runs: the end of every output partition now.
 fn replays(
     plan: &Plan,
     kafka: &KafkaConfig,
     outputs: &[(String, i32)],
 ) -> Result<Option<Replays>, RuntimeError> {
-    if plan.guarantee != ProcessingGuarantee::AtLeastOnce {
+    if !SUPPRESS_REPLAYS || plan.guarantee != ProcessingGuarantee::AtLeastOnce {
         return Ok(None);
     }
     let partitions: Vec<(String, i32)> = outputs

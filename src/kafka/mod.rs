@@ -259,70 +259,111 @@ pub fn await_topics(
 }
 
 /// Whether a consumer has read every partition assigned to it to the end (its position has
-/// reached the high watermark). The broker is asked at most every 500 ms; the last answer
-/// stands in between.
+/// reached the end its last fetch response reported). It sends no request of its own except,
+/// once per assignment, the group's committed offset of a partition nothing was read from: a
+/// watermark query with a short timeout would make librdkafka close the connection when a
+/// slow broker misses it, and with it the fetches in flight.
 #[derive(Debug, Default)]
 pub struct EndCheck {
-    checked: Option<Instant>,
-    at_end: bool,
+    /// The committed offsets asked for, per partition of the current assignment.
+    committed: HashMap<(String, i32), i64>,
 }
 
 impl EndCheck {
     /// `true` when every assigned partition is read to its end; `false` while nothing is
-    /// assigned or the broker does not answer. A partition from which nothing was read yet
-    /// starts at `start(topic, partition)` if the caller knows it (a restored task's stored
-    /// offset; librdkafka has no position before the first record), else at its committed
-    /// offset, else at its beginning.
+    /// assigned, a partition has had no fetch response yet, or the broker does not answer.
+    /// A partition from which nothing was read yet starts at `start(topic, partition)` if the
+    /// caller knows it (a restored task's stored offset; librdkafka has no position before
+    /// the first record), else at its committed offset, else at its beginning.
     pub fn at_end<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         start: impl Fn(&str, i32) -> Option<i64>,
     ) -> bool {
-        if self
-            .checked
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(500))
-        {
-            return self.at_end;
+        self.read_to_end(consumer, start).unwrap_or(false)
+    }
+
+    fn read_to_end<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        start: impl Fn(&str, i32) -> Option<i64>,
+    ) -> Result<bool, rdkafka::error::KafkaError> {
+        let positions = consumer.position()?;
+        if positions.count() == 0 {
+            return Ok(false);
         }
-        self.at_end = read_to_end(consumer, start).unwrap_or(false);
-        self.checked = Some(Instant::now());
-        self.at_end
+        self.committed.retain(|(t, p), _| {
+            positions
+                .elements()
+                .iter()
+                .any(|e| e.topic() == t && e.partition() == *p)
+        });
+        for e in positions.elements() {
+            let Some((low, high)) = fetched_watermarks(consumer, e.topic(), e.partition()) else {
+                return Ok(false);
+            };
+            let next = match (e.offset(), start(e.topic(), e.partition())) {
+                (Offset::Offset(n), _) | (_, Some(n)) => n,
+                _ => self.committed_or(consumer, e.topic(), e.partition(), low)?,
+            };
+            if next < high {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The group's committed offset of a partition (asked once per assignment), or `low`.
+    fn committed_or<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        topic: &str,
+        partition: i32,
+        low: i64,
+    ) -> Result<i64, rdkafka::error::KafkaError> {
+        let key = (topic.to_string(), partition);
+        if let Some(n) = self.committed.get(&key) {
+            return Ok(*n);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(30))?;
+        let n = match committed.elements().first().map(|c| c.offset()) {
+            Some(Offset::Offset(n)) => n,
+            _ => low,
+        };
+        self.committed.insert(key, n);
+        Ok(n)
     }
 }
 
-fn read_to_end<C: ConsumerContext>(
+/// The log start and end of a partition as the consumer's last fetch response for it
+/// reported (no request is sent), or `None` before the first response. The end is the high
+/// watermark: under `read_committed` the consumer's position also moves past transaction
+/// markers, so it reaches it once the last transaction is committed or aborted.
+fn fetched_watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    start: impl Fn(&str, i32) -> Option<i64>,
-) -> Result<bool, rdkafka::error::KafkaError> {
-    let positions = consumer.position()?;
-    if positions.count() == 0 {
-        return Ok(false);
-    }
-    let timeout = Duration::from_secs(5);
-    for e in positions.elements() {
-        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
-        let next = match e.offset() {
-            Offset::Offset(n) => n,
-            // Nothing read yet: where the caller started it, its committed offset, or its start.
-            _ if start(e.topic(), e.partition()).is_some() => {
-                start(e.topic(), e.partition()).unwrap_or(low)
-            }
-            _ => {
-                let mut tpl = TopicPartitionList::new();
-                tpl.add_partition(e.topic(), e.partition());
-                let committed = consumer.committed_offsets(tpl, timeout)?;
-                let start = committed.elements().first().map(|c| c.offset());
-                match start {
-                    Some(Offset::Offset(n)) => n,
-                    _ => low,
-                }
-            }
-        };
-        if next < high {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client handle lives as long as `consumer`; librdkafka only reads the topic
+    // name and writes the two offsets under its partition lock.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    let ok = matches!(
+        code,
+        rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+    );
+    (ok && high >= 0).then_some((low.max(0), high))
 }
 
 /// The high watermark (the end) of each of `partitions` (topic, partition), in order.

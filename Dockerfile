@@ -23,9 +23,11 @@ COPY topologies ./topologies
 COPY queries ./queries
 COPY benches ./benches
 ARG FEATURES=""
+# The git revision `tickflow_build_info` reports: --build-arg GIT_REVISION=$(git rev-parse HEAD)
+ARG GIT_REVISION=unknown
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin tickflow --no-default-features --features "$FEATURES" \
+    TICKFLOW_GIT_REVISION="$GIT_REVISION" cargo build --release --locked --bin tickflow --no-default-features --features "$FEATURES" \
     && cp target/release/tickflow /usr/local/bin/tickflow
 
 FROM debian:bookworm-slim

@@ -40,12 +40,15 @@ check_build_prereqs
 install_or_explain || exit 1
 bash tests/first_command.sh
 
-# What only the tests need: DejaVu Sans (the text of `tickflow chart`) and stunnel (a TLS
-# listener in front of the test broker, for the Kafka TLS tests).
+# What only the tests need: DejaVu Sans (the text of `tickflow chart`), stunnel (a TLS
+# listener in front of the test broker, for the Kafka TLS tests) and promtool (Prometheus'
+# own checker of the alert rules and dashboard queries in deploy/).
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need "DejaVu Sans (the chart test)" fonts-dejavu-core
 command -v stunnel4 >/dev/null 2>&1 || command -v stunnel >/dev/null 2>&1 \
   || need "stunnel (TLS in front of the test broker)" stunnel4
+command -v promtool >/dev/null 2>&1 || need "promtool (checks deploy/: alerts, dashboard)" prometheus
 install_or_explain || exit 1
+bash tests/deploy.sh
 
 # moto, pinned, in its own virtualenv.
 VENV="$CACHE/venv-moto-$MOTO_VERSION"

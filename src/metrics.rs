@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
 
 /// Where a stage of the process (the engine, the lake sink) is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +99,66 @@ pub struct Metrics {
     pub lake_bytes: IntCounter,
     /// Replayed records the lake sink found in files already, and skipped.
     pub lake_skipped: IntCounter,
+    /// Seconds an engine commit took (flushing outputs and changelogs, and the transaction).
+    pub commit_seconds: Histogram,
+    /// Seconds from an input record's Kafka timestamp to the bar it emitted being produced.
+    pub bar_latency_seconds: Histogram,
+    /// Wall clock minus stream time, per input topic and partition (engine tasks).
+    pub event_time_lag_seconds: GaugeVec,
+    /// Records between a consumer's position and the partition's end, per consumer
+    /// (`engine`, `lake`), topic and partition.
+    pub consumer_lag: IntGaugeVec,
+    /// Seconds a lake file's upload took (conditional put, or multipart and copy).
+    pub lake_upload_seconds: Histogram,
+    /// Seconds from consuming a file's first record to the file being durable.
+    pub lake_latency_seconds: Histogram,
+    /// Catalog calls, by operation (`ensure_table`, `add_partitions`) and outcome (`ok`,
+    /// `error`).
+    pub catalog_calls: IntCounterVec,
+    /// 1 when `/readyz` would answer 200, else 0 (set at each scrape).
+    ready: IntGauge,
+    /// 1 when `/healthz` would answer 200, else 0 (set at each scrape).
+    healthy: IntGauge,
 }
+
+/// Histogram buckets in seconds from 1 ms to about 4.7 hours, each 4 times the last.
+fn seconds_buckets() -> Vec<f64> {
+    prometheus::exponential_buckets(0.001, 4.0, 12).expect("valid buckets")
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(seconds_buckets()))
+        .expect("valid metric");
+    registry
+        .register(Box::new(h.clone()))
+        .expect("unique metric");
+    h
+}
+
+fn labelled<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
+    registry
+        .register(Box::new(m.clone()))
+        .expect("unique metric");
+    m
+}
+
+/// Every dead-letter reason, so that each series exists (at 0) before its first record.
+pub const DEAD_LETTER_REASONS: [&str; 8] = [
+    "undecodable",
+    "unknown_schema",
+    "incompatible_schema",
+    "missing_field",
+    "bad_price",
+    "bad_size",
+    "implausible_event_time",
+    "overflow",
+];
+
+/// The git revision the binary was built from (`TICKFLOW_GIT_REVISION` at build time).
+const REVISION: &str = match option_env!("TICKFLOW_GIT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).expect("valid metric");
@@ -201,13 +263,114 @@ impl Metrics {
                 "tickflow_lake_skipped_records_total",
                 "Replayed records the lake sink found in files already, and skipped",
             ),
-            registry,
+            commit_seconds: histogram(
+                &registry,
+                "tickflow_commit_duration_seconds",
+                "Seconds an engine commit took",
+            ),
+            bar_latency_seconds: histogram(
+                &registry,
+                "tickflow_bar_latency_seconds",
+                "Seconds from an input record's Kafka timestamp to its bar being produced",
+            ),
+            event_time_lag_seconds: labelled(
+                &registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "tickflow_event_time_lag_seconds",
+                        "Wall clock minus stream time, per input partition",
+                    ),
+                    &["topic", "partition"],
+                )
+                .expect("valid metric"),
+            ),
+            consumer_lag: labelled(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "tickflow_consumer_lag_records",
+                        "Records between the consumer's position and the partition's end",
+                    ),
+                    &["consumer", "topic", "partition"],
+                )
+                .expect("valid metric"),
+            ),
+            lake_upload_seconds: histogram(
+                &registry,
+                "tickflow_lake_upload_duration_seconds",
+                "Seconds a lake file's upload took",
+            ),
+            lake_latency_seconds: histogram(
+                &registry,
+                "tickflow_lake_latency_seconds",
+                "Seconds from consuming a lake file's first record to the file being durable",
+            ),
+            catalog_calls: labelled(
+                &registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "tickflow_catalog_calls_total",
+                        "Catalog calls by operation and outcome",
+                    ),
+                    &["operation", "outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            ready: gauge(
+                &registry,
+                "tickflow_ready",
+                "1 when every stage is ready (as /readyz), else 0",
+            ),
+            healthy: gauge(
+                &registry,
+                "tickflow_healthy",
+                "1 unless a stage failed (as /healthz), else 0",
+            ),
             health: Health::default(),
+            registry,
         }
+        .with_process_metrics()
+    }
+
+    /// Adds the build-info gauge and the process metrics (CPU, resident memory, open file
+    /// descriptors: `process_*`), and starts every known labelled series at 0 (a series
+    /// that appears only with its first event hides it from `rate()` and `increase()`).
+    fn with_process_metrics(self) -> Self {
+        for reason in DEAD_LETTER_REASONS {
+            self.dead_letters.with_label_values(&[reason]);
+        }
+        for outcome in ["committed", "aborted"] {
+            self.commits.with_label_values(&[outcome]);
+        }
+        for operation in ["ensure_table", "add_partitions"] {
+            for outcome in ["ok", "error"] {
+                self.catalog_calls.with_label_values(&[operation, outcome]);
+            }
+        }
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "tickflow_build_info",
+                "Always 1; the labels name the version and git revision",
+            ),
+            &["version", "revision"],
+        )
+        .expect("valid metric");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        labelled(&self.registry, info);
+        #[cfg(target_os = "linux")]
+        self.registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("unique metric");
+        self
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        self.ready.set(i64::from(self.health.ready().0));
+        self.healthy.set(i64::from(self.health.healthy().0));
         let mut out = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut out)
@@ -271,6 +434,17 @@ mod tests {
         m.sim_ticks.inc_by(3);
         let text = m.render();
         assert!(text.contains("tickflow_sim_ticks_total 3"), "{text}");
+    }
+
+    #[test]
+    fn build_process_and_zero_series_exist_from_the_start() {
+        let text = Metrics::new().render();
+        assert!(text.contains("tickflow_build_info{revision="), "{text}");
+        assert!(text.contains("# TYPE process_open_fds gauge"), "{text}");
+        for reason in DEAD_LETTER_REASONS {
+            let line = format!("tickflow_dead_letters_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&line), "{line}");
+        }
     }
 
     /// `/readyz` answers 503 while a stage restores and 200 once every stage is ready;

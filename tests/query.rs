@@ -1,6 +1,8 @@
 //! SQL over a lake written by a seeded run: each saved query's answer equals a brute-force
 //! computation from the generated ticks; partition filters skip files; `reconcile` proves the
 //! clean lake and finds a bar that was tampered with. Once over Avro files, once over Parquet.
+//! The run's `/metrics`, scraped while it runs, has every metric the README documents, and
+//! its counters and histograms moved.
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::process::{Command, Output};
 use apache_avro::types::Value;
 use common::golden::{Rules, expected_with, read_all, simulate_into, tick_log};
 use common::lake;
-use common::process::start_engine_with;
+use common::process::{start_engine_with, wait_scraping};
 use serde_json::Value as Json;
 use tickflow::codec::{Bar, RegistryClient, Tick};
 use tickflow::config::lake::LakeFormat;
@@ -114,12 +116,12 @@ async fn queries_agree_with_brute_force(format: LakeFormat) {
         std::fs::write(&t, text).unwrap();
     }
     let (t2, env2) = (t.clone(), env.clone());
-    let status = tokio::task::spawn_blocking(move || {
-        start_engine_with(&t2, &env2, &[]).child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let (status, scraped) =
+        tokio::task::spawn_blocking(move || wait_scraping(start_engine_with(&t2, &env2, &[])))
+            .await
+            .unwrap();
     assert!(status.success());
+    check_metrics(&scraped);
 
     // Brute force from the generated ticks, as Kafka holds them.
     let (k, i) = (kafka.clone(), input.clone());
@@ -160,12 +162,92 @@ async fn queries_agree_with_brute_force(format: LakeFormat) {
 
     check_latest_bars(&t, &day_bars);
     check_top_movers(&t, &day_bars);
-    check_vwap_deviation(&t, &day_ticks);
+    check_vwap_deviation(&t, &day_ticks, format);
     check_volume_by_hour_venue(&t, &day_ticks);
     check_late_tick_rate(&t, &day_ticks, &late);
     check_partition_pruning(&t, &day_ticks, &day);
     check_chart(&t, &bars);
     check_reconcile(&t, &lake_dir, bars.len(), format);
+}
+
+/// The metric names the README's metrics list documents.
+fn documented_metrics() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let list = readme
+        .split("<!-- metrics -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- /metrics -->").next())
+        .expect("the README's metrics list");
+    let names: Vec<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|code| code.split('{').next().unwrap().to_string())
+        .filter(|n| n.starts_with("tickflow_") || n.starts_with("process_"))
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    names
+}
+
+/// The value of the series `series` (name and labels as exposed) in a scrape.
+fn series(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// Every documented metric is exposed; the run's counters and histograms moved.
+fn check_metrics(scrape: &str) {
+    for name in documented_metrics() {
+        assert!(
+            scrape.contains(&format!("# TYPE {name} ")),
+            "{name} is documented but not exposed"
+        );
+    }
+    for moved in [
+        "tickflow_records_total",
+        "tickflow_bars_total",
+        "tickflow_late_ticks_total",
+        "tickflow_commits_total{outcome=\"committed\"}",
+        "tickflow_commit_duration_seconds_count",
+        "tickflow_bar_latency_seconds_count",
+        "tickflow_lake_records_total",
+        "tickflow_lake_files_total",
+        "tickflow_lake_upload_duration_seconds_count",
+        "tickflow_lake_latency_seconds_count",
+        "tickflow_catalog_calls_total{operation=\"add_partitions\",outcome=\"ok\"}",
+        "tickflow_build_info{",
+    ] {
+        let value = if moved.ends_with('{') {
+            scrape
+                .lines()
+                .find(|l| l.starts_with(moved))
+                .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        } else {
+            series(scrape, moved)
+        };
+        assert!(value > 0.0, "{moved} did not move");
+    }
+    for labelled in [
+        "tickflow_event_time_lag_seconds{",
+        "tickflow_consumer_lag_records{consumer=\"engine\"",
+        "tickflow_consumer_lag_records{consumer=\"lake\"",
+    ] {
+        assert!(
+            scrape.lines().any(|l| l.starts_with(labelled)),
+            "no {labelled}...}} series"
+        );
+    }
+    assert_eq!(
+        series(scrape, "tickflow_dead_letters_total{reason=\"overflow\"}"),
+        0.0,
+        "every reason's series exists from the start"
+    );
 }
 
 /// Candles drawn in an SVG chart: filled rectangles in the up or down colour.
@@ -296,7 +378,7 @@ fn check_top_movers(t: &Path, day_bars: &[&Bar]) {
     }
 }
 
-fn check_vwap_deviation(t: &Path, day_ticks: &[&(i32, i64, Tick)]) {
+fn check_vwap_deviation(t: &Path, day_ticks: &[&(i32, i64, Tick)], format: LakeFormat) {
     /// Turnover, volume, (event time, trade id) of the last trade, and its price.
     type Day = (f64, i64, (i64, i64), f64);
     let mut by_symbol: BTreeMap<&str, Day> = BTreeMap::new();
@@ -306,8 +388,13 @@ fn check_vwap_deviation(t: &Path, day_ticks: &[&(i32, i64, Tick)]) {
             .or_insert((0.0, 0, (i64::MIN, 0), 0.0));
         e.0 += tick.price * tick.size as f64;
         e.1 += tick.size;
-        if (tick.event_time, tick.trade_id) > e.2 {
-            e.2 = (tick.event_time, tick.trade_id);
+        // The last trade at the lake's precision: Avro files hold milliseconds.
+        let time = match format {
+            LakeFormat::Avro => tick.event_time.div_euclid(1_000),
+            LakeFormat::Parquet => tick.event_time,
+        };
+        if (time, tick.trade_id) > e.2 {
+            e.2 = (time, tick.trade_id);
             e.3 = tick.price;
         }
     }

@@ -15,7 +15,7 @@ pub use glue::GlueCatalog;
 
 use std::collections::BTreeMap;
 
-use crate::config::lake::{LakeFormat, LakeSpec, LakeTopic, ProjectionSpec};
+use crate::config::lake::{LakeFormat, LakeSpec, LakeTopic, ProjectionSpec, partition_key};
 pub use local::LocalCatalog;
 
 /// Errors of the catalog stage.
@@ -94,7 +94,7 @@ impl TableDef {
             comment: None,
         };
         let mut partition_keys = vec![string("dt"), string("hour")];
-        partition_keys.extend(topic.partition_by.iter().map(|f| string(f)));
+        partition_keys.extend(topic.partition_by.iter().map(|f| string(&partition_key(f))));
         // A table's location is a folder: Athena and Glue crawlers expect the trailing `/`.
         let location = if location.ends_with('/') {
             location
@@ -155,9 +155,9 @@ fn projection_properties(
         "{}/dt=${{dt}}/hour=${{hour}}",
         location.trim_end_matches('/')
     );
-    for f in partition_by {
-        props.insert(format!("projection.{f}.type"), "injected".into());
-        template.push_str(&format!("/{f}=${{{f}}}"));
+    for key in partition_by.iter().map(|f| partition_key(f)) {
+        props.insert(format!("projection.{key}.type"), "injected".into());
+        template.push_str(&format!("/{key}=${{{key}}}"));
     }
     props.insert("storage.location.template".into(), template);
     props
@@ -264,13 +264,18 @@ mod tests {
         assert_eq!(p("projection.dt.type"), Some("date"));
         assert_eq!(p("projection.dt.range"), Some("2026-01-01,NOW"));
         assert_eq!(p("projection.hour.range"), Some("0,23"));
-        assert_eq!(p("projection.symbol.type"), Some("injected"));
+        assert_eq!(p("projection.symbol_part.type"), Some("injected"));
         assert_eq!(
             p("storage.location.template"),
-            Some("s3://b/lake/bars_1m/dt=${dt}/hour=${hour}/symbol=${symbol}")
+            Some("s3://b/lake/bars_1m/dt=${dt}/hour=${hour}/symbol_part=${symbol_part}")
         );
         let keys: Vec<&str> = def.partition_keys.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(keys, ["dt", "hour", "symbol"]);
+        assert_eq!(keys, ["dt", "hour", "symbol_part"]);
+        let columns: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).collect();
+        assert!(
+            keys.iter().all(|k| !columns.contains(k)),
+            "Athena refuses a partition key named like a column"
+        );
         spec.partition_projection = None;
         let registered = TableDef::of(&spec, &topic, location, schema).unwrap();
         assert!(!registered.projected() && registered.projection.is_empty());

@@ -158,12 +158,20 @@ pub struct LakeTopic {
     /// first field with a timestamp logical type].
     #[serde(default)]
     pub time_field: Option<String>,
-    /// String or integer fields that partition the files further, after `dt` and `hour`.
+    /// String or integer fields that partition the files further, after `dt` and `hour`; each
+    /// is a partition key named after it with `_part` appended (`symbol` → `symbol_part=AAPL`).
     #[serde(default)]
     pub partition_by: Vec<String>,
     /// File format of this topic's table [default: the lake's `format`].
     #[serde(default)]
     pub format: Option<LakeFormat>,
+}
+
+/// The partition key (table column and directory name) of a `partition_by` field: its name
+/// with `_part` appended, because Athena refuses a table whose partition key has the name of
+/// a data column (and a `partition_by` field is always one).
+pub fn partition_key(field: &str) -> String {
+    format!("{field}_part")
 }
 
 impl LakeTopic {

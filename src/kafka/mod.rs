@@ -337,6 +337,31 @@ impl EndCheck {
     }
 }
 
+/// Sets `gauge{consumer, topic, partition}` to each assigned partition's lag: the records
+/// between the consumer's position and the end its last fetch response reported. No request
+/// is sent; a partition without a position or a fetch response yet is left as it was.
+pub fn report_lag<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    gauge: &prometheus::IntGaugeVec,
+) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for e in positions.elements() {
+        let (Offset::Offset(next), Some((_, high))) = (
+            e.offset(),
+            fetched_watermarks(consumer, e.topic(), e.partition()),
+        ) else {
+            continue;
+        };
+        let partition = e.partition().to_string();
+        gauge
+            .with_label_values(&[name, e.topic(), partition.as_str()])
+            .set((high - next).max(0));
+    }
+}
+
 /// The log start and end of a partition as the consumer's last fetch response for it
 /// reported (no request is sent), or `None` before the first response. The end is the high
 /// watermark: under `read_committed` the consumer's position also moves past transaction
@@ -366,16 +391,19 @@ fn fetched_watermarks<C: ConsumerContext>(
     (ok && high >= 0).then_some((low.max(0), high))
 }
 
-/// The high watermark (the end) of each of `partitions` (topic, partition), in order.
+/// The high watermark (the end) of each of `partitions` (topic, partition), in order. Each
+/// query may take a minute: a busy broker answers slowly, and a timeout would fail the
+/// stage.
 pub fn high_watermarks(
     cfg: &KafkaConfig,
     partitions: &[(String, i32)],
 ) -> Result<Vec<((String, i32), i64)>, KafkaError> {
     let consumer = consumer(cfg, &client_config(cfg))?;
+    let timeout = cfg.connect_timeout.max(Duration::from_secs(60));
     partitions
         .iter()
         .map(|(topic, p)| {
-            let (_, high) = consumer.fetch_watermarks(topic, *p, cfg.connect_timeout)?;
+            let (_, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
             Ok(((topic.clone(), *p), high))
         })
         .collect()

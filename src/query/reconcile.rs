@@ -21,6 +21,7 @@ use crate::config::TopologySpec;
 use crate::config::lake::LakeFormat;
 use crate::operators::{Filter, Sanity, WindowDef};
 use crate::sink::lake::file_records as lake_file_records;
+use crate::sink::lake::millis::to_micros_value;
 use crate::sink::lake::store::LakeStore;
 use crate::topology::plan::Plan;
 
@@ -122,10 +123,12 @@ pub async fn reconcile(
     })?;
     let mut report = Report::default();
     let log = read_table::<Tick>(store, &tick_table).await?;
-    let expected = rules.expected(log, &mut report);
+    let (expected, ties) = rules.expected_with_ties(log, &mut report);
     let mut landed: Vec<Bar> = Vec::new();
+    let mut tables = vec![tick_table.clone()];
     for def in &rules.windows {
         let table = super::bar_table(&plan, lake, &def.name)?;
+        tables.push(table.clone());
         for (_, records) in read_table::<Bar>(store, &table).await? {
             landed.extend(
                 records
@@ -137,8 +140,53 @@ pub async fn reconcile(
     }
     let actual = distinct(&landed, &mut report);
     compare(&expected, &actual, &mut report);
+    if any_avro(store, &tables).await? {
+        forgive_millis(&expected, &ties, &actual, &mut report);
+    }
     report.sums = compare_sums(&expected, &landed);
     Ok(report)
+}
+
+/// Whether any file of `tables` is an Avro file (its times are milliseconds).
+async fn any_avro(store: &LakeStore, tables: &[String]) -> Result<bool, QueryError> {
+    for table in tables {
+        let files = store.list_all(table).await?;
+        if files
+            .iter()
+            .any(|p| LakeFormat::of_path(p) == Some(LakeFormat::Avro))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Where the lake holds millisecond times (Avro files), takes back the differences that
+/// are only that precision: a first or last tick time equal to the millisecond, and an
+/// `open` or `close` that is the price of one of the window's ticks at its first (last)
+/// event time, whose order within that millisecond the tick table no longer holds.
+fn forgive_millis(
+    expected: &BTreeMap<BarId, (Bar, bool)>,
+    ties: &BTreeMap<BarId, Ties>,
+    actual: &BTreeMap<BarId, Bar>,
+    report: &mut Report,
+) {
+    let ms = |t: i64| t.div_euclid(1_000);
+    for (id, fields) in &mut report.differing {
+        let (Some(t), Some(got), Some((want, _))) =
+            (ties.get(id), actual.get(id), expected.get(id))
+        else {
+            continue;
+        };
+        fields.retain(|f| match *f {
+            "open" => !t.open.contains(&got.open),
+            "close" => !t.close.contains(&got.close),
+            "first_tick_time" => ms(got.first_tick_time) != ms(want.first_tick_time),
+            "last_tick_time" => ms(got.last_tick_time) != ms(want.last_tick_time),
+            _ => true,
+        });
+    }
+    report.differing.retain(|(_, fields)| !fields.is_empty());
 }
 
 /// The landed bars by identity; a bar landed twice is reported as a duplicate, with
@@ -254,6 +302,8 @@ fn file_records<T: DeserializeOwned>(
         .iter()
         .zip(values)
         .map(|(offset, value)| {
+            // Avro lake files hold milliseconds; ticks and bars count in microseconds.
+            let value = to_micros_value(value);
             let record = apache_avro::from_value::<T>(&value).map_err(|e| bad(e.to_string()))?;
             Ok((offset, record))
         })
@@ -270,6 +320,13 @@ struct Rules {
     options: ReconcileOptions,
 }
 
+/// Prices of a window's ticks at its first and at its last event time.
+#[derive(Debug, Clone, Default)]
+struct Ties {
+    open: Vec<f64>,
+    close: Vec<f64>,
+}
+
 /// A window's ticks, folded: ((event time, offset) of first and last, with prices), high,
 /// low, volume, turnover, count.
 #[derive(Debug, Clone)]
@@ -283,6 +340,7 @@ struct Fold {
     count: i64,
     /// Kafka partitions the window's ticks came from.
     partitions: Vec<i32>,
+    ties: Ties,
 }
 
 impl Rules {
@@ -315,11 +373,21 @@ impl Rules {
     }
 
     /// Bars of closed windows, and the folds of windows still open, by brute force.
+    #[cfg(test)]
     fn expected(
         &self,
         log: BTreeMap<i32, Vec<(i64, Tick)>>,
         report: &mut Report,
     ) -> BTreeMap<BarId, (Bar, bool)> {
+        self.expected_with_ties(log, report).0
+    }
+
+    /// [`Rules::expected`], with each window's [`Ties`].
+    fn expected_with_ties(
+        &self,
+        log: BTreeMap<i32, Vec<(i64, Tick)>>,
+        report: &mut Report,
+    ) -> (BTreeMap<BarId, (Bar, bool)>, BTreeMap<BarId, Ties>) {
         let mut folds: BTreeMap<BarId, Fold> = BTreeMap::new();
         let mut final_time: BTreeMap<i32, i64> = BTreeMap::new();
         for (partition, ticks) in log {
@@ -350,7 +418,11 @@ impl Rules {
             }
             final_time.insert(partition, stream_time);
         }
-        folds
+        let ties = folds
+            .iter()
+            .map(|(id, f)| (id.clone(), f.ties.clone()))
+            .collect();
+        let bars = folds
             .into_iter()
             .map(|(id, f)| {
                 let size = self
@@ -379,7 +451,8 @@ impl Rules {
                 };
                 (id, (bar, closed))
             })
-            .collect()
+            .collect();
+        (bars, ties)
     }
 }
 
@@ -398,15 +471,29 @@ fn fold(
         turnover: 0.0,
         count: 0,
         partitions: Vec::new(),
+        ties: Ties::default(),
     });
     if !f.partitions.contains(&partition) {
         f.partitions.push(partition);
+    }
+    let time = order.0;
+    if time < f.first.0.0 {
+        f.ties.open.clear();
+    }
+    if time > f.last.0.0 {
+        f.ties.close.clear();
     }
     if order < f.first.0 {
         f.first = (order, t.price);
     }
     if order > f.last.0 {
         f.last = (order, t.price);
+    }
+    if time == f.first.0.0 {
+        f.ties.open.push(t.price);
+    }
+    if time == f.last.0.0 {
+        f.ties.close.push(t.price);
     }
     f.high = f.high.max(t.price);
     f.low = f.low.min(t.price);
@@ -604,5 +691,52 @@ mod tests {
         assert_eq!(report.differing[0].1, vec!["close"]);
         assert!(report.unexpected.is_empty());
         assert_eq!(report.differences(), 2);
+    }
+
+    /// With millisecond times, a bar may open or close with any tick of its first or last
+    /// millisecond, and its tick times agree to the millisecond; any other price or time is
+    /// still a difference.
+    #[test]
+    fn ties_within_a_millisecond_are_forgiven_only_for_their_prices() {
+        let log = BTreeMap::from([(
+            0,
+            vec![
+                (0, tick("A", 10.0, 1, 5_000)),
+                (1, tick("A", 11.0, 1, 5_000)),
+                (2, tick("A", 12.0, 1, 9_000)),
+                (3, tick("A", 13.0, 1, 9_000)),
+                (4, tick("A", 14.0, 1, 7_000)),
+                (5, tick("A", 1.0, 1, 120_000_000)),
+            ],
+        )]);
+        let mut report = Report::default();
+        let (expected, ties) = rules().expected_with_ties(log, &mut report);
+        let id: BarId = ("A".into(), "1m".into(), 0);
+        assert_eq!(
+            (ties[&id].open.clone(), ties[&id].close.clone()),
+            (vec![10.0, 11.0], vec![12.0, 13.0])
+        );
+        let mut actual: BTreeMap<BarId, Bar> = BTreeMap::new();
+        let mut bar = expected[&id].0.clone();
+        (bar.open, bar.close) = (11.0, 12.0);
+        bar.first_tick_time += 999; // the same millisecond
+        actual.insert(id.clone(), bar.clone());
+        compare(&expected, &actual, &mut report);
+        let all = vec!["open", "close", "first_tick_time"];
+        assert_eq!(report.differing, vec![(id.clone(), all)]);
+        forgive_millis(&expected, &ties, &actual, &mut report);
+        assert!(report.differing.is_empty(), "{report:?}");
+
+        bar.open = 14.0;
+        bar.last_tick_time += 1_000; // the next millisecond
+        actual.insert(id.clone(), bar);
+        let mut report = Report::default();
+        compare(&expected, &actual, &mut report);
+        forgive_millis(&expected, &ties, &actual, &mut report);
+        assert_eq!(
+            report.differing,
+            vec![(id, vec!["open", "last_tick_time"])],
+            "14 is not a first price"
+        );
     }
 }

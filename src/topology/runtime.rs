@@ -169,6 +169,11 @@ fn record_time(m: &BorrowedMessage<'_>) -> i64 {
         .map_or(0, |ms| ms.saturating_mul(1000))
 }
 
+/// The wall clock in UTC microseconds.
+fn now_micros() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
 /// Decodes ticks, learning writer schemas from the registry on first sight. The registry's
 /// "no such schema" is remembered too, so a burst of records with a bad id asks once.
 struct TickDecoder {
@@ -513,8 +518,13 @@ impl Engine {
                 "an earlier commit failed or was the last; nothing more is committed".into(),
             ));
         }
+        let started = Instant::now();
         let committed = self.write_commit(released, group, last);
+        self.metrics
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         self.closed = committed.is_err() || (last && self.transactional());
+        self.report_event_time_lag();
         committed
     }
 
@@ -567,6 +577,22 @@ impl Engine {
             task.write_local(&self.changelogs)?;
         }
         Ok(())
+    }
+
+    /// Sets each task's event-time lag (wall clock minus stream time) once it has one.
+    fn report_event_time_lag(&self) {
+        let now = now_micros();
+        for ((stage, p), task) in &self.tasks {
+            let stream_time = task.stream_time();
+            if stream_time == i64::MIN {
+                continue;
+            }
+            let (lag, partition) = (now.saturating_sub(stream_time) as f64 / 1e6, p.to_string());
+            self.metrics
+                .event_time_lag_seconds
+                .with_label_values(&[self.topic_of(*stage), partition.as_str()])
+                .set(lag);
+        }
     }
 
     /// Positions to report to the consumer group: for monitoring only (the stores are the
@@ -894,6 +920,12 @@ impl Engine {
                 }
                 self.stats.bars += 1;
                 self.metrics.bars.inc();
+                if source.timestamp > 0 {
+                    let age = now_micros().saturating_sub(source.timestamp);
+                    self.metrics
+                        .bar_latency_seconds
+                        .observe(age.max(0) as f64 / 1e6);
+                }
             }
             Output::Rejected { reason, detail, .. } => {
                 self.dead_letter(source, reason, detail)?;
@@ -1107,9 +1139,11 @@ async fn prepare(
 }
 
 /// Whether `at_least_once` runs suppress replayed outputs (docs/delivery.md, *Replayed
-/// outputs*). Off until its crash test passes: in the last session's run of
-/// tests/topology_restart.rs with it on, restarted engines stalled or stopped.
-const SUPPRESS_REPLAYS: bool = false;
+/// outputs*): off unless the environment sets `TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS=1`,
+/// until its crash test passes with it on.
+fn suppress_replays() -> bool {
+    std::env::var("TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS").is_ok_and(|v| v == "1")
+}
 
 /// Output identities for `at_least_once` runs: the end of every output partition now.
 fn replays(
@@ -1117,7 +1151,7 @@ fn replays(
     kafka: &KafkaConfig,
     outputs: &[(String, i32)],
 ) -> Result<Option<Replays>, RuntimeError> {
-    if !SUPPRESS_REPLAYS || plan.guarantee != ProcessingGuarantee::AtLeastOnce {
+    if !suppress_replays() || plan.guarantee != ProcessingGuarantee::AtLeastOnce {
         return Ok(None);
     }
     let partitions: Vec<(String, i32)> = outputs
@@ -1304,6 +1338,7 @@ fn process_loop(
             let started = Instant::now();
             e.commit(consumer.group_metadata().as_ref(), false)?;
             tracing::debug!(records = uncommitted, took = ?started.elapsed(), "committed");
+            kafka::report_lag(&consumer, "engine", &e.metrics.consumer_lag);
             if !e.transactional() {
                 let _ = consumer.commit(&e.positions(), CommitMode::Async);
             }

@@ -156,6 +156,20 @@ pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRe
     records
 }
 
+/// Reads every record `topics` hold now, none missing: the count is the sum of their
+/// partitions' ends (topics written without transactions, from offset 0), so a reader that
+/// a busy broker pauses does not stop early.
+pub fn read_everything(kafka: &KafkaConfig, topics: &[&str]) -> Vec<RawRecord> {
+    let mut partitions = Vec::new();
+    for t in topics {
+        let n = tickflow::kafka::partition_count(kafka, t).unwrap();
+        partitions.extend((0..n).map(|p| (t.to_string(), p)));
+    }
+    let ends = tickflow::kafka::high_watermarks(kafka, &partitions).unwrap();
+    let count: i64 = ends.iter().map(|(_, end)| end).sum();
+    read_all(kafka, topics, count as usize)
+}
+
 /// Reads at least `count` records of `topics` (replays after a crash may add identical
 /// duplicates).
 pub fn read_at_least(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {

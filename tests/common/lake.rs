@@ -7,12 +7,14 @@ use std::path::{Path, PathBuf};
 use apache_avro::types::Value;
 use tickflow::codec::RegistryClient;
 use tickflow::config::lake::LakeFormat;
+use tickflow::sink::lake::millis::to_millis_value;
 use tickflow::sink::lake::store::LakeStore;
 use tickflow::sink::lake::{decode_datum, file_records};
 use tickflow::source::RawRecord;
 
-/// One landed record: (topic, Kafka partition, offset) → (lake partition dir, decoded value).
-pub type Landed = BTreeMap<(String, i32, i64), (String, Value)>;
+/// One landed record: (topic, Kafka partition, offset) → (lake partition dir, decoded value,
+/// format of its file).
+pub type Landed = BTreeMap<(String, i32, i64), (String, Value, LakeFormat)>;
 
 /// A landed topic: (topic, table, time field).
 pub type LandedTopic<'a> = (&'a str, &'a str, &'a str);
@@ -65,7 +67,8 @@ pub fn landed(files: &[(String, Vec<u8>)]) -> Landed {
             if let Some(first) = seen.insert(key.clone(), path.clone()) {
                 panic!("{topic}-{p}@{o} landed twice: in {first} and {path}");
             }
-            out.insert(key, (dir.to_string(), v));
+            let format = LakeFormat::of_path(path).unwrap();
+            out.insert(key, (dir.to_string(), v, format));
         }
     }
     out
@@ -106,7 +109,7 @@ pub async fn check_records(
         let value = r.value.as_deref().unwrap();
         let (_, table, time_field) = topics.iter().find(|(t, _, _)| *t == r.topic).unwrap();
         let key = (r.topic.clone(), r.partition, r.offset);
-        let (dir, got) = landed
+        let (dir, got, format) = landed
             .get(&key)
             .unwrap_or_else(|| panic!("{key:?} is not in the lake"));
         let id = u32::from_be_bytes(value[1..5].try_into().unwrap());
@@ -115,11 +118,18 @@ pub async fn check_records(
             e.insert(apache_avro::Schema::parse_str(&text).unwrap());
         }
         let original = decode_datum(&schemas[&id], &value[5..]).unwrap();
-        assert_eq!(got, &original, "{key:?}");
-        let Value::TimestampMicros(t) = field(got, time_field) else {
-            panic!("{time_field} is not a timestamp")
+        // Avro files hold timestamps in milliseconds (what Athena reads), Parquet in micros.
+        let as_landed = match format {
+            LakeFormat::Avro => to_millis_value(original),
+            LakeFormat::Parquet => original,
         };
-        assert_eq!(dir, &hour_dir(table, *t), "{key:?} partition");
+        assert_eq!(got, &as_landed, "{key:?}");
+        let t = match field(got, time_field) {
+            Value::TimestampMicros(t) => *t,
+            Value::TimestampMillis(t) => t * 1000,
+            _ => panic!("{time_field} is not a timestamp"),
+        };
+        assert_eq!(dir, &hour_dir(table, t), "{key:?} partition");
         want.insert(key);
     }
     let extra: Vec<_> = landed
@@ -132,7 +142,7 @@ pub async fn check_records(
         "records in the lake that are not in Kafka: {extra:?}"
     );
     let mut dirs: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (dir, _) in landed.values() {
+    for (dir, _, _) in landed.values() {
         let table = dir.split('/').next().unwrap().to_string();
         dirs.entry(table).or_default().insert(dir.clone());
     }

@@ -72,15 +72,36 @@ pub fn records_processed(port: u16) -> Option<u64> {
 /// The value of the unlabelled metric `name` from the engine's metrics endpoint, if it
 /// answers.
 pub fn metric(port: u16, name: &str) -> Option<u64> {
+    let text = scrape(port)?;
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The engine's `/metrics` response (headers and body), if it answers.
+pub fn scrape(port: u16) -> Option<String> {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
         .ok()?;
     let mut text = String::new();
     conn.read_to_string(&mut text).ok()?;
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    Some(text)
+}
+
+/// Waits for the engine to exit, scraping its `/metrics` every 100 ms; returns its exit
+/// status and the last scrape (the state just before it stopped).
+pub fn wait_scraping(mut engine: Engine) -> (std::process::ExitStatus, String) {
+    let mut last = String::new();
+    loop {
+        if let Some(status) = engine.child.try_wait().unwrap() {
+            return (status, last);
+        }
+        if let Some(text) = scrape(engine.metrics_port) {
+            last = text;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Waits until the engine's metric `name` satisfies `ok`, checking it is still running.

@@ -1,6 +1,7 @@
 //! One lake file being built: an Avro object container file whose records are the Avro
 //! datums of Kafka records, copied as they are (the Confluent wire format's payload is the
-//! binary datum), so landing a record costs no re-encoding.
+//! binary datum; only timestamps are rewritten, see [`super::millis`]), so landing a record
+//! costs no re-encoding.
 
 use std::collections::HashMap;
 
@@ -8,6 +9,7 @@ use apache_avro::types::Value;
 use apache_avro::{Codec, Schema, Writer};
 
 use super::LakeError;
+use super::millis::write_long;
 
 /// Uncompressed bytes per Avro block.
 const BLOCK_BYTES: usize = 256 << 10;
@@ -25,6 +27,8 @@ pub struct AvroFile {
     pub records: u64,
     /// Uncompressed datum bytes in the file.
     pub raw_bytes: u64,
+    /// When the file was started (its first record was consumed).
+    pub started: std::time::Instant,
 }
 
 impl AvroFile {
@@ -39,6 +43,7 @@ impl AvroFile {
             block_records: 0,
             records: 0,
             raw_bytes: 0,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -60,8 +65,8 @@ impl AvroFile {
         }
         let mut data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
         self.codec.compress(&mut data).map_err(LakeError::avro)?;
-        zigzag(self.block_records, &mut self.blocks);
-        zigzag(data.len() as i64, &mut self.blocks);
+        write_long(self.block_records, &mut self.blocks);
+        write_long(data.len() as i64, &mut self.blocks);
         self.blocks.extend_from_slice(&data);
         self.blocks.extend_from_slice(&self.marker);
         self.block_records = 0;
@@ -92,16 +97,6 @@ impl AvroFile {
         out.extend_from_slice(&self.blocks);
         Ok(out)
     }
-}
-
-/// Avro's variable-length zig-zag encoding of a long.
-fn zigzag(n: i64, out: &mut Vec<u8>) {
-    let mut z = ((n << 1) ^ (n >> 63)) as u64;
-    while z >= 0x80 {
-        out.push((z as u8) | 0x80);
-        z >>= 7;
-    }
-    out.push(z as u8);
 }
 
 #[cfg(test)]

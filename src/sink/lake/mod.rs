@@ -19,6 +19,7 @@
 
 pub mod columnar;
 pub mod file;
+pub mod millis;
 pub mod offsets;
 pub mod store;
 pub mod writer;
@@ -181,6 +182,9 @@ pub struct LakeWriter {
 struct KnownSchema {
     schema: &'static Schema,
     decoder: apache_avro::reader::datum::GenericDatumReader<'static>,
+    /// The rewriter of its datums for Avro lake files, when it has timestamps finer than
+    /// milliseconds.
+    millis: Option<millis::Millis>,
 }
 
 impl LakeWriter {
@@ -210,13 +214,27 @@ impl LakeWriter {
             let decoder = apache_avro::reader::datum::GenericDatumReader::builder(schema)
                 .build()
                 .map_err(unparseable)?;
-            self.schemas.insert(id, KnownSchema { schema, decoder });
+            let millis = millis::Millis::of(schema).map_err(unparseable)?;
+            self.schemas.insert(
+                id,
+                KnownSchema {
+                    schema,
+                    decoder,
+                    millis,
+                },
+            );
         }
         Ok(&self.schemas[&id])
     }
 
-    fn schema(&mut self, id: u32) -> Result<&'static Schema, LakeError> {
-        Ok(self.known(id)?.schema)
+    /// The schema that files (and tables) of `format` declare for records of schema `id`:
+    /// Avro files hold millisecond timestamps (see [`millis`]).
+    fn file_schema(&mut self, id: u32, format: LakeFormat) -> Result<Schema, LakeError> {
+        let known = self.known(id)?;
+        Ok(match (&known.millis, format) {
+            (Some(m), LakeFormat::Avro) => m.lake_schema.clone(),
+            _ => known.schema.clone(),
+        })
     }
 
     /// Starts the files of newly assigned partitions at their committed positions.
@@ -258,6 +276,10 @@ impl LakeWriter {
         if watermark_of(m.key(), m.payload()).is_some() {
             return Ok(());
         }
+        let format = self
+            .tables
+            .get(m.topic())
+            .map(|t| self.spec.format_of(&t.spec));
         let Some((id, datum)) = m.payload().and_then(framed) else {
             return self.dead_letter(m, "undecodable", "not in the Confluent wire format".into());
         };
@@ -272,11 +294,19 @@ impl LakeWriter {
             Ok(v) => v,
             Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
         };
+        let rewritten = match (&known.millis, format) {
+            (Some(millis), Some(LakeFormat::Avro)) => match millis.rewrite(datum) {
+                Ok(d) => Some(d),
+                Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
+            },
+            _ => None,
+        };
         let table = &self.tables[m.topic()];
         let (time, partition) = match partition_of(&table.spec, &value) {
             Ok(x) => x,
             Err(detail) => return self.dead_letter(m, "missing_field", detail),
         };
+        let datum = rewritten.as_deref().unwrap_or(datum);
         if table.schema_id.is_none_or(|known| id > known) {
             let t = self.tables.get_mut(m.topic()).expect("known topic");
             (t.schema_id, t.registered) = (Some(id), false);
@@ -353,22 +383,29 @@ impl LakeWriter {
 
     /// Writes a closed file (conditional put).
     fn write(&mut self, topic: &str, closed: ClosedFile) -> Result<(), LakeError> {
-        let schema = self.schema(closed.schema_id)?;
-        let records = closed.file.records;
+        let format = LakeFormat::of_path(&closed.path).unwrap_or(LakeFormat::Avro);
+        let schema = self.file_schema(closed.schema_id, format)?;
+        let (records, started) = (closed.file.records, closed.file.started);
         let offsets = closed.offsets.to_string();
         let metadata = [
             (OFFSETS_KEY, offsets),
             (SCHEMA_ID_KEY, closed.schema_id.to_string()),
             (TOPIC_KEY, topic.to_string()),
         ];
-        let mut bytes = closed.file.finish(schema, &metadata)?;
+        let mut bytes = closed.file.finish(&schema, &metadata)?;
         if LakeFormat::of_path(&closed.path) == Some(LakeFormat::Parquet) {
             bytes = columnar::encode(bytes, self.spec.codec, &metadata)?;
         }
         let size = bytes.len() as u64;
+        let upload = Instant::now();
         let created = self
             .runtime
             .block_on(self.store.put_new(&closed.path, bytes))?;
+        let m = &self.metrics;
+        m.lake_upload_seconds
+            .observe(upload.elapsed().as_secs_f64());
+        m.lake_latency_seconds
+            .observe(started.elapsed().as_secs_f64());
         tracing::debug!(
             path = closed.path,
             records,
@@ -440,7 +477,9 @@ impl LakeWriter {
             };
             let def = self.table_def(&topic, id)?;
             if !self.tables[&topic].registered {
-                self.runtime.block_on(self.catalog.ensure_table(&def))?;
+                let done = self.runtime.block_on(self.catalog.ensure_table(&def));
+                self.count_call("ensure_table", done.is_ok());
+                done?;
                 self.tables.get_mut(&topic).expect("known").registered = true;
             }
             let parts: Vec<PartitionDef> = self
@@ -457,23 +496,35 @@ impl LakeWriter {
                 })
                 .collect();
             if !parts.is_empty() {
-                self.runtime
-                    .block_on(self.catalog.add_partitions(&def, &parts))?;
+                let done = self
+                    .runtime
+                    .block_on(self.catalog.add_partitions(&def, &parts));
+                self.count_call("add_partitions", done.is_ok());
+                done?;
                 self.unregistered.retain(|(t, _)| *t != topic);
             }
         }
         Ok(())
     }
 
+    fn count_call(&self, operation: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "error" };
+        self.metrics
+            .catalog_calls
+            .with_label_values(&[operation, outcome])
+            .inc();
+    }
+
     fn table_def(&mut self, topic: &str, schema_id: u32) -> Result<TableDef, LakeError> {
-        let schema = self.schema(schema_id)?;
+        let format = self.spec.format_of(&self.tables[topic].spec);
+        let schema = self.file_schema(schema_id, format)?;
         let t = &self.tables[topic];
         let location = self.store.location(&t.name);
         Ok(TableDef::of(
             &self.spec,
             &t.spec,
             location,
-            (schema_id, schema),
+            (schema_id, &schema),
         )?)
     }
 
@@ -629,7 +680,7 @@ fn partition_of(spec: &LakeTopic, value: &Value) -> Result<(i64, PartitionValues
             .find(|(n, _)| n == name)
             .and_then(|(_, v)| partition_text(v))
             .ok_or_else(|| format!("no string or integer field `{name}`"))?;
-        values.push((name.clone(), v));
+        values.push((crate::config::lake::partition_key(name), v));
     }
     Ok((time, values))
 }
@@ -879,6 +930,7 @@ fn land_loop(
         }
         if pending > 0 && last_flush.elapsed() >= interval {
             commit(&mut s, &consumer)?;
+            crate::kafka::report_lag(&consumer, "lake", &s.metrics.consumer_lag);
             (last_flush, pending) = (Instant::now(), 0);
         }
         if options.stop_when_idle.is_some_and(|d| idle >= d) {

@@ -144,7 +144,7 @@ impl LakeStore {
     /// Fails with a clear message if the store cannot be listed (a missing bucket, missing
     /// or refused credentials).
     pub async fn check(&self) -> Result<(), LakeError> {
-        let mut list = self.store.list(Some(&ObjectPath::from("_catalog")));
+        let mut list = self.store.list(Some(&object_key("_catalog")));
         list.try_next()
             .await
             .map_err(|e| LakeError::Store(format!("{}: cannot list: {e}", self.root)))?;
@@ -180,7 +180,7 @@ impl LakeStore {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        let location = ObjectPath::from(path);
+        let location = object_key(path);
         let payload = PutPayload::from_bytes(bytes);
         self.store.put_opts(&location, payload, opts).await?;
         Ok(())
@@ -190,7 +190,7 @@ impl LakeStore {
     /// if nothing is there; the staging object is deleted either way (a crash can leave one
     /// behind: [`LakeStore::sweep_staging`] removes it later).
     async fn create_in_parts(&self, path: &str, bytes: Bytes) -> object_store::Result<()> {
-        let staging = ObjectPath::from(format!("{STAGING_DIR}/{path}.{}", uuid::Uuid::new_v4()));
+        let staging = object_key(&format!("{STAGING_DIR}/{path}.{}", uuid::Uuid::new_v4()));
         let upload = self.store.put_multipart(&staging).await?;
         let mut parts =
             WriteMultipart::new_with_chunk_size(upload, self.upload.part_bytes as usize);
@@ -198,7 +198,7 @@ impl LakeStore {
         parts.finish().await?;
         let copied = self
             .store
-            .copy_if_not_exists(&staging, &ObjectPath::from(path))
+            .copy_if_not_exists(&staging, &object_key(path))
             .await;
         if let Err(e) = self.store.delete(&staging).await {
             tracing::warn!(staging = %staging, error = %e, "staging object left behind");
@@ -212,7 +212,7 @@ impl LakeStore {
         let cutoff = chrono::Utc::now() - age;
         let stale: Vec<ObjectPath> = self
             .store
-            .list(Some(&ObjectPath::from(STAGING_DIR)))
+            .list(Some(&object_key(STAGING_DIR)))
             .try_filter(|o| std::future::ready(o.last_modified < cutoff))
             .map_ok(|o| o.location)
             .try_collect()
@@ -230,7 +230,7 @@ impl LakeStore {
     /// Writes `bytes` at `path`, replacing what is there (catalog files).
     pub async fn put(&self, path: &str, bytes: Vec<u8>) -> Result<(), LakeError> {
         self.store
-            .put(&ObjectPath::from(path), PutPayload::from(bytes))
+            .put(&object_key(path), PutPayload::from(bytes))
             .await
             .map_err(LakeError::store)?;
         Ok(())
@@ -238,7 +238,7 @@ impl LakeStore {
 
     /// The object at `path`, or `None` if there is none.
     pub async fn get_opt(&self, path: &str) -> Result<Option<Bytes>, LakeError> {
-        match self.store.get(&ObjectPath::from(path)).await {
+        match self.store.get(&object_key(path)).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(LakeError::store)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(LakeError::store(e)),
@@ -270,7 +270,7 @@ impl LakeStore {
 
     async fn listing(&self, dir: &str) -> Result<object_store::ListResult, LakeError> {
         self.store
-            .list_with_delimiter(Some(&ObjectPath::from(dir)))
+            .list_with_delimiter(Some(&object_key(dir)))
             .await
             .map_err(LakeError::store)
     }
@@ -279,7 +279,7 @@ impl LakeStore {
     pub async fn list_all(&self, prefix: &str) -> Result<Vec<String>, LakeError> {
         let objects: Vec<_> = self
             .store
-            .list(Some(&ObjectPath::from(prefix)))
+            .list(Some(&object_key(prefix)))
             .try_collect()
             .await
             .map_err(LakeError::store)?;
@@ -329,9 +329,27 @@ impl CredentialProvider for ChainCredentials {
     }
 }
 
+/// The object key of a lake path, taken as it is: partition directories are already
+/// percent-encoded (`symbol=A%2FB`), and `ObjectPath::from` would encode their `%` again, so
+/// the S3 key (`A%252FB`) would not be where the catalog's location says.
+fn object_key(path: &str) -> ObjectPath {
+    ObjectPath::parse(path).unwrap_or_else(|_| ObjectPath::from(path))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn escaped_partition_values_are_stored_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = local(dir.path(), u64::MAX).await;
+        let path = "t/symbol_part=BRK%2FB/f.avro";
+        store.put_new(path, vec![1, 2, 3]).await.unwrap();
+        assert_eq!(store.list_dirs("t").await.unwrap(), ["symbol_part=BRK%2FB"]);
+        assert_eq!(store.list_all("t").await.unwrap(), [path]);
+        assert_eq!(store.get(path).await.unwrap().as_ref(), [1, 2, 3]);
+    }
 
     async fn local(dir: &std::path::Path, multipart_threshold: u64) -> LakeStore {
         let url = format!("file://{}", dir.display());

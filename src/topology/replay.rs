@@ -26,6 +26,9 @@ pub fn written_since(
     let config = client_config_with(
         cfg,
         &[
+            // librdkafka assigns partitions only to a consumer with a group id ("Unknown
+            // group" otherwise); this one never joins the group or commits.
+            ("group.id", "tickflow-read-back"),
             ("enable.auto.commit", "false"),
             ("enable.partition.eof", "false"),
             ("fetch.wait.max.ms", "50"),

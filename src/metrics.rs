@@ -127,14 +127,11 @@ fn seconds_buckets() -> Vec<f64> {
 }
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
-    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(seconds_buckets()))
-        .expect("valid metric");
-    registry
-        .register(Box::new(h.clone()))
-        .expect("unique metric");
-    h
+    let opts = HistogramOpts::new(name, help).buckets(seconds_buckets());
+    labelled(registry, Histogram::with_opts(opts).expect("valid metric"))
 }
 
+/// Registers `m` in `registry` and returns it (metric handles are shared clones).
 fn labelled<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
     registry
         .register(Box::new(m.clone()))
@@ -161,27 +158,16 @@ const REVISION: &str = match option_env!("TICKFLOW_GIT_REVISION") {
 };
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(g.clone()))
-        .expect("unique metric");
-    g
+    labelled(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
-    c
+    labelled(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-    registry
-        .register(Box::new(c.clone()))
-        .expect("unique metric");
-    c
+    labelled(registry, c)
 }
 
 impl Metrics {

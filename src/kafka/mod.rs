@@ -302,9 +302,13 @@ impl EndCheck {
             let Some((low, high)) = fetched_watermarks(consumer, e.topic(), e.partition()) else {
                 return Ok(false);
             };
-            let next = match (e.offset(), start(e.topic(), e.partition())) {
-                (Offset::Offset(n), _) | (_, Some(n)) => n,
-                _ => self.committed_or(consumer, e.topic(), e.partition(), low)?,
+            // The caller's start is asked only for a partition nothing was read from.
+            let next = match e.offset() {
+                Offset::Offset(n) => n,
+                _ => match start(e.topic(), e.partition()) {
+                    Some(n) => n,
+                    None => self.committed_or(consumer, e.topic(), e.partition(), low)?,
+                },
             };
             if next < high {
                 return Ok(false);

@@ -6,7 +6,7 @@
 //! pages are unit-tested in `src/query/athena.rs` (moto answers every query as finished, in
 //! one page). One test only: it sets the AWS environment of its process.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

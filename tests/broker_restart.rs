@@ -4,7 +4,7 @@
 //! (`tickflow broker`, SQLite storage, which survives a restart) so it can stop it: SIGKILL,
 //! then 8 s down, then a restart on the same port and data directory.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! commit (entries after the last seal) is not, and its keys are reported for repair; a store
 //! that is current reads nothing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

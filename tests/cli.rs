@@ -1,7 +1,7 @@
 //! The `tickflow` binary as a user meets it: the demo from an empty directory, the simulator
 //! and tail against the test broker, and clear failures on bad input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};

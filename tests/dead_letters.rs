@@ -1,7 +1,7 @@
 //! Bad data never stops the engine and is never lost: each kind of bad record, mixed among good
 //! ticks, reaches the dead-letter topic with its reason, and the bars hold every good tick.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 //! records and input offsets; retries; what a fenced instance does; restore from a
 //! transactional changelog), not the broker's.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

@@ -4,7 +4,7 @@
 //! changelogs; then it is restarted and takes some back. The final bars equal the brute-force
 //! ones.
 
-mod common;
+use crate::common;
 
 use common::golden::{
     assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least, simulate_into,

@@ -2,7 +2,7 @@
 //! ticks over 8 partitions, consume them with a consumer group, decode through the registry,
 //! and compare with the generator's sequence.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -2,7 +2,7 @@
 //! partition, registered in the catalog: once in one run, and once with the sink killed
 //! (SIGKILL) at several points and restarted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

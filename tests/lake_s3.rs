@@ -5,7 +5,7 @@
 //! created only once. A missing bucket fails fast, naming it.
 //! One test only: it sets the AWS environment of its process.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -4,7 +4,7 @@
 //! The run's `/metrics`, scraped while it runs, has every metric the README documents, and
 //! its counters and histograms moved.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;

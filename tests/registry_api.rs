@@ -2,7 +2,7 @@
 //! compatibility, status codes and error bodies as Confluent returns them, and state that
 //! survives a restart.
 
-mod common;
+use crate::common;
 
 use serde_json::{Value, json};
 use tickflow::codec::{RecordKind, RegistryClient};

@@ -4,7 +4,7 @@
 //! late tick is on the late topic. Once for the flagship (bars per symbol) and once re-keyed
 //! by venue through a repartition topic.
 
-mod common;
+use crate::common;
 
 use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, run_until_idle,

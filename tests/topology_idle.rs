@@ -2,7 +2,7 @@
 //! appends watermarks to the quiet partitions and every window closes; the bars equal a
 //! brute-force recomputation from the input log, which now holds those watermarks.
 
-mod common;
+use crate::common;
 
 use common::golden::{
     Rules, assert_bars_equal, bars_of, expected_with, read_all, read_at_least, run_until_idle,

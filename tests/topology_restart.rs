@@ -3,17 +3,17 @@
 //! points, and 3 times its state directory is deleted before the restart, so the stores are
 //! rebuilt from their changelog topics. Re-keyed by venue through a repartition topic: 300,000
 //! ticks, SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars
-//! (identical replays collapsed by bar identity) and late ticks equal the brute-force ones.
-//! With `TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS=1` (which the engines inherit) the topics must
-//! hold each bar and late tick once: records are counted, none extra.
+//! and late ticks equal the brute-force ones, and the topics hold each once: every record is
+//! counted, none may be extra (a replay after a crash must not write its outputs again).
 
-mod common;
+use crate::common;
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least,
-    simulate_into, symbol_bars_rules, tick_log,
+    Rules, assert_bars_equal, assert_each_once, bar_ids, bar_map, bars_each, expected_with,
+    late_each, read_all, read_everything, simulate_into, symbol_bars_rules, tick_log,
 };
 use common::process::{engine_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
@@ -102,27 +102,28 @@ async fn restart_scenario(
         .unwrap();
     let log = tick_log(&records, &client).await;
     let (want_bars, want_late) = expected_with(&log, &rules);
-    let n_bars = want_bars.len();
     let bar_topics: Vec<String> = rules
         .windows
         .iter()
         .map(|(r, _, _)| format!("{id}.bars.{r}"))
         .collect();
-    let strict = std::env::var("TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS").is_ok_and(|v| v == "1");
-    let read = if strict { read_all } else { read_at_least };
     let k = kafka.clone();
     let bar_records = tokio::task::spawn_blocking(move || {
         let topics: Vec<&str> = bar_topics.iter().map(String::as_str).collect();
-        read(&k, &topics, n_bars)
+        read_everything(&k, &topics)
     })
     .await
     .unwrap();
-    assert_bars_equal(&bars_of(&bar_records, &client).await, &want_bars);
-    let (k, l, n) = (kafka.clone(), format!("{id}.late"), want_late.len());
-    let late_records = tokio::task::spawn_blocking(move || read(&k, &[&l], n))
+    let bars = bars_each(&bar_records, &client).await;
+    assert_each_once("bars", &bar_records, &bar_ids(&bars));
+    assert_bars_equal(&bar_map(bars), &want_bars);
+    let (k, l) = (kafka.clone(), format!("{id}.late"));
+    let late_records = tokio::task::spawn_blocking(move || read_everything(&k, &[&l]))
         .await
         .unwrap();
-    assert_eq!(late_of(&late_records, &client).await, want_late);
+    let late = late_each(&late_records, &client).await;
+    assert_each_once("late ticks", &late_records, &late);
+    assert_eq!(late.into_iter().collect::<BTreeSet<_>>(), want_late);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

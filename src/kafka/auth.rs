@@ -91,7 +91,7 @@ impl Auth {
     /// Gives a new client its first token, so that requests it makes before its first poll
     /// (metadata, topic creation, an admin client that is never polled) can authenticate.
     /// Does nothing without IAM.
-    pub fn prime(&self, client: *mut rdkafka::bindings::rd_kafka_t) -> Result<(), KafkaError> {
+    pub fn prime(&self, client: &rdkafka::client::NativeClient) -> Result<(), KafkaError> {
         if self.iam.is_none() {
             return Ok(());
         }
@@ -104,7 +104,7 @@ impl Auth {
         // the error buffer outlive the call, which copies what it keeps.
         let code = unsafe {
             rdkafka::bindings::rd_kafka_oauthbearer_set_token(
-                client,
+                client.ptr(),
                 value.as_ptr(),
                 token.lifetime_ms,
                 principal.as_ptr(),
@@ -283,10 +283,10 @@ mod tests {
         let consumer: BaseConsumer<AuthContext> = super::super::client_config(&cfg)
             .create_with_context(AuthContext { auth: auth.clone() })
             .unwrap();
-        auth.prime(consumer.client().native_ptr()).unwrap();
+        auth.prime(consumer.client().native_client()).unwrap();
         let without = Auth::default();
         assert!(without.token().is_err());
-        without.prime(consumer.client().native_ptr()).unwrap();
+        without.prime(consumer.client().native_client()).unwrap();
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn consumer(
     let auth = Auth::of(cfg)?;
     let consumer: BaseConsumer<AuthContext> =
         config.create_with_context(AuthContext { auth: auth.clone() })?;
-    auth.prime(consumer.client().native_ptr())?;
+    auth.prime(consumer.client().native_client())?;
     Ok(consumer)
 }
 
@@ -156,7 +156,7 @@ async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(
     let auth = Auth::of(cfg)?;
     let admin: AdminClient<AuthContext> =
         client_config(cfg).create_with_context(AuthContext { auth: auth.clone() })?;
-    auth.prime(admin.inner().native_ptr())?;
+    auth.prime(admin.inner().native_client())?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| {
@@ -395,13 +395,16 @@ fn fetched_watermarks<C: ConsumerContext>(
     (ok && high >= 0).then_some((low.max(0), high))
 }
 
+/// A partition (topic, partition) and its end.
+pub type PartitionEnd = ((String, i32), i64);
+
 /// The high watermark (the end) of each of `partitions` (topic, partition), in order. Each
 /// query may take a minute: a busy broker answers slowly, and a timeout would fail the
 /// stage.
 pub fn high_watermarks(
     cfg: &KafkaConfig,
     partitions: &[(String, i32)],
-) -> Result<Vec<((String, i32), i64)>, KafkaError> {
+) -> Result<Vec<PartitionEnd>, KafkaError> {
     let consumer = consumer(cfg, &client_config(cfg))?;
     let timeout = cfg.connect_timeout.max(Duration::from_secs(60));
     partitions

@@ -240,7 +240,7 @@ impl KafkaSink {
         let producer: ThreadedProducer<TrackingContext> = client_config_with(cfg, &settings)
             .create_with_context(context)
             .map_err(|e| SinkError::Create(e.to_string()))?;
-        auth.prime(producer.client().native_ptr())
+        auth.prime(producer.client().native_client())
             .map_err(|e| SinkError::Create(e.to_string()))?;
         Ok(Self {
             topic: topic.into(),

@@ -347,14 +347,41 @@ impl Engine {
                 tpl.set_partition_offset(&topic, p, Offset::Offset(next))
                     .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
             }
-            tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), "task opened");
+            tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), stored_outputs = task.stored_outputs.is_some(), "task opened");
             self.tasks.insert((stage, p), task);
             opened.push((stage, p));
             self.metrics
                 .assigned_partitions
                 .set(self.tasks.len() as i64);
         }
-        self.find_replayed(&opened)
+        self.find_replayed(&opened)?;
+        self.store_first_positions(&opened)
+    }
+
+    /// Stores, for each task of `opened` that has no output positions yet, where its outputs
+    /// will begin, before it processes anything: a crash before its first commit then still
+    /// finds everything it wrote.
+    fn store_first_positions(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
+        let Some(outputs) = self.output_positions() else {
+            return Ok(());
+        };
+        let mut new = Vec::new();
+        for key in opened {
+            let task = self.tasks.get_mut(key).expect("opened above");
+            if task.stored_outputs.is_none() {
+                task.write_changelog(&self.changelogs, false, Some(&outputs))?;
+                new.push(*key);
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.changelogs.flush(Duration::from_secs(60))?;
+        for key in new {
+            let task = self.tasks.get_mut(&key).expect("opened above");
+            task.write_local(&self.changelogs)?;
+        }
+        Ok(())
     }
 
     /// Reads back what was written to the output topics since the last commit of each task
@@ -367,7 +394,9 @@ impl Engine {
         let mut reopened = Vec::new();
         for key in opened {
             let task = &self.tasks[key];
-            let (Some(_), Some(bytes)) = (task.next_offset, &task.stored_outputs) else {
+            // Also a task that had not processed anything at its last commit: it may have
+            // written outputs after it.
+            let Some(bytes) = &task.stored_outputs else {
                 continue;
             };
             let positions = identity::decode_positions(bytes).ok_or_else(|| {
@@ -1138,20 +1167,13 @@ async fn prepare(
     })
 }
 
-/// Whether `at_least_once` runs suppress replayed outputs (docs/delivery.md, *Replayed
-/// outputs*): off unless the environment sets `TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS=1`,
-/// until its crash test passes with it on.
-fn suppress_replays() -> bool {
-    std::env::var("TICKFLOW_EXPERIMENTAL_SUPPRESS_REPLAYS").is_ok_and(|v| v == "1")
-}
-
 /// Output identities for `at_least_once` runs: the end of every output partition now.
 fn replays(
     plan: &Plan,
     kafka: &KafkaConfig,
     outputs: &[(String, i32)],
 ) -> Result<Option<Replays>, RuntimeError> {
-    if !suppress_replays() || plan.guarantee != ProcessingGuarantee::AtLeastOnce {
+    if plan.guarantee != ProcessingGuarantee::AtLeastOnce {
         return Ok(None);
     }
     let partitions: Vec<(String, i32)> = outputs
@@ -1291,7 +1313,7 @@ fn process_loop(
             auth: auth.clone(),
         })
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
-    auth.prime(consumer.client().native_ptr())?;
+    auth.prime(consumer.client().native_client())?;
     consumer
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
         .map_err(|e| RuntimeError::Consumer(e.to_string()))?;

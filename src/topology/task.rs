@@ -155,16 +155,23 @@ impl Task {
         release: bool,
         outputs: Option<&[u8]>,
     ) -> Result<(), RuntimeError> {
-        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        let (topic, p) = (&self.changelog.topic.clone(), self.changelog.partition);
+        let writer = self.writer.clone();
         let seal = |next_offset| Seal {
             next_offset,
             release,
-            writer: self.writer.to_string(),
+            writer: writer.to_string(),
         };
         let Some(next) = self.next_offset else {
-            if release {
+            // Nothing processed yet: only where its outputs will begin is stored (so that a
+            // crash before its first processed commit finds what it wrote), and a release.
+            let batch: Vec<Entry> = self.changed_outputs(outputs).into_iter().collect();
+            if release || !batch.is_empty() {
+                for (k, v) in &batch {
+                    sink.send_entry(topic, p, k, v.as_deref())?;
+                }
                 sink.send_entry(topic, p, SEALED_KEY, Some(&seal(-1).encode()))?;
-                self.committing = Some(Vec::new());
+                self.committing = Some(batch);
             }
             return Ok(());
         };
@@ -185,18 +192,20 @@ impl Task {
                 entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
         });
-        if let Some(encoded) = outputs
-            && self.stored_outputs.as_deref() != Some(encoded)
-        {
-            batch.push(outputs_entry(encoded.to_vec()));
-            self.stored_outputs = Some(encoded.to_vec());
-        }
+        batch.extend(self.changed_outputs(outputs));
         for (k, v) in &batch {
             sink.send_entry(topic, p, k, v.as_deref())?;
         }
         sink.send_entry(topic, p, SEALED_KEY, Some(&seal(next).encode()))?;
         self.committing = Some(batch);
         Ok(())
+    }
+
+    /// The entry storing output positions `outputs`, if they differ from the stored ones.
+    fn changed_outputs(&mut self, outputs: Option<&[u8]>) -> Option<Entry> {
+        let encoded = outputs.filter(|o| self.stored_outputs.as_deref() != Some(*o))?;
+        self.stored_outputs = Some(encoded.to_vec());
+        Some(outputs_entry(encoded.to_vec()))
     }
 
     /// Second half, once the changelog is acknowledged: writes the same entries, and the

@@ -329,16 +329,13 @@ pub fn expected_with(
 /// Decodes bar topics; identical duplicates (a replay after a crash) collapse, different ones
 /// fail the test.
 pub async fn bars_of(records: &[RawRecord], registry: &RegistryClient) -> BTreeMap<BarId, Bar> {
-    let mut decoder = Decoder::<Bar>::new(RecordKind::Bar);
+    bar_map(bars_each(records, registry).await)
+}
+
+/// Bars by identity; copies must be equal.
+pub fn bar_map(bars: Vec<Bar>) -> BTreeMap<BarId, Bar> {
     let mut out: BTreeMap<BarId, Bar> = BTreeMap::new();
-    for r in records {
-        let bytes = r.value.as_deref().unwrap();
-        let (id, _) = split_header(bytes).unwrap();
-        if !decoder.knows(id) {
-            registry.teach(&mut decoder, id).await.unwrap();
-        }
-        let bar = decoder.decode(bytes).unwrap();
-        assert_eq!(r.key.as_deref(), Some(bar.symbol.as_bytes()));
+    for bar in bars {
         let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
         if let Some(previous) = out.insert(id.clone(), bar.clone()) {
             assert_eq!(previous, bar, "two different bars for {id:?}");
@@ -347,13 +344,45 @@ pub async fn bars_of(records: &[RawRecord], registry: &RegistryClient) -> BTreeM
     out
 }
 
+/// Decodes each bar record (checking its key is the symbol), in `records`' order.
+pub async fn bars_each(records: &[RawRecord], registry: &RegistryClient) -> Vec<Bar> {
+    let mut decoder = Decoder::<Bar>::new(RecordKind::Bar);
+    let mut out = Vec::with_capacity(records.len());
+    for r in records {
+        let bytes = r.value.as_deref().unwrap();
+        let (id, _) = split_header(bytes).unwrap();
+        if !decoder.knows(id) {
+            registry.teach(&mut decoder, id).await.unwrap();
+        }
+        let bar = decoder.decode(bytes).unwrap();
+        assert_eq!(r.key.as_deref(), Some(bar.symbol.as_bytes()));
+        out.push(bar);
+    }
+    out
+}
+
+/// The identity of each bar: (symbol, resolution, window start).
+pub fn bar_ids(bars: &[Bar]) -> Vec<BarId> {
+    bars.iter()
+        .map(|b| (b.symbol.clone(), b.resolution.clone(), b.window_start))
+        .collect()
+}
+
 /// Decodes a late topic into (partition, offset, resolution) triples.
 pub async fn late_of(
     records: &[RawRecord],
     registry: &RegistryClient,
 ) -> BTreeSet<(i32, i64, String)> {
+    late_each(records, registry).await.into_iter().collect()
+}
+
+/// The (partition, offset, resolution) each late record is about, in `records`' order.
+pub async fn late_each(
+    records: &[RawRecord],
+    registry: &RegistryClient,
+) -> Vec<(i32, i64, String)> {
     let mut decoder = Decoder::<DeadLetter>::new(RecordKind::DeadLetter);
-    let mut out = BTreeSet::new();
+    let mut out = Vec::with_capacity(records.len());
     for r in records {
         let bytes = r.value.as_deref().unwrap();
         let (id, _) = split_header(bytes).unwrap();
@@ -363,9 +392,38 @@ pub async fn late_of(
         let d = decoder.decode(bytes).unwrap();
         assert_eq!(d.reason, "late");
         let res = d.detail.split_whitespace().next().unwrap().to_string();
-        out.insert((d.partition, d.offset, res));
+        out.push((d.partition, d.offset, res));
     }
     out
+}
+
+/// Fails if two of `records` have the same identity (`ids[i]` is that of `records[i]`),
+/// naming the first few: where each copy is, and whether the copies are byte for byte equal
+/// (a replay that was not suppressed) or differ (an output that is not deterministic).
+pub fn assert_each_once<K: Ord + std::fmt::Debug>(what: &str, records: &[RawRecord], ids: &[K]) {
+    let mut seen: BTreeMap<&K, &RawRecord> = BTreeMap::new();
+    let mut copies = Vec::new();
+    for (r, id) in records.iter().zip(ids) {
+        if let Some(first) = seen.insert(id, r) {
+            let same = first.key == r.key && first.value == r.value;
+            copies.push(format!(
+                "{id:?} at {}-{}@{} and {}-{}@{} ({})",
+                first.topic,
+                first.partition,
+                first.offset,
+                r.topic,
+                r.partition,
+                r.offset,
+                if same { "identical" } else { "different bytes" }
+            ));
+        }
+    }
+    assert!(
+        copies.is_empty(),
+        "{} {what} written more than once, e.g. {:#?}",
+        copies.len(),
+        &copies[..copies.len().min(5)]
+    );
 }
 
 /// Compares engine bars with expected ones field by field (VWAP and turnover within 1e-9

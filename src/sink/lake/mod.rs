@@ -893,7 +893,7 @@ fn land_loop(
     let consumer: BaseConsumer<LakeContext> = client_config_with(kafka, &settings)
         .create_with_context(context)
         .map_err(LakeError::kafka)?;
-    auth.prime(consumer.client().native_ptr())
+    auth.prime(consumer.client().native_client())
         .map_err(LakeError::kafka)?;
     consumer
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())

@@ -154,13 +154,13 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
     let client = RegistryClient::new(&registry.url).unwrap();
     let id = common::unique("lake-crash");
     let input = format!("{id}.ticks");
-    const COUNT: u64 = 1_000_000;
+    let count = common::scaled(1_000_000);
     let cfg = SimConfig {
         trades_per_second: 20.0,
         late_fraction: 0.01,
         ..SimConfig::default()
     };
-    simulate_into(&kafka, &client, &input, cfg, 50, COUNT).await;
+    simulate_into(&kafka, &client, &input, cfg, 50, count).await;
     let (_dir, lake, t, env) = lake::setup(
         &kafka,
         &registry.url,
@@ -173,7 +173,8 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
         let engine = start_engine_with(&t2, &e2, &["--stage", "engine"]);
         // Kill the sink at random points: after a random number of landed records, counted
         // from its restart. `TICKFLOW_CRASH_SEED` picks other points.
-        let points = common::kill_points(0x9e37_79b9_7f4a_7c15, 10, 10_000, 110_000);
+        let (low, high) = (common::scaled(10_000), common::scaled(110_000));
+        let points = common::kill_points(0x9e37_79b9_7f4a_7c15, 10, low, high);
         for (round, after) in points.into_iter().enumerate() {
             eprintln!("kill {round} after {after} records");
             // Static membership: Tansu never reassigns the partitions of a member that died
@@ -201,7 +202,7 @@ async fn a_killed_sink_lands_every_record_exactly_once() {
 
     let (k, i, b) = (kafka.clone(), input.clone(), format!("{id}.bars.1m"));
     let records = tokio::task::spawn_blocking(move || {
-        let mut r = read_all(&k, &[&i], COUNT as usize + 8);
+        let mut r = read_all(&k, &[&i], count as usize + 8);
         r.extend(read_everything(&k, &[&b]));
         r
     })

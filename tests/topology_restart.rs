@@ -1,8 +1,8 @@
 //! A restart resumes exactly where the engine stopped. Bars per symbol: a seeded simulation
-//! of 1,000,000 ticks with late and out-of-order ones; the engine is SIGKILLed at 10 random
+//! of 1,000,000 ticks (400,000 unless `TICKFLOW_TEST_FULL=1`) with late and out-of-order ones; the engine is SIGKILLed at 10 random
 //! points, and 3 times its state directory is deleted before the restart, so the stores are
 //! rebuilt from their changelog topics. Re-keyed by venue through a repartition topic: 300,000
-//! ticks, SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars
+//! ticks (120,000 unless full), SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars
 //! and late ticks equal the brute-force ones, and the topics hold each once: every record is
 //! counted, none may be extra (a replay after a crash must not write its outputs again).
 
@@ -25,10 +25,11 @@ const S: i64 = 1_000_000;
 /// whether the state directory is deleted before the next start.
 type Stop = (u64, &'static str, bool);
 
-/// `n` SIGKILLs after a seeded random 20,000 to 80,000 records each, deleting the state
-/// before every third restart.
+/// `n` SIGKILLs after a seeded random 20,000 to 80,000 records each (scaled, see
+/// `common::scaled`), deleting the state before every third restart.
 fn random_kills(n: usize) -> Vec<Stop> {
-    common::kill_points(0x2545_f491_4f6c_dd1d, n, 20_000, 80_000)
+    let (low, high) = (common::scaled(20_000), common::scaled(80_000));
+    common::kill_points(0x2545_f491_4f6c_dd1d, n, low, high)
         .into_iter()
         .zip(1..)
         .map(|(after, i)| (after, "KILL", i % 3 == 0))
@@ -132,7 +133,14 @@ async fn ten_sigkills_three_with_the_state_lost_change_nothing() {
     let rules = symbol_bars_rules();
     let stops = random_kills(10);
     assert_eq!(stops.iter().filter(|s| s.2).count(), 3);
-    restart_scenario("restart", operators, rules, 1_000_000, stops).await;
+    restart_scenario(
+        "restart",
+        operators,
+        rules,
+        common::scaled(1_000_000),
+        stops,
+    )
+    .await;
 }
 
 /// A crash between forwarding and committing replays ticks into the repartition topic; the
@@ -147,10 +155,18 @@ async fn sigkill_with_a_group_by_counts_replayed_ticks_once() {
         keep: |_| true,
         session_gap: None,
     };
+    let after = common::scaled(40_000);
     let stops = vec![
-        (40_000, "TERM", false),
-        (40_000, "KILL", false),
-        (40_000, "KILL", true),
+        (after, "TERM", false),
+        (after, "KILL", false),
+        (after, "KILL", true),
     ];
-    restart_scenario("restart-venue", operators, rules, 300_000, stops).await;
+    restart_scenario(
+        "restart-venue",
+        operators,
+        rules,
+        common::scaled(300_000),
+        stops,
+    )
+    .await;
 }

@@ -287,6 +287,24 @@ mod tests {
     use crate::codec::Tick;
     use crate::operators::Accumulator;
 
+    proptest::proptest! {
+        /// Window keys round-trip, and sort by resolution, then window start (negative starts
+        /// first), which is the order closing walks them in.
+        #[test]
+        fn window_keys_round_trip_and_sort_by_start(res: u16, key: String, a: i64, b: i64) {
+            let (ka, kb) = (encode_key(res, &key, a), encode_key(res, &key, b));
+            let back = decode_key(&ka[WINDOW_PREFIX.len()..]);
+            proptest::prop_assert_eq!(back, Some((res, key.clone(), a)));
+            proptest::prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+        }
+
+        /// Any bytes read from a store or a changelog decode or are refused, never a panic.
+        #[test]
+        fn any_key_bytes_decode_without_panic(bytes: Vec<u8>) {
+            let _ = decode_key(&bytes);
+        }
+    }
+
     #[test]
     fn commit_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();

@@ -25,6 +25,17 @@ pub fn kafka() -> KafkaConfig {
 
 /// `n` seeded random numbers in `low..high`, for the points where crash tests kill a
 /// process. `TICKFLOW_CRASH_SEED` (a number) replaces `seed`, to try other points.
+/// `n` in a full run (`TICKFLOW_TEST_FULL=1`), 40 % of it in the default one: the crash tests'
+/// tick counts and kill ranges, so that CI stays within its time while the full scale stays
+/// one variable away.
+pub fn scaled(n: u64) -> u64 {
+    if std::env::var("TICKFLOW_TEST_FULL").is_ok_and(|v| v == "1") {
+        n
+    } else {
+        n * 2 / 5
+    }
+}
+
 pub fn kill_points(seed: u64, n: usize, low: u64, high: u64) -> Vec<u64> {
     let mut rng = std::env::var("TICKFLOW_CRASH_SEED")
         .ok()

@@ -433,6 +433,48 @@ mod tests {
         assert!(Millis::of(&plain).unwrap().is_none());
     }
 
+    /// Timestamps of every precision, alone, in a union and in an array.
+    const TIMES: &str = r#"{"type":"record","name":"T","fields":[
+      {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},
+      {"name":"maybe","type":["null",{"type":"long","logicalType":"timestamp-micros"}]},
+      {"name":"ns","type":{"type":"long","logicalType":"local-timestamp-nanos"}},
+      {"name":"times","type":{"type":"array","items":{"type":"long","logicalType":"timestamp-micros"}}}]}"#;
+
+    proptest::proptest! {
+        /// Any bytes from a topic are rewritten or refused, never a panic (the lake sink
+        /// sends refused ones to the dead-letter topic).
+        #[test]
+        fn any_bytes_are_rewritten_or_refused(bytes: Vec<u8>) {
+            let m = Millis::of(&Schema::parse_str(SCHEMA).unwrap()).unwrap().unwrap();
+            let _ = m.rewrite(&bytes);
+        }
+
+        /// Any times read back from the lake datum as the values floored to the millisecond.
+        #[test]
+        fn any_times_floor_to_the_millisecond(at: i64, maybe: Option<i64>, ns: i64, times: Vec<i64>) {
+            let schema = Schema::parse_str(TIMES).unwrap();
+            let m = Millis::of(&schema).unwrap().unwrap();
+            let maybe = match maybe {
+                None => Value::Union(0, Box::new(Value::Null)),
+                Some(t) => Value::Union(1, Box::new(Value::TimestampMicros(t))),
+            };
+            let value = Value::Record(vec![
+                ("at".into(), Value::TimestampMicros(at)),
+                ("maybe".into(), maybe),
+                ("ns".into(), Value::LocalTimestampNanos(ns)),
+                ("times".into(), Value::Array(times.iter().map(|t| Value::TimestampMicros(*t)).collect())),
+            ]);
+            let bytes = m.rewrite(&encode(&schema, value.clone())).unwrap();
+            let Value::Record(fields) = decode(&m.lake_schema, &bytes) else { unreachable!() };
+            let ms = |t: i64, per: i64| t.div_euclid(per);
+            proptest::prop_assert_eq!(&fields[0].1, &Value::TimestampMillis(ms(at, 1_000)));
+            proptest::prop_assert_eq!(&fields[2].1, &Value::TimestampMillis(ms(ns, 1_000_000)));
+            let want: Vec<Value> = times.iter().map(|t| Value::TimestampMillis(ms(*t, 1_000))).collect();
+            proptest::prop_assert_eq!(&fields[3].1, &Value::Array(want));
+            proptest::prop_assert_eq!(Value::Record(fields), to_millis_value(value));
+        }
+    }
+
     #[test]
     fn micros_values_come_back_from_millis() {
         let v = Value::Record(vec![("t".into(), Value::TimestampMillis(12))]);

@@ -1,10 +1,11 @@
 //! A restart resumes exactly where the engine stopped. Bars per symbol: a seeded simulation
-//! of 1,000,000 ticks (400,000 unless `TICKFLOW_TEST_FULL=1`) with late and out-of-order ones; the engine is SIGKILLed at 10 random
-//! points, and 3 times its state directory is deleted before the restart, so the stores are
-//! rebuilt from their changelog topics. Re-keyed by venue through a repartition topic: 300,000
-//! ticks (120,000 unless full), SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars
-//! and late ticks equal the brute-force ones, and the topics hold each once: every record is
-//! counted, none may be extra (a replay after a crash must not write its outputs again).
+//! of 1,000,000 ticks (400,000 unless `TICKFLOW_TEST_FULL=1`) with late and out-of-order
+//! ones; the engine is SIGKILLed at 10 random points, and 3 times its state directory is
+//! deleted before the restart, so the stores are rebuilt from their changelog topics.
+//! Re-keyed by venue through a repartition topic: 300,000 ticks (120,000 unless full),
+//! SIGTERM, SIGKILL, and SIGKILL with the state deleted. Each time the final bars and late
+//! ticks equal the brute-force ones, and the topics hold each once: every record is counted,
+//! none may be extra (a replay after a crash must not write its outputs again).
 
 use crate::common;
 

@@ -155,26 +155,33 @@ impl Task {
         release: bool,
         outputs: Option<&[u8]>,
     ) -> Result<(), RuntimeError> {
-        let (topic, p) = (&self.changelog.topic.clone(), self.changelog.partition);
-        let writer = self.writer.clone();
-        let seal = |next_offset| Seal {
-            next_offset,
-            release,
-            writer: writer.to_string(),
+        // A task that has processed nothing stores only where its outputs will begin (so
+        // that a crash before its first processed commit finds what it wrote), and a release.
+        let (next, mut batch) = match self.next_offset {
+            Some(next) => (next, self.entries_of_commit(next)?),
+            None => (-1, Vec::new()),
         };
-        let Some(next) = self.next_offset else {
-            // Nothing processed yet: only where its outputs will begin is stored (so that a
-            // crash before its first processed commit finds what it wrote), and a release.
-            let batch: Vec<Entry> = self.changed_outputs(outputs).into_iter().collect();
-            if release || !batch.is_empty() {
-                for (k, v) in &batch {
-                    sink.send_entry(topic, p, k, v.as_deref())?;
-                }
-                sink.send_entry(topic, p, SEALED_KEY, Some(&seal(-1).encode()))?;
-                self.committing = Some(batch);
-            }
+        batch.extend(self.changed_outputs(outputs));
+        if self.next_offset.is_none() && batch.is_empty() && !release {
             return Ok(());
+        }
+        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        for (k, v) in &batch {
+            sink.send_entry(topic, p, k, v.as_deref())?;
+        }
+        let seal = Seal {
+            next_offset: next,
+            release,
+            writer: self.writer.to_string(),
         };
+        sink.send_entry(topic, p, SEALED_KEY, Some(&seal.encode()))?;
+        self.committing = Some(batch);
+        Ok(())
+    }
+
+    /// The entries of a commit at input offset `next`: the committed values of keys to
+    /// repair, then the window changes, source marks, next offset and stream time.
+    fn entries_of_commit(&mut self, next: i64) -> Result<Vec<Entry>, RuntimeError> {
         let mut batch: Vec<Entry> = Vec::with_capacity(self.repair.len());
         for key in std::mem::take(&mut self.repair) {
             let value = self.store.get(&key)?;
@@ -192,13 +199,7 @@ impl Task {
                 entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
         });
-        batch.extend(self.changed_outputs(outputs));
-        for (k, v) in &batch {
-            sink.send_entry(topic, p, k, v.as_deref())?;
-        }
-        sink.send_entry(topic, p, SEALED_KEY, Some(&seal(next).encode()))?;
-        self.committing = Some(batch);
-        Ok(())
+        Ok(batch)
     }
 
     /// The entry storing output positions `outputs`, if they differ from the stored ones.

@@ -336,7 +336,7 @@ pub async fn bars_of(records: &[RawRecord], registry: &RegistryClient) -> BTreeM
 pub fn bar_map(bars: Vec<Bar>) -> BTreeMap<BarId, Bar> {
     let mut out: BTreeMap<BarId, Bar> = BTreeMap::new();
     for bar in bars {
-        let id = (bar.symbol.clone(), bar.resolution.clone(), bar.window_start);
+        let id = bar_id(&bar);
         if let Some(previous) = out.insert(id.clone(), bar.clone()) {
             assert_eq!(previous, bar, "two different bars for {id:?}");
         }
@@ -361,11 +361,14 @@ pub async fn bars_each(records: &[RawRecord], registry: &RegistryClient) -> Vec<
     out
 }
 
-/// The identity of each bar: (symbol, resolution, window start).
+/// A bar's identity: (symbol, resolution, window start).
+pub fn bar_id(b: &Bar) -> BarId {
+    (b.symbol.clone(), b.resolution.clone(), b.window_start)
+}
+
+/// The identity of each bar.
 pub fn bar_ids(bars: &[Bar]) -> Vec<BarId> {
-    bars.iter()
-        .map(|b| (b.symbol.clone(), b.resolution.clone(), b.window_start))
-        .collect()
+    bars.iter().map(bar_id).collect()
 }
 
 /// Decodes a late topic into (partition, offset, resolution) triples.

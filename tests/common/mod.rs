@@ -23,8 +23,6 @@ pub fn kafka() -> KafkaConfig {
     }
 }
 
-/// `n` seeded random numbers in `low..high`, for the points where crash tests kill a
-/// process. `TICKFLOW_CRASH_SEED` (a number) replaces `seed`, to try other points.
 /// `n` in a full run (`TICKFLOW_TEST_FULL=1`), 40 % of it in the default one: the crash tests'
 /// tick counts and kill ranges, so that CI stays within its time while the full scale stays
 /// one variable away.
@@ -36,6 +34,8 @@ pub fn scaled(n: u64) -> u64 {
     }
 }
 
+/// `n` seeded random numbers in `low..high`, for the points where crash tests kill a
+/// process. `TICKFLOW_CRASH_SEED` (a number) replaces `seed`, to try other points.
 pub fn kill_points(seed: u64, n: usize, low: u64, high: u64) -> Vec<u64> {
     let mut rng = std::env::var("TICKFLOW_CRASH_SEED")
         .ok()

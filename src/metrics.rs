@@ -128,11 +128,11 @@ fn seconds_buckets() -> Vec<f64> {
 
 fn histogram(registry: &Registry, name: &str, help: &str) -> Histogram {
     let opts = HistogramOpts::new(name, help).buckets(seconds_buckets());
-    labelled(registry, Histogram::with_opts(opts).expect("valid metric"))
+    registered(registry, Histogram::with_opts(opts).expect("valid metric"))
 }
 
 /// Registers `m` in `registry` and returns it (metric handles are shared clones).
-fn labelled<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
+fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, m: T) -> T {
     registry
         .register(Box::new(m.clone()))
         .expect("unique metric");
@@ -158,16 +158,16 @@ const REVISION: &str = match option_env!("TICKFLOW_GIT_REVISION") {
 };
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
-    labelled(registry, IntGauge::new(name, help).expect("valid metric"))
+    registered(registry, IntGauge::new(name, help).expect("valid metric"))
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    labelled(registry, IntCounter::new(name, help).expect("valid metric"))
+    registered(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
     let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
-    labelled(registry, c)
+    registered(registry, c)
 }
 
 impl Metrics {
@@ -259,7 +259,7 @@ impl Metrics {
                 "tickflow_bar_latency_seconds",
                 "Seconds from an input record's Kafka timestamp to its bar being produced",
             ),
-            event_time_lag_seconds: labelled(
+            event_time_lag_seconds: registered(
                 &registry,
                 GaugeVec::new(
                     Opts::new(
@@ -270,7 +270,7 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
-            consumer_lag: labelled(
+            consumer_lag: registered(
                 &registry,
                 IntGaugeVec::new(
                     Opts::new(
@@ -291,7 +291,7 @@ impl Metrics {
                 "tickflow_lake_latency_seconds",
                 "Seconds from consuming a lake file's first record to the file being durable",
             ),
-            catalog_calls: labelled(
+            catalog_calls: registered(
                 &registry,
                 IntCounterVec::new(
                     Opts::new(
@@ -343,7 +343,7 @@ impl Metrics {
         .expect("valid metric");
         info.with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
             .set(1);
-        labelled(&self.registry, info);
+        registered(&self.registry, info);
         #[cfg(target_os = "linux")]
         self.registry
             .register(Box::new(

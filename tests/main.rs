@@ -9,6 +9,7 @@ mod broker_restart;
 mod changelog;
 mod cli;
 mod dead_letters;
+mod driver;
 mod exactly_once;
 mod failover;
 mod kafka_roundtrip;

@@ -71,7 +71,188 @@ pub struct Restored {
     pub repair: Vec<Vec<u8>>,
 }
 
-/// Where a task's changelog lives.
+/// Read access to one changelog partition, all that restoring a store and handing a
+/// partition over need: Kafka's ([`ChangelogPartition`]), or an in-memory log in tests.
+pub trait ChangelogLog: Send {
+    /// The changelog topic.
+    fn topic(&self) -> &str;
+    /// The task's partition.
+    fn partition(&self) -> i32;
+    /// The offset after the partition's last record (its high watermark).
+    fn end(&self) -> Result<i64, StateError>;
+    /// Hands the records from `start` up to `end` to `each` (offset, key, value), in offset
+    /// order, until `each` returns false. Records that are never delivered (transaction
+    /// markers, aborted records) may end the read before `end`.
+    fn read(&self, start: i64, end: i64, each: &mut ReadEach<'_>) -> Result<(), StateError>;
+}
+
+/// What [`ChangelogLog::read`] calls with each record: (offset, key, value); false stops.
+pub type ReadEach<'a> =
+    dyn FnMut(i64, Option<&[u8]>, Option<&[u8]>) -> Result<bool, StateError> + 'a;
+
+fn changelog_err(log: &dyn ChangelogLog, message: impl std::fmt::Display) -> StateError {
+    StateError::Changelog {
+        topic: log.topic().to_string(),
+        partition: log.partition(),
+        message: message.to_string(),
+    }
+}
+
+/// Waits until the partition's last record is a seal that releases it or that `writer`
+/// (this instance) wrote, or until `deadline`. Returns how long it waited (zero if the
+/// partition was released already).
+///
+/// A broker that implements the rebalance protocol assigns a partition only after its
+/// previous owner revoked it, and that owner's final commit ends with a release, so the
+/// wait is nil. It is not nil after the previous owner crashed (it can write no more, and
+/// the deadline passes), or on a broker that completes a rebalance without waiting for
+/// every member (Tansu 0.6), where the previous owner may still be committing.
+pub fn await_handover(
+    log: &dyn ChangelogLog,
+    writer: &str,
+    deadline: Instant,
+) -> Result<Duration, StateError> {
+    let started = Instant::now();
+    let mut waited = Duration::ZERO;
+    loop {
+        match last_record(log)? {
+            None => return Ok(waited),
+            Some(Some(seal)) if seal.release || seal.writer == writer => return Ok(waited),
+            last => {
+                if Instant::now() >= deadline {
+                    let previous = last.flatten().map(|s| s.writer).unwrap_or_default();
+                    tracing::warn!(
+                        topic = log.topic(),
+                        partition = log.partition(),
+                        previous,
+                        "the previous owner did not release the partition in time; assuming it is gone"
+                    );
+                    return Ok(waited);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        waited = started.elapsed();
+    }
+}
+
+/// The partition's last record: `None` if it is empty, `Some(None)` if it is not a seal.
+fn last_record(log: &dyn ChangelogLog) -> Result<Option<Option<Seal>>, StateError> {
+    let end = log.end()?;
+    if end == 0 {
+        return Ok(None);
+    }
+    let mut last = None;
+    log.read(end - 1, end, &mut |_, key, value| {
+        let seal = (key == Some(SEALED_KEY))
+            .then(|| value.and_then(Seal::decode))
+            .flatten();
+        last = Some(seal);
+        Ok(false)
+    })?;
+    match last {
+        Some(seal) => Ok(Some(seal)),
+        None => Err(changelog_err(
+            log,
+            format!("no record at offset {}", end - 1),
+        )),
+    }
+}
+
+/// Brings `store` up to date: reads the partition from where the store is current (from
+/// the start, after clearing the store, if it never saw the changelog) to its end, applies
+/// every sealed commit, and reports the keys of an interrupted one. A store behind commits
+/// of a writer other than `writer` (this instance) is rebuilt from the start instead.
+/// `progress` is called with (records read, records remaining) as the restore goes.
+pub fn restore(
+    log: &dyn ChangelogLog,
+    store: &WindowStore,
+    writer: &str,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<Restored, StateError> {
+    let end = log.end()?;
+    let start = match store.changelog_next()? {
+        Some(next) if next >= end => {
+            if next > end {
+                tracing::warn!(
+                    topic = log.topic(),
+                    partition = log.partition(),
+                    next,
+                    end,
+                    "local state is ahead of its changelog (was the topic recreated?); keeping the local state"
+                );
+            }
+            return Ok(Restored::default());
+        }
+        Some(next) => next,
+        None => {
+            store.clear()?;
+            0
+        }
+    };
+    // A local store that is behind only catches up on this instance's own commits (a
+    // crash between the changelog and the local write). Commits of another writer mean the
+    // task lived elsewhere meanwhile, and compaction may have dropped the tombstones of
+    // windows that closed there: catching up could resurrect them, so rebuild instead.
+    let own = (start > 0).then_some(writer);
+    if let Some(restored) = replay(log, store, start, end, own, &mut progress)? {
+        return Ok(restored);
+    }
+    tracing::info!(
+        topic = log.topic(),
+        partition = log.partition(),
+        "the local store is older than another instance's commits; rebuilding it from the changelog"
+    );
+    store.clear()?;
+    let rebuilt = replay(log, store, 0, end, None, &mut progress)?;
+    Ok(rebuilt.expect("a replay that accepts every writer finishes"))
+}
+
+/// Applies records `start..end`, sealed commit by sealed commit. With `only_writer`, stops at
+/// the first seal of another writer and returns `None`.
+fn replay(
+    log: &dyn ChangelogLog,
+    store: &WindowStore,
+    start: i64,
+    end: i64,
+    only_writer: Option<&str>,
+    progress: &mut impl FnMut(u64, u64),
+) -> Result<Option<Restored>, StateError> {
+    let (mut pending, mut restored): (Vec<Entry>, Restored) = (Vec::new(), Restored::default());
+    let mut other_writer = false;
+    log.read(start, end, &mut |offset, key, value| {
+        restored.records += 1;
+        let key =
+            key.ok_or_else(|| changelog_err(log, format!("record at {offset} has no key")))?;
+        if key == SEALED_KEY {
+            let seal = value.and_then(Seal::decode);
+            if let (Some(own), Some(seal)) = (only_writer, &seal)
+                && seal.writer != own
+            {
+                other_writer = true;
+                return Ok(false);
+            }
+            store.write(&pending, Some(offset + 1))?;
+            pending.clear();
+        } else {
+            pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
+        }
+        if restored.records % 10_000 == 0 {
+            progress(restored.records, (end - offset - 1).max(0) as u64);
+        }
+        Ok(true)
+    })?;
+    if other_writer {
+        return Ok(None);
+    }
+    if restored.records > 0 {
+        progress(restored.records, 0);
+    }
+    restored.repair = pending.into_iter().map(|(k, _)| k).collect();
+    Ok(Some(restored))
+}
+
+/// A task's changelog partition in Kafka.
 #[derive(Debug, Clone)]
 pub struct ChangelogPartition {
     /// Kafka settings.
@@ -88,90 +269,33 @@ pub struct ChangelogPartition {
 
 impl ChangelogPartition {
     fn err(&self, message: impl std::fmt::Display) -> StateError {
-        StateError::Changelog {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            message: message.to_string(),
-        }
+        changelog_err(self, message)
     }
 
-    /// Waits until the partition's last record is a seal that releases it or that `writer`
-    /// (this instance) wrote, or until `deadline`. Returns how long it waited (zero if the
-    /// partition was released already).
-    ///
-    /// A broker that implements the rebalance protocol assigns a partition only after its
-    /// previous owner revoked it, and that owner's final commit ends with a release, so the
-    /// wait is nil. It is not nil after the previous owner crashed (it can write no more, and
-    /// the deadline passes), or on a broker that completes a rebalance without waiting for
-    /// every member (Tansu 0.6), where the previous owner may still be committing.
+    /// [`await_handover`] of this partition; nil under transactions, where fencing does
+    /// the work.
     pub fn await_handover(&self, writer: &str, deadline: Instant) -> Result<Duration, StateError> {
         if self.transactional {
             return Ok(Duration::ZERO);
         }
-        let started = Instant::now();
-        let consumer = self.reader("tickflow-handover")?;
-        let mut waited = Duration::ZERO;
-        loop {
-            match self.last_record(&consumer)? {
-                None => return Ok(waited),
-                Some(Some(seal)) if seal.release || seal.writer == writer => return Ok(waited),
-                last => {
-                    if Instant::now() >= deadline {
-                        let previous = last.flatten().map(|s| s.writer).unwrap_or_default();
-                        tracing::warn!(
-                            topic = self.topic,
-                            partition = self.partition,
-                            previous,
-                            "the previous owner did not release the partition in time; assuming it is gone"
-                        );
-                        return Ok(waited);
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(200));
-            waited = started.elapsed();
-        }
+        await_handover(self, writer, deadline)
     }
 
-    /// The partition's last record: `None` if it is empty, `Some(None)` if it is not a seal.
-    fn last_record(
+    /// [`restore`] from this partition.
+    pub fn restore(
         &self,
-        consumer: &BaseConsumer<AuthContext>,
-    ) -> Result<Option<Option<Seal>>, StateError> {
-        let (_, end) = consumer
-            .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
-            .map_err(|e| self.err(e))?;
-        if end == 0 {
-            return Ok(None);
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(end - 1))
-            .map_err(|e| self.err(e))?;
-        consumer.assign(&tpl).map_err(|e| self.err(e))?;
-        let waited = Instant::now();
-        loop {
-            if waited.elapsed() > Duration::from_secs(60) {
-                return Err(self.err(format!("no record at offset {} for 60 s", end - 1)));
-            }
-            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-                continue;
-            };
-            let m = m.map_err(|e| self.err(e))?;
-            if m.offset() < end - 1 {
-                continue;
-            }
-            let seal = (m.key() == Some(SEALED_KEY))
-                .then(|| m.payload().and_then(Seal::decode))
-                .flatten();
-            return Ok(Some(seal));
-        }
+        store: &WindowStore,
+        writer: &str,
+        progress: impl FnMut(u64, u64),
+    ) -> Result<Restored, StateError> {
+        restore(self, store, writer, progress)
     }
 
-    fn reader(&self, group: &str) -> Result<BaseConsumer<AuthContext>, StateError> {
+    fn reader(&self) -> Result<BaseConsumer<AuthContext>, StateError> {
         let config = client_config_with(
             &self.kafka,
             &[
-                ("group.id", group),
+                ("group.id", "tickflow-restore"),
                 ("enable.auto.commit", "false"),
                 ("isolation.level", "read_committed"),
                 ("enable.partition.eof", bool_text(self.transactional)),
@@ -180,81 +304,34 @@ impl ChangelogPartition {
         );
         kafka::consumer(&self.kafka, &config).map_err(|e| self.err(e))
     }
+}
 
-    /// Brings `store` up to date: reads the partition from where the store is current (from
-    /// the start, after clearing the store, if it never saw the changelog) to its end, applies
-    /// every sealed commit, and reports the keys of an interrupted one. A store behind commits
-    /// of a writer other than `writer` (this instance) is rebuilt from the start instead.
-    /// `progress` is called with (records read, records remaining) as the restore goes.
-    pub fn restore(
-        &self,
-        store: &WindowStore,
-        writer: &str,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<Restored, StateError> {
-        let consumer = self.reader("tickflow-restore")?;
+impl ChangelogLog for ChangelogPartition {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    fn end(&self) -> Result<i64, StateError> {
+        let consumer = self.reader()?;
         let (_, end) = consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
             .map_err(|e| self.err(e))?;
-        let start = match store.changelog_next()? {
-            Some(next) if next >= end => {
-                if next > end {
-                    tracing::warn!(
-                        topic = self.topic,
-                        partition = self.partition,
-                        next,
-                        end,
-                        "local state is ahead of its changelog (was the topic recreated?); keeping the local state"
-                    );
-                }
-                return Ok(Restored::default());
-            }
-            Some(next) => next,
-            None => {
-                store.clear()?;
-                0
-            }
-        };
+        Ok(end)
+    }
+
+    fn read(&self, start: i64, end: i64, each: &mut ReadEach<'_>) -> Result<(), StateError> {
+        if start >= end {
+            return Ok(());
+        }
+        let consumer = self.reader()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
             .map_err(|e| self.err(e))?;
         consumer.assign(&tpl).map_err(|e| self.err(e))?;
-        // A local store that is behind only catches up on this instance's own commits (a
-        // crash between the changelog and the local write). Commits of another writer mean the
-        // task lived elsewhere meanwhile, and compaction may have dropped the tombstones of
-        // windows that closed there: catching up could resurrect them, so rebuild instead.
-        let own = (start > 0).then_some(writer);
-        if let Some(restored) = self.replay(&consumer, store, start, end, own, &mut progress)? {
-            return Ok(restored);
-        }
-        tracing::info!(
-            topic = self.topic,
-            partition = self.partition,
-            "the local store is older than another instance's commits; rebuilding it from the changelog"
-        );
-        store.clear()?;
-        drop(consumer);
-        let consumer = self.reader("tickflow-restore")?;
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(0))
-            .map_err(|e| self.err(e))?;
-        consumer.assign(&tpl).map_err(|e| self.err(e))?;
-        let rebuilt = self.replay(&consumer, store, 0, end, None, &mut progress)?;
-        Ok(rebuilt.expect("a replay that accepts every writer finishes"))
-    }
-
-    /// Applies records `start..end` of the assigned partition, sealed commit by sealed commit.
-    /// With `only_writer`, stops at the first seal of another writer and returns `None`.
-    fn replay(
-        &self,
-        consumer: &BaseConsumer<AuthContext>,
-        store: &WindowStore,
-        start: i64,
-        end: i64,
-        only_writer: Option<&str>,
-        progress: &mut impl FnMut(u64, u64),
-    ) -> Result<Option<Restored>, StateError> {
-        let (mut pending, mut restored): (Vec<Entry>, Restored) = (Vec::new(), Restored::default());
         let (mut next, mut last_seen) = (start, Instant::now());
         while next < end {
             if last_seen.elapsed() > Duration::from_secs(60) {
@@ -268,32 +345,15 @@ impl ChangelogPartition {
                 Some(m) => m.map_err(|e| self.err(e))?,
             };
             last_seen = Instant::now();
+            if m.offset() < start {
+                continue;
+            }
             next = m.offset() + 1;
-            restored.records += 1;
-            let key = m
-                .key()
-                .ok_or_else(|| self.err(format!("record at {} has no key", m.offset())))?;
-            if key == SEALED_KEY {
-                let seal = m.payload().and_then(Seal::decode);
-                if let (Some(own), Some(seal)) = (only_writer, &seal)
-                    && seal.writer != own
-                {
-                    return Ok(None);
-                }
-                store.write(&pending, Some(next))?;
-                pending.clear();
-            } else {
-                pending.push((key.to_vec(), m.payload().map(<[u8]>::to_vec)));
-            }
-            if restored.records % 10_000 == 0 {
-                progress(restored.records, (end - next).max(0) as u64);
+            if !each(m.offset(), m.key(), m.payload())? {
+                break;
             }
         }
-        if restored.records > 0 {
-            progress(restored.records, 0);
-        }
-        restored.repair = pending.into_iter().map(|(k, _)| k).collect();
-        Ok(Some(restored))
+        Ok(())
     }
 }
 

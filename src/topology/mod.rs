@@ -1,9 +1,15 @@
-//! The validated topology as a graph of topics and operators: what `tickflow graph` prints and
-//! what the runtime will be built from.
+//! The validated topology as a graph of topics and operators (what `tickflow graph` prints),
+//! and running it: the engine core (`engine`, `routing`, `task`) driven either by Kafka
+//! (`runtime`) or in memory (`driver`, over `memory`), through the `edge` traits.
 
+pub mod driver;
+pub mod edge;
+pub mod engine;
 pub mod identity;
+pub mod memory;
 pub mod plan;
 mod replay;
+mod routing;
 pub mod runtime;
 mod task;
 

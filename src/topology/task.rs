@@ -7,11 +7,11 @@ use std::time::Instant;
 use crate::config::topology::WindowSpec;
 use crate::metrics::Metrics;
 use crate::operators::WindowOperator;
-use crate::sink::KafkaSink;
-use crate::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
+use crate::state::changelog::{self, ChangelogLog, SEALED_KEY, Seal};
 use crate::state::{Entry, SourceMark, WindowStore, entries, outputs_entry};
 
-use super::runtime::RuntimeError;
+use super::edge::Producer;
+use super::engine::RuntimeError;
 
 /// Which stage of the plan reads a topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,7 +46,7 @@ pub struct Task {
     /// When the task last read a record (or opened): for idle watermarks.
     pub last_record: Instant,
     /// Where the store's changes are mirrored.
-    pub changelog: ChangelogPartition,
+    pub changelog: Box<dyn ChangelogLog>,
     /// Keys an interrupted commit left in the changelog, to write again with their committed
     /// values in the next commit.
     repair: Vec<Vec<u8>>,
@@ -65,11 +65,14 @@ pub struct Handover {
     pub writer: Arc<str>,
     /// When to stop waiting for a previous owner's release.
     pub deadline: Instant,
+    /// Changelogs are written in transactions (`exactly_once_v2`): fencing a previous owner
+    /// replaces waiting for its release.
+    pub fenced: bool,
 }
 
 impl Task {
     /// Opens the task's store in `dir`, waits for the previous owner's release (see
-    /// [`ChangelogPartition::await_handover`]), brings the store up to date from its changelog,
+    /// [`changelog::await_handover`]), brings the store up to date from its changelog,
     /// and restores its last commit. `source_partitions` is the number of source partitions feeding a
     /// repartitioned window stage.
     pub fn open(
@@ -77,36 +80,34 @@ impl Task {
         stage: Stage,
         window: &WindowSpec,
         source_partitions: usize,
-        changelog: ChangelogPartition,
+        changelog: Box<dyn ChangelogLog>,
         handover: &Handover,
         metrics: &Metrics,
     ) -> Result<Self, RuntimeError> {
         let store = WindowStore::open(dir)?;
-        let waited = changelog.await_handover(&handover.writer, handover.deadline)?;
-        if !waited.is_zero() {
-            tracing::info!(
-                topic = changelog.topic,
-                partition = changelog.partition,
-                ?waited,
-                "waited for the previous owner's release"
-            );
+        let (topic, partition) = (changelog.topic().to_string(), changelog.partition());
+        if !handover.fenced {
+            let waited =
+                changelog::await_handover(&*changelog, &handover.writer, handover.deadline)?;
+            if !waited.is_zero() {
+                tracing::info!(
+                    topic,
+                    partition,
+                    ?waited,
+                    "waited for the previous owner's release"
+                );
+            }
         }
         let started = Instant::now();
         let mut counted = 0;
-        let restored = changelog.restore(&store, &handover.writer, |read, remaining| {
+        let restored = changelog::restore(&*changelog, &store, &handover.writer, |read, left| {
             metrics.restore_records.inc_by(read - counted);
-            metrics.restore_remaining.set(remaining as i64);
+            metrics.restore_remaining.set(left as i64);
             counted = read;
-            tracing::info!(
-                topic = changelog.topic,
-                partition = changelog.partition,
-                read,
-                remaining,
-                "restoring"
-            );
+            tracing::info!(topic, partition, read, remaining = left, "restoring");
         })?;
         if restored.records > 0 {
-            tracing::info!(topic = changelog.topic, partition = changelog.partition, records = restored.records, interrupted_keys = restored.repair.len(), took = ?started.elapsed(), "restored from changelog");
+            tracing::info!(topic, partition, records = restored.records, interrupted_keys = restored.repair.len(), took = ?started.elapsed(), "restored from changelog");
         }
         let snap = store.load()?;
         let work = match stage {
@@ -151,7 +152,7 @@ impl Task {
     /// `outputs` (encoded output positions) are stored with the commit when they changed.
     pub fn write_changelog(
         &mut self,
-        sink: &KafkaSink,
+        sink: &dyn Producer,
         release: bool,
         outputs: Option<&[u8]>,
     ) -> Result<(), RuntimeError> {
@@ -165,16 +166,16 @@ impl Task {
         if self.next_offset.is_none() && batch.is_empty() && !release {
             return Ok(());
         }
-        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        let (topic, p) = (self.changelog.topic(), self.changelog.partition());
         for (k, v) in &batch {
-            sink.send_entry(topic, p, k, v.as_deref())?;
+            sink.send(topic, Some(p), k, v.as_deref())?;
         }
         let seal = Seal {
             next_offset: next,
             release,
             writer: self.writer.to_string(),
         };
-        sink.send_entry(topic, p, SEALED_KEY, Some(&seal.encode()))?;
+        sink.send(topic, Some(p), SEALED_KEY, Some(&seal.encode()))?;
         self.committing = Some(batch);
         Ok(())
     }
@@ -211,11 +212,11 @@ impl Task {
 
     /// Second half, once the changelog is acknowledged: writes the same entries, and the
     /// changelog offset they are current to, in one synced local batch.
-    pub fn write_local(&mut self, sink: &KafkaSink) -> Result<(), RuntimeError> {
+    pub fn write_local(&mut self, sink: &dyn Producer) -> Result<(), RuntimeError> {
         let Some(batch) = self.committing.take() else {
             return Ok(());
         };
-        let (topic, p) = (&self.changelog.topic, self.changelog.partition);
+        let (topic, p) = (self.changelog.topic(), self.changelog.partition());
         let sealed_at = sink.last_offset(topic, p).ok_or_else(|| {
             RuntimeError::Consumer(format!("no acknowledged offset for changelog {topic}-{p}"))
         })?;

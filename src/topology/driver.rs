@@ -1,0 +1,436 @@
+//! [`TopologyTestDriver`]: runs a topology on the engine core over an in-memory log, with no
+//! broker, no registry and no threads, like Kafka Streams' `TopologyTestDriver`.
+//!
+//! ```no_run
+//! use tickflow::codec::Tick;
+//! use tickflow::topology::driver::TopologyTestDriver;
+//!
+//! let mut driver = TopologyTestDriver::from_file("topologies/ohlc_vwap.yaml".as_ref()).unwrap();
+//! let tick = Tick {
+//!     symbol: "AAPL".into(),
+//!     venue: "XNAS".into(),
+//!     price: 190.5,
+//!     size: 100,
+//!     event_time: 1_700_000_000_000_000,
+//!     trade_id: 1,
+//!     side: "B".into(),
+//!     conditions: vec![],
+//!     currency: "USD".into(),
+//! };
+//! driver.pipe_ticks(&[tick]).unwrap();
+//! // Stream time passes the window's end and its grace: the one-minute bar closes.
+//! driver.pipe_watermark(1_700_000_000_000_000 + 120_000_000).unwrap();
+//! let bars = driver.bars("bars.1m").unwrap();
+//! assert_eq!(bars[0].volume, 100);
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::edge::partition_of;
+use super::engine::{CommitStep, Engine, EngineSetup, RunStats, RuntimeError};
+use super::memory::{LogRecord, MemoryCluster, MemoryLog};
+use super::plan::{Plan, key_of};
+use super::routing::TickDecoder;
+use crate::codec::{
+    Bar, CodecError, DeadLetter, Decoder, Encoder, RecordKind, SourceRecord, Tick, WATERMARK_KEY,
+    watermark_value,
+};
+use crate::config::topology::ValidationErrors;
+use crate::config::topology::{ProcessingGuarantee, TopologySpec};
+use crate::metrics::Metrics;
+
+/// Schema ids the driver's built-in registry gives ticks, bars and envelopes.
+const TICK_ID: u32 = 1;
+const BAR_ID: u32 = 2;
+const ENVELOPE_ID: u32 = 3;
+
+/// Errors of the test driver.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The topology file is not valid.
+    #[error("{0}")]
+    Topology(#[from] ValidationErrors),
+    /// The engine failed (or crashed on purpose, see [`TopologyTestDriver::crash_in_next_commit`]).
+    #[error(transparent)]
+    Engine(#[from] RuntimeError),
+    /// A record could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The driver's state directory cannot be made.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A topic the topology does not have.
+    #[error("no topic {0} in this topology")]
+    NoTopic(String),
+    /// The engine stopped after a failure; `restart` it.
+    #[error("the engine is stopped; call restart()")]
+    Stopped,
+}
+
+/// How [`TopologyTestDriver::restart`] restarts, as after a SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restart {
+    /// Keep the local state stores (false: the state directory is wiped, and tasks restore
+    /// from their changelogs).
+    pub keep_local_state: bool,
+    /// Records sent and not yet acknowledged reached the log (true) or were lost (false).
+    pub keep_unacknowledged: bool,
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Self {
+            keep_local_state: true,
+            keep_unacknowledged: true,
+        }
+    }
+}
+
+/// Runs a topology in memory: pipe ticks (or raw records, or watermarks) into its input
+/// topic, read what it wrote to each output topic, commit, crash and restart.
+///
+/// Every pipe call processes everything the input holds (and what a `group_by` wrote to its
+/// repartition topic) and then commits, unless [`TopologyTestDriver::set_auto_commit`] turned
+/// that off. Ticks are keyed by symbol and partitioned like the Java client does.
+pub struct TopologyTestDriver {
+    plan: Plan,
+    log: Arc<MemoryLog>,
+    /// Partitions of the input topic (and of every topic the engine creates).
+    partitions: i32,
+    engine: Option<Engine>,
+    /// Where each assigned input partition goes on reading.
+    positions: Vec<((String, i32), i64)>,
+    state_dir: PathBuf,
+    ticks: Encoder<Tick>,
+    auto_commit: bool,
+    /// Totals of the engine runs before the last restart.
+    earlier: RunStats,
+}
+
+impl TopologyTestDriver {
+    /// A driver for the topology in `path`, with 4 input partitions.
+    pub fn from_file(path: &Path) -> Result<Self, DriverError> {
+        Self::new(&TopologySpec::load(path)?, 4)
+    }
+
+    /// A driver for `spec` whose input topic has `partitions` partitions.
+    pub fn new(spec: &TopologySpec, partitions: i32) -> Result<Self, DriverError> {
+        let plan = Plan::of(spec).map_err(RuntimeError::from)?;
+        let log = Arc::new(MemoryLog::default());
+        log.create(&plan.input_topic, partitions);
+        let internal = plan.group_by.iter().map(|g| g.topic.clone());
+        for topic in plan.output_topics().into_iter().chain(internal) {
+            log.create(&topic, partitions);
+        }
+        for topic in plan.changelog_topics() {
+            log.create(&topic, partitions);
+        }
+        let state_dir =
+            std::env::temp_dir().join(format!("tickflow-driver-{}", uuid::Uuid::new_v4()));
+        let mut driver = Self {
+            plan,
+            log,
+            partitions,
+            engine: None,
+            positions: Vec::new(),
+            state_dir,
+            ticks: Encoder::new(RecordKind::Tick, TICK_ID),
+            auto_commit: true,
+            earlier: RunStats::default(),
+        };
+        driver.start()?;
+        Ok(driver)
+    }
+
+    /// Whether each pipe call ends with a commit (the default).
+    pub fn set_auto_commit(&mut self, on: bool) {
+        self.auto_commit = on;
+    }
+
+    /// Starts an engine on the log and the state directory, assigned every input partition.
+    fn start(&mut self) -> Result<(), DriverError> {
+        std::fs::create_dir_all(&self.state_dir).map_err(|source| DriverError::StateDir {
+            path: self.state_dir.clone(),
+            source,
+        })?;
+        let transactional = self.plan.guarantee == ProcessingGuarantee::ExactlyOnceV2;
+        let cluster = Arc::new(MemoryCluster::new(self.log.clone(), transactional));
+        let mut decoder = Decoder::new(RecordKind::Tick);
+        decoder.learn(TICK_ID, RecordKind::Tick.schema_text())?;
+        let bar_encoders = self
+            .plan
+            .bar_topics
+            .iter()
+            .flatten()
+            .map(|t| (t.clone(), Encoder::new(RecordKind::Bar, BAR_ID)))
+            .collect();
+        let output_ends = (!transactional).then(|| self.output_ends());
+        let mut engine = Engine::new(EngineSetup {
+            plan: self.plan.clone(),
+            partitions: self.partitions,
+            state_dir: self.state_dir.clone(),
+            cluster,
+            bar_encoders,
+            dead_letters: Encoder::new(RecordKind::DeadLetter, ENVELOPE_ID),
+            ticks: TickDecoder::with_schemas(decoder),
+            metrics: Metrics::new(),
+            // The previous engine is gone (crashed or dropped): nobody to wait for.
+            handover_timeout: Duration::ZERO,
+            cleanup_delay: Duration::MAX,
+            output_ends,
+        })?;
+        let parts: Vec<(String, i32)> = engine
+            .input_topics()
+            .into_iter()
+            .flat_map(|t| (0..self.partitions).map(move |p| (t.clone(), p)))
+            .collect();
+        let resume = engine.assign(&parts)?;
+        self.positions = parts
+            .into_iter()
+            .zip(resume)
+            .map(|(part, next)| (part, next.unwrap_or(0)))
+            .collect();
+        self.engine = Some(engine);
+        Ok(())
+    }
+
+    /// The end of every output partition now.
+    fn output_ends(&self) -> Vec<crate::kafka::PartitionEnd> {
+        let internal = self.plan.group_by.iter().map(|g| g.topic.clone());
+        let topics: Vec<String> = self
+            .plan
+            .output_topics()
+            .into_iter()
+            .chain(internal)
+            .collect();
+        topics
+            .iter()
+            .flat_map(|t| (0..self.partitions).map(move |p| (t.clone(), p)))
+            .map(|(t, p)| {
+                let end = self.log.end(&t, p);
+                ((t, p), end)
+            })
+            .collect()
+    }
+
+    /// Pipes ticks into the input topic, keyed like the topology's source key, then
+    /// processes them (and commits, see [`TopologyTestDriver::set_auto_commit`]).
+    pub fn pipe_ticks(&mut self, ticks: &[Tick]) -> Result<(), DriverError> {
+        let mut value = Vec::new();
+        for tick in ticks {
+            value.clear();
+            self.ticks.encode_into(tick, &mut value)?;
+            let key = key_of(tick, &self.plan.source_key);
+            let p = partition_of(key.as_bytes(), self.partitions);
+            let time = tick.event_time.div_euclid(1000) * 1000;
+            self.log.append(
+                &self.plan.input_topic,
+                p,
+                Some(key.as_bytes()),
+                Some(&value),
+                time,
+            );
+        }
+        self.run()
+    }
+
+    /// Pipes one raw record (bad data, for example) into a partition of the input topic.
+    pub fn pipe_record(
+        &mut self,
+        partition: i32,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<(), DriverError> {
+        let topic = self.plan.input_topic.clone();
+        self.log
+            .append(&topic, partition, Some(key), Some(value), 0)
+            .ok_or(DriverError::NoTopic(format!("{topic}-{partition}")))?;
+        self.run()
+    }
+
+    /// Pipes a watermark at `event_time` (UTC microseconds) into every input partition: stream
+    /// time advances there as if a tick of that time had arrived, and windows close.
+    pub fn pipe_watermark(&mut self, event_time: i64) -> Result<(), DriverError> {
+        for p in 0..self.partitions {
+            let value = watermark_value(event_time);
+            let topic = &self.plan.input_topic;
+            self.log
+                .append(topic, p, Some(WATERMARK_KEY), Some(&value), 0);
+        }
+        self.run()
+    }
+
+    fn engine(&mut self) -> Result<&mut Engine, DriverError> {
+        self.engine.as_mut().ok_or(DriverError::Stopped)
+    }
+
+    /// Processes every unread record of every input partition, the repartition topic's
+    /// included, until none is left; then commits if auto-commit is on.
+    pub fn run(&mut self) -> Result<(), DriverError> {
+        loop {
+            let mut progressed = false;
+            for i in 0..self.positions.len() {
+                let ((topic, p), from) = self.positions[i].clone();
+                let records = self.log.read(&topic, p, from);
+                for (offset, r) in (from..).zip(&records) {
+                    let record = source_record(&topic, p, offset, r);
+                    let processed = self.engine()?.process(&record);
+                    self.positions[i].1 = offset + 1;
+                    self.failed(processed)?;
+                }
+                progressed |= !records.is_empty();
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if self.auto_commit {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Stops the engine if `result` is an error (as the process would stop).
+    fn failed<T>(&mut self, result: Result<T, RuntimeError>) -> Result<T, DriverError> {
+        if result.is_err()
+            && let Some(engine) = self.engine.take()
+        {
+            add_stats(&mut self.earlier, &engine.stats);
+        }
+        Ok(result?)
+    }
+
+    /// Commits: flushes outputs, writes changelogs and local stores.
+    pub fn commit(&mut self) -> Result<(), DriverError> {
+        let committed = self.engine()?.commit(false);
+        self.failed(committed)
+    }
+
+    /// Makes the next commit fail at `step`, as a SIGKILL there would: the engine stops, and
+    /// [`TopologyTestDriver::restart`] brings up a new one.
+    pub fn crash_in_next_commit(&mut self, step: CommitStep) -> Result<(), DriverError> {
+        self.engine()?.crash_at = Some(step);
+        Ok(())
+    }
+
+    /// Kills the engine (without a commit) if it runs, starts a new one from what was
+    /// committed, and processes what the input holds, as a restarted process would.
+    pub fn restart(&mut self, how: Restart) -> Result<(), DriverError> {
+        if let Some(engine) = self.engine.take() {
+            add_stats(&mut self.earlier, &engine.stats);
+        }
+        self.log.crash(how.keep_unacknowledged);
+        if !how.keep_local_state {
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
+        self.start()?;
+        self.run()
+    }
+
+    /// Totals over every engine run so far.
+    pub fn stats(&self) -> RunStats {
+        let mut total = self.earlier.clone();
+        if let Some(engine) = &self.engine {
+            add_stats(&mut total, &engine.stats);
+        }
+        total
+    }
+
+    /// The records of a topic, as (partition, offset, record).
+    pub fn records(&self, topic: &str) -> Result<Vec<(i32, i64, LogRecord)>, DriverError> {
+        if self.log.partitions(topic) == 0 {
+            return Err(DriverError::NoTopic(topic.into()));
+        }
+        Ok(self.log.topic(topic))
+    }
+
+    /// The bars written to a bar topic, partition by partition, in offset order.
+    pub fn bars(&self, topic: &str) -> Result<Vec<Bar>, DriverError> {
+        let mut decoder = Decoder::new(RecordKind::Bar);
+        decoder.learn(BAR_ID, RecordKind::Bar.schema_text())?;
+        self.decode_all(topic, &decoder)
+    }
+
+    /// The late-tick envelopes written to the late topic.
+    pub fn late(&self) -> Result<Vec<DeadLetter>, DriverError> {
+        self.envelopes(&self.plan.late_topic.clone())
+    }
+
+    /// The envelopes written to the dead-letter topic.
+    pub fn dead_letters(&self) -> Result<Vec<DeadLetter>, DriverError> {
+        self.envelopes(&self.plan.dlq_topic.clone())
+    }
+
+    fn envelopes(&self, topic: &str) -> Result<Vec<DeadLetter>, DriverError> {
+        let mut decoder = Decoder::new(RecordKind::DeadLetter);
+        decoder.learn(ENVELOPE_ID, RecordKind::DeadLetter.schema_text())?;
+        let all = self.decode_all(topic, &decoder)?;
+        // Late and dead-letter envelopes may share a topic.
+        let late = topic == self.plan.late_topic;
+        let dlq = topic == self.plan.dlq_topic;
+        Ok(all
+            .into_iter()
+            .filter(|d: &DeadLetter| (late && d.reason == "late") || (dlq && d.reason != "late"))
+            .collect())
+    }
+
+    fn decode_all<T: serde::de::DeserializeOwned>(
+        &self,
+        topic: &str,
+        decoder: &Decoder<T>,
+    ) -> Result<Vec<T>, DriverError> {
+        let mut out = Vec::new();
+        for (_, _, r) in self.records(topic)? {
+            if let Some(value) = &r.value {
+                out.push(decoder.decode(value)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for TopologyTestDriver {
+    fn drop(&mut self) {
+        self.engine = None;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// The record the engine core sees of a logged one.
+fn source_record<'a>(
+    topic: &'a str,
+    partition: i32,
+    offset: i64,
+    r: &'a LogRecord,
+) -> SourceRecord<'a> {
+    SourceRecord {
+        topic,
+        partition,
+        offset,
+        key: r.key.as_deref(),
+        value: r.value.as_deref(),
+        timestamp: r.timestamp,
+    }
+}
+
+/// Adds the totals of one run to `total`.
+fn add_stats(total: &mut RunStats, run: &RunStats) {
+    total.records += run.records;
+    total.bars += run.bars;
+    total.late += run.late;
+    total.dead_letters += run.dead_letters;
+    total.filtered += run.filtered;
+    total.forwarded += run.forwarded;
+    total.idle_watermarks += run.idle_watermarks;
+    total.broadcasts += run.broadcasts;
+    total.repartition_records += run.repartition_records;
+    total.duplicates += run.duplicates;
+    total.suppressed += run.suppressed;
+}

@@ -1,0 +1,358 @@
+//! Routing one record through the plan: decoding and checking it (admit), filters, the
+//! repartition hop (forward, broadcast), the window operator, and the envelopes of what it
+//! emits (bars, late ticks, dead letters).
+
+use std::collections::HashMap;
+
+use super::engine::{Engine, RuntimeError, now_micros};
+use super::plan::key_of;
+use super::task::{Stage, Task, Work, watermark};
+use crate::codec::{
+    CodecError, DeadLetter, Decoder, Origin, RecordKind, RegistryClient, SourceRecord, Tick,
+    WATERMARK_KEY, watermark_of, watermark_value,
+};
+use crate::operators::Output;
+
+/// The record an output is about, named in late and dead-letter envelopes.
+type Provenance<'a> = SourceRecord<'a>;
+
+/// Decodes ticks, learning writer schemas from the registry on first sight. The registry's
+/// "no such schema" is remembered too, so a burst of records with a bad id asks once.
+pub struct TickDecoder {
+    decoder: Decoder<Tick>,
+    /// The registry and the runtime to ask it on; none in the test driver, whose decoder
+    /// knows every schema it will see.
+    registry: Option<(RegistryClient, tokio::runtime::Handle)>,
+    missing: HashMap<u32, String>,
+}
+
+impl TickDecoder {
+    /// A decoder that asks `registry` for unknown schema ids (on the current runtime).
+    pub fn with_registry(registry: RegistryClient) -> Self {
+        Self {
+            decoder: Decoder::new(RecordKind::Tick),
+            registry: Some((registry, tokio::runtime::Handle::current())),
+            missing: HashMap::new(),
+        }
+    }
+
+    /// A decoder that knows only the schemas `decoder` was taught.
+    pub fn with_schemas(decoder: Decoder<Tick>) -> Self {
+        Self {
+            decoder,
+            registry: None,
+            missing: HashMap::new(),
+        }
+    }
+
+    fn decode(&mut self, value: Option<&[u8]>) -> Result<Tick, CodecError> {
+        let bytes = value.ok_or_else(|| CodecError::NotFramed("record has no value".into()))?;
+        match self.decoder.decode(bytes) {
+            Err(CodecError::UnknownSchemaId(id)) => {
+                if let Some(message) = self.missing.get(&id) {
+                    let message = message.clone();
+                    return Err(CodecError::SchemaNotFound { id, message });
+                }
+                let taught = match &self.registry {
+                    Some((registry, runtime)) => {
+                        runtime.block_on(registry.teach(&mut self.decoder, id))
+                    }
+                    None => Err(CodecError::SchemaNotFound {
+                        id,
+                        message: "no schema registry to ask".into(),
+                    }),
+                };
+                match taught {
+                    Err(CodecError::SchemaNotFound { id, message }) => {
+                        self.missing.insert(id, message.clone());
+                        return Err(CodecError::SchemaNotFound { id, message });
+                    }
+                    taught => taught?,
+                }
+                self.decoder.decode(bytes)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Whether a decoding error is the registry's (down, refusing), not the record's: such a
+/// record is never dead-lettered; the run stops instead, and resumes from its last commit.
+fn registry_failed(e: &CodecError) -> bool {
+    matches!(
+        e,
+        CodecError::Registry { .. } | CodecError::RegistryUnavailable { .. }
+    )
+}
+
+impl Engine {
+    fn task_mut(&mut self, stage: Stage, partition: i32) -> &mut Task {
+        self.tasks
+            .get_mut(&(stage, partition))
+            .expect("process checked the task exists")
+    }
+
+    /// Source record → window operator → bars and late envelopes.
+    pub(super) fn window(&mut self, m: &SourceRecord<'_>) -> Result<(), RuntimeError> {
+        let stage = Stage::Window {
+            repartitioned: false,
+        };
+        let mut outputs = std::mem::take(&mut self.outputs);
+        if let Some(t) = watermark_of(m.key, m.value) {
+            self.task_mut(stage, m.partition)
+                .window_op()
+                .advance_to(t, &mut outputs);
+        } else if let Some(tick) = self.admit(m, stage)? {
+            let key = key_of(&tick, &self.plan.source_key);
+            let task = self.tasks.get_mut(&(stage, m.partition)).expect("task");
+            task.window_op()
+                .process(&key, &tick, m.offset, &mut outputs);
+        }
+        self.emit_all(m, outputs)
+    }
+
+    /// Decodes a source tick and checks it: bad data goes to the dead-letter topic with its
+    /// reason, filtered ticks are counted; `None` for both.
+    fn admit(&mut self, m: &SourceRecord<'_>, stage: Stage) -> Result<Option<Tick>, RuntimeError> {
+        let tick = match self.ticks.decode(m.value) {
+            Ok(tick) => tick,
+            Err(e) if registry_failed(&e) => return Err(e.into()),
+            Err(e) => {
+                self.dead_letter(m, reason(&e), e.to_string())?;
+                return Ok(None);
+            }
+        };
+        let stream_time = self.task_mut(stage, m.partition).stream_time();
+        if let Err(r) = self.plan.sanity.check(&tick, stream_time) {
+            self.dead_letter(m, r.reason, r.detail)?;
+            return Ok(None);
+        }
+        if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
+            self.stats.filtered += 1;
+            return Ok(None);
+        }
+        Ok(Some(tick))
+    }
+
+    /// Source record → filters → re-keyed into the repartition topic with its origin.
+    pub(super) fn forward(&mut self, m: &SourceRecord<'_>) -> Result<(), RuntimeError> {
+        let p = m.partition;
+        if let Some(t) = watermark_of(m.key, m.value) {
+            if let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work {
+                *stream_time = (*stream_time).max(t);
+            }
+            return self.broadcast(p);
+        }
+        let Some(tick) = self.admit(m, Stage::Forward)? else {
+            return Ok(());
+        };
+        let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work else {
+            unreachable!("forward stage");
+        };
+        *stream_time = (*stream_time).max(tick.event_time);
+        let origin = Origin {
+            partition: p,
+            offset: m.offset,
+            stream_time: *stream_time,
+        };
+        let group = self
+            .plan
+            .group_by
+            .as_ref()
+            .expect("forward stage has a group_by");
+        let mut envelope = std::mem::take(&mut self.envelope);
+        origin.wrap_into(m.value.unwrap_or_default(), &mut envelope);
+        let (topic, key) = (
+            group.topic.clone(),
+            key_of(&tick, &group.field).into_owned(),
+        );
+        let sent = self.send_output(&topic, key.as_bytes(), &envelope);
+        self.envelope = envelope;
+        sent?;
+        self.stats.forwarded += 1;
+        Ok(())
+    }
+
+    /// Tells every repartition partition how far source partition `p` has got, if that moved
+    /// since the last broadcast, so windows close even where `p` sends no ticks.
+    pub(super) fn broadcast(&mut self, p: i32) -> Result<(), RuntimeError> {
+        let Work::Forward {
+            stream_time,
+            broadcast,
+        } = &mut self.task_mut(Stage::Forward, p).work
+        else {
+            return Ok(());
+        };
+        if *stream_time <= *broadcast {
+            return Ok(());
+        }
+        *broadcast = *stream_time;
+        let origin = Origin {
+            partition: p,
+            offset: -1,
+            stream_time: *stream_time,
+        };
+        let group = self
+            .plan
+            .group_by
+            .as_ref()
+            .expect("forward stage has a group_by");
+        origin.wrap_into(&watermark_value(origin.stream_time), &mut self.envelope);
+        for q in 0..self.partitions {
+            let outputs = self.cluster.outputs();
+            outputs.send(&group.topic, Some(q), WATERMARK_KEY, Some(&self.envelope))?;
+            self.stats.broadcasts += 1;
+        }
+        Ok(())
+    }
+
+    /// Repartitioned record → window operator, judged by its source partition's stream time;
+    /// windows close at the slowest source partition's stream time.
+    pub(super) fn window_repartitioned(
+        &mut self,
+        m: &SourceRecord<'_>,
+    ) -> Result<(), RuntimeError> {
+        let unwrapped = m
+            .value
+            .and_then(Origin::unwrap)
+            .filter(|(o, _)| (0..self.partitions).contains(&o.partition));
+        self.stats.repartition_records += 1;
+        let Some((origin, value)) = unwrapped else {
+            let detail = "no valid origin envelope in front of the value".to_string();
+            return self.dead_letter(m, "bad_repartition_record", detail);
+        };
+        let input_topic = self.input_topic.clone();
+        let source = SourceRecord {
+            topic: &input_topic,
+            partition: origin.partition,
+            offset: origin.offset,
+            key: m.key,
+            value: Some(value),
+            timestamp: m.timestamp,
+        };
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let is_tick = watermark_of(m.key, Some(value)).is_none();
+        let task = self
+            .tasks
+            .get_mut(&(
+                Stage::Window {
+                    repartitioned: true,
+                },
+                m.partition,
+            ))
+            .expect("task");
+        let Work::Window {
+            op,
+            sources: Some(marks),
+        } = &mut task.work
+        else {
+            unreachable!("repartitioned window stage");
+        };
+        let mark = &mut marks[origin.partition as usize];
+        mark.stream_time = mark.stream_time.max(origin.stream_time);
+        if is_tick && origin.offset <= mark.offset {
+            self.stats.duplicates += 1;
+        } else if is_tick {
+            mark.offset = origin.offset;
+            match self.ticks.decode(Some(value)) {
+                Ok(tick) if self.plan.regrouped_filters.iter().all(|f| f.keeps(&tick)) => {
+                    let key = key_of(&tick, self.plan.window_key());
+                    let ordinal = (i64::from(origin.partition) << 40) | origin.offset;
+                    op.process_from(&key, &tick, ordinal, origin.stream_time, &mut outputs);
+                }
+                Ok(_) => self.stats.filtered += 1,
+                Err(e) if registry_failed(&e) => {
+                    self.outputs = outputs;
+                    return Err(e.into());
+                }
+                Err(e) => {
+                    self.outputs = outputs;
+                    return self.dead_letter(&source, reason(&e), e.to_string());
+                }
+            }
+        }
+        op.advance_to(watermark(marks), &mut outputs);
+        self.emit_all(&source, outputs)
+    }
+
+    /// Sends `outputs` (about record `source`) and keeps the buffer for the next record.
+    fn emit_all(
+        &mut self,
+        source: &Provenance<'_>,
+        mut outputs: Vec<Output>,
+    ) -> Result<(), RuntimeError> {
+        for out in outputs.drain(..) {
+            self.emit(source, out)?;
+        }
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    fn emit(&mut self, source: &Provenance<'_>, out: Output) -> Result<(), RuntimeError> {
+        match out {
+            Output::Bar(bar) => {
+                let res = self
+                    .plan
+                    .defs
+                    .iter()
+                    .position(|d| d.name == bar.resolution)
+                    .unwrap_or(0);
+                for topic in self.plan.bar_topics[res].clone() {
+                    let bytes = self.bar_encoders[&topic].encode(&bar)?;
+                    self.send_output(&topic, bar.symbol.as_bytes(), &bytes)?;
+                }
+                self.stats.bars += 1;
+                self.metrics.bars.inc();
+                if source.timestamp > 0 {
+                    let age = now_micros().saturating_sub(source.timestamp);
+                    self.metrics
+                        .bar_latency_seconds
+                        .observe(age.max(0) as f64 / 1e6);
+                }
+            }
+            Output::Rejected { reason, detail, .. } => {
+                self.dead_letter(source, reason, detail)?;
+            }
+            Output::Late { detail, .. } => {
+                self.stats.late += 1;
+                self.metrics.late_ticks.inc();
+                let topic = self.plan.late_topic.clone();
+                self.send_envelope(source, &topic, "late", detail)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a record that cannot be processed to the dead-letter topic, counted by reason.
+    pub(super) fn dead_letter(
+        &mut self,
+        source: &Provenance<'_>,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), RuntimeError> {
+        self.stats.dead_letters += 1;
+        self.metrics.dead_letters.with_label_values(&[reason]).inc();
+        let topic = self.plan.dlq_topic.clone();
+        self.send_envelope(source, &topic, reason, detail)
+    }
+
+    fn send_envelope(
+        &mut self,
+        source: &Provenance<'_>,
+        topic: &str,
+        reason: &str,
+        detail: String,
+    ) -> Result<(), RuntimeError> {
+        let envelope = DeadLetter::about(source, reason, detail, &self.plan.application);
+        let bytes = self.dead_letters.encode(&envelope)?;
+        self.send_output(topic, source.key.unwrap_or_default(), &bytes)
+    }
+}
+
+fn reason(e: &CodecError) -> &'static str {
+    match e {
+        CodecError::SchemaNotFound { .. } => "unknown_schema",
+        CodecError::Incompatible { .. } => "incompatible_schema",
+        _ => "undecodable",
+    }
+}

@@ -1,0 +1,333 @@
+//! The engine core in memory, through `TopologyTestDriver` (no broker, no registry):
+//! - the example a user would write for the flagship topology;
+//! - golden comparisons (tumbling, hopping with a `group_by`, session) of every bar and late
+//!   tick against the brute-force recomputation, at up to 500,000 ticks;
+//! - a crash at every step of the commit protocol, with and without the local stores and
+//!   with unacknowledged records kept or lost, under both guarantees: the outputs, counted
+//!   record by record, equal an uninterrupted run's.
+
+use std::collections::BTreeMap;
+
+use crate::common;
+
+use common::golden::{Entry, Rules, START, assert_bars_equal, bar_map, expected_with};
+use tickflow::codec::{DeadLetter, Tick};
+use tickflow::config::topology::TopologySpec;
+use tickflow::sim::{SimConfig, TickStream, universe};
+use tickflow::topology::driver::{Restart, TopologyTestDriver};
+use tickflow::topology::edge::partition_of;
+use tickflow::topology::engine::CommitStep;
+
+const S: i64 = 1_000_000;
+const PARTITIONS: i32 = 4;
+
+fn tick(symbol: &str, seconds: i64, price: f64, size: i64) -> Tick {
+    Tick {
+        symbol: symbol.into(),
+        venue: "XNAS".into(),
+        price,
+        size,
+        event_time: START + seconds * S,
+        trade_id: seconds,
+        side: "B".into(),
+        conditions: vec![],
+        currency: "USD".into(),
+    }
+}
+
+/// The example of the README's "Testing your topology": ticks in, a one-minute bar and a
+/// late tick out.
+#[test]
+fn flagship_topology_example() {
+    let mut driver = TopologyTestDriver::from_file("topologies/ohlc_vwap.yaml".as_ref()).unwrap();
+    driver
+        .pipe_ticks(&[
+            tick("AAPL", 1, 190.0, 100),
+            tick("AAPL", 20, 192.5, 300),
+            tick("AAPL", 18, 189.0, 200), // out of order, within its windows' grace
+            tick("AAPL", 59, 191.0, 400),
+        ])
+        .unwrap();
+    assert!(
+        driver.bars("bars.1m").unwrap().is_empty(),
+        "the minute is still open"
+    );
+    // Stream time reaches 09:31:05, the minute's end plus its 5 s grace: the bar closes.
+    driver.pipe_ticks(&[tick("AAPL", 65, 193.0, 50)]).unwrap();
+    let bars = driver.bars("bars.1m").unwrap();
+    assert_eq!(bars.len(), 1, "{bars:?}");
+    let bar = &bars[0];
+    assert_eq!(
+        (bar.open, bar.high, bar.low, bar.close),
+        (190.0, 192.5, 189.0, 191.0)
+    );
+    assert_eq!((bar.volume, bar.trade_count), (1000, 4));
+    let vwap = (190.0 * 100.0 + 192.5 * 300.0 + 189.0 * 200.0 + 191.0 * 400.0) / 1000.0;
+    assert!(driver.late().unwrap().is_empty());
+    assert!((bar.vwap - vwap).abs() < 1e-9);
+    // A tick for the closed minute is late: it goes to the late topic, once per resolution
+    // whose window closed (1s and 1m; its 5m and 1h windows are open).
+    driver.pipe_ticks(&[tick("AAPL", 30, 500.0, 1)]).unwrap();
+    let late: Vec<String> = driver
+        .late()
+        .unwrap()
+        .iter()
+        .map(|d| d.detail.clone())
+        .collect();
+    assert_eq!(late.len(), 2, "{late:?}");
+    assert_eq!(
+        driver.bars("bars.1m").unwrap().len(),
+        1,
+        "the late tick changed no bar"
+    );
+}
+
+/// `count` seeded ticks of `symbols` symbols, 1 % out of order and `late` of them 10-60 s
+/// late.
+fn simulated(count: u64, symbols: usize, late: f64, trades_per_second: f64) -> Vec<Tick> {
+    let cfg = SimConfig {
+        out_of_order_fraction: 0.01,
+        late_fraction: late,
+        late_delay_min: std::time::Duration::from_secs(10),
+        late_delay_max: std::time::Duration::from_secs(60),
+        trades_per_second,
+        ..SimConfig::default()
+    };
+    let universe = universe(None, symbols).unwrap();
+    TickStream::from_config(&cfg, universe, START, Some(count))
+        .unwrap()
+        .collect()
+}
+
+/// The partitioned log the driver builds from `ticks` and one watermark per partition
+/// after them, for the brute-force recomputation.
+fn log_of(ticks: &[Tick], watermark: i64) -> BTreeMap<i32, Vec<Entry>> {
+    let mut log: BTreeMap<i32, Vec<Entry>> = (0..PARTITIONS).map(|p| (p, Vec::new())).collect();
+    for t in ticks {
+        let entries = log
+            .get_mut(&partition_of(t.symbol.as_bytes(), PARTITIONS))
+            .unwrap();
+        entries.push(Entry::Tick(entries.len() as i64, t.clone()));
+    }
+    for entries in log.values_mut() {
+        entries.push(Entry::Watermark(watermark));
+    }
+    log
+}
+
+/// Pipes `ticks` in batches, then the end-of-input watermark.
+fn drive(driver: &mut TopologyTestDriver, ticks: &[Tick], end: i64) {
+    for batch in ticks.chunks(10_000) {
+        driver.pipe_ticks(batch).unwrap();
+    }
+    driver.pipe_watermark(end).unwrap();
+}
+
+fn spec(yaml: &str) -> TopologySpec {
+    TopologySpec::parse("test.yaml", yaml).unwrap()
+}
+
+/// Runs `yaml` over `ticks` and compares every bar of `topics` and every late tick with the
+/// recomputation under `rules`.
+fn golden(yaml: &str, topics: &[&str], ticks: &[Tick], rules: &Rules<'_>) {
+    let mut driver = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
+    let end = ticks.iter().map(|t| t.event_time).max().unwrap() + 86_400 * S;
+    drive(&mut driver, ticks, end);
+    let (want_bars, want_late) = expected_with(&log_of(ticks, end), rules);
+    assert!(want_late.len() > 100, "late ticks: {}", want_late.len());
+    let mut bars = Vec::new();
+    for topic in topics {
+        bars.extend(driver.bars(topic).unwrap());
+    }
+    let count = bars.len();
+    let got = bar_map(bars);
+    assert_eq!(got.len(), count, "each bar once");
+    assert_bars_equal(&got, &want_bars);
+    let late: Vec<DeadLetter> = driver.late().unwrap();
+    let got_late: std::collections::BTreeSet<_> = late
+        .iter()
+        .map(|d| (d.partition, d.offset, resolution_of(d)))
+        .collect();
+    assert_eq!(
+        got_late.len(),
+        late.len(),
+        "each late (tick, resolution) once"
+    );
+    assert_eq!(got_late, want_late);
+}
+
+/// The resolution a late envelope names: the first word of its detail.
+fn resolution_of(d: &DeadLetter) -> String {
+    let first = d.detail.split_whitespace().next();
+    first.expect("a resolution").to_string()
+}
+
+#[test]
+fn tumbling_bars_equal_brute_force_at_half_a_million_ticks() {
+    let ticks = simulated(common::scaled(500_000), 200, 0.005, 2000.0);
+    let yaml = "application: g\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m, 1h]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+    let rules = Rules {
+        windows: &[
+            ("1s", S, S),
+            ("1m", 60 * S, 60 * S),
+            ("5m", 300 * S, 300 * S),
+            ("1h", 3600 * S, 3600 * S),
+        ],
+        grace: 5 * S,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: None,
+    };
+    golden(
+        yaml,
+        &["bars.1s", "bars.1m", "bars.5m", "bars.1h"],
+        &ticks,
+        &rules,
+    );
+}
+
+#[test]
+fn hopping_bars_by_venue_equal_brute_force() {
+    // Over three minutes of market time, for hopping windows to close before late ticks.
+    let ticks = simulated(common::scaled(200_000), 100, 0.01, 200.0);
+    let yaml = "application: v\nsources:\n  ticks: { topic: ticks }\noperators:\n  - filter: { id: round_lots, input: ticks, where: [{ field: size, op: ge, value: 100 }] }\n  - group_by: { id: by_venue, input: round_lots, field: venue }\n  - window:\n      id: venue_bars\n      input: by_venue\n      hopping: [{ size: 1m, advance: 30s }, { size: 5m, advance: 1m }]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: late\nsinks:\n  - { input: venue_bars, topic: \"bars.{resolution}\" }\n";
+    let rules = Rules {
+        windows: &[
+            ("1m-every-30s", 60 * S, 30 * S),
+            ("5m-every-1m", 300 * S, 60 * S),
+        ],
+        grace: 5 * S,
+        key: |t| t.venue.clone(),
+        keep: |t| t.size >= 100,
+        session_gap: None,
+    };
+    golden(
+        yaml,
+        &["bars.1m-every-30s", "bars.5m-every-1m"],
+        &ticks,
+        &rules,
+    );
+}
+
+#[test]
+fn session_bars_equal_brute_force() {
+    let ticks = simulated(common::scaled(100_000), 100, 0.01, 200.0);
+    let yaml = "application: s\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: sessions\n      input: ticks\n      session: { gap: 500ms }\n      grace: 3s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: late\nsinks:\n  - { input: sessions, topic: \"bars.{resolution}\" }\n";
+    let rules = Rules {
+        windows: &[],
+        grace: 3 * S,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: Some(S / 2),
+    };
+    golden(yaml, &["bars.session"], &ticks, &rules);
+}
+
+/// Every output record (topic, key, value bytes) of a run, counted.
+type Outputs = BTreeMap<(String, Vec<u8>, Vec<u8>), usize>;
+
+fn outputs(driver: &TopologyTestDriver, topics: &[String]) -> Outputs {
+    let mut all = Outputs::new();
+    for topic in topics {
+        for (_, _, r) in driver.records(topic).unwrap() {
+            let key = (
+                topic.clone(),
+                r.key.unwrap_or_default(),
+                r.value.unwrap_or_default(),
+            );
+            *all.entry(key).or_default() += 1;
+        }
+    }
+    all
+}
+
+/// Runs `yaml` over `ticks` committing every 2,000 ticks; when `crash` is given, the commit
+/// of that number (from 0) crashes at that step and the engine restarts as `restart` says.
+/// Returns the outputs of `topics`.
+fn run_crashing(
+    yaml: &str,
+    ticks: &[Tick],
+    topics: &[String],
+    crash: Option<(usize, CommitStep, Restart)>,
+) -> Outputs {
+    let mut driver = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
+    driver.set_auto_commit(false);
+    let end = ticks.iter().map(|t| t.event_time).max().unwrap() + 86_400 * S;
+    for (i, batch) in ticks.chunks(2_000).enumerate() {
+        driver.pipe_ticks(batch).unwrap();
+        match crash {
+            Some((at, step, how)) if i == at => {
+                driver.crash_in_next_commit(step).unwrap();
+                let err = driver.commit().unwrap_err();
+                assert!(err.to_string().contains("crashed on purpose"), "{err}");
+                driver.restart(how).unwrap();
+            }
+            _ => driver.commit().unwrap(),
+        }
+    }
+    driver.pipe_watermark(end).unwrap();
+    driver.commit().unwrap();
+    outputs(&driver, topics)
+}
+
+/// A crash at each step of the first commit (no task has committed yet) and of the third,
+/// every way, gives the uninterrupted run's outputs exactly.
+fn crash_anywhere(yaml: &str, topics: &[&str], ticks: &[Tick]) {
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let want = run_crashing(yaml, ticks, &topics, None);
+    let records: usize = want.values().sum();
+    assert!(records > 500, "{records} outputs");
+    let steps = [
+        CommitStep::BeforeFlush,
+        CommitStep::AfterFlush,
+        CommitStep::MidChangelog,
+        CommitStep::AfterChangelog,
+        CommitStep::AfterFirstLocal,
+    ];
+    for (at, step) in [0, 2].into_iter().flat_map(|at| steps.map(|s| (at, s))) {
+        for keep_local_state in [true, false] {
+            for keep_unacknowledged in [true, false] {
+                let how = Restart {
+                    keep_local_state,
+                    keep_unacknowledged,
+                };
+                let got = run_crashing(yaml, ticks, &topics, Some((at, step, how)));
+                let extra: Vec<_> = got
+                    .iter()
+                    .filter(|(k, n)| want.get(*k) != Some(n))
+                    .map(|((t, _, _), n)| (t.clone(), *n))
+                    .take(5)
+                    .collect();
+                let missing = want.keys().filter(|k| !got.contains_key(*k)).count();
+                assert!(
+                    extra.is_empty() && missing == 0,
+                    "crash at {step:?} of commit {at}, {how:?}: {} records against {records}; differing: {extra:?}, missing: {missing}",
+                    got.values().sum::<usize>()
+                );
+            }
+        }
+    }
+}
+
+const CRASH_TOPOLOGY: &str = "application: c\n{guarantee}sources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+
+#[test]
+fn a_crash_at_any_commit_step_changes_no_output() {
+    let ticks = simulated(20_000, 30, 0.01, 200.0);
+    let yaml = CRASH_TOPOLOGY.replace("{guarantee}", "");
+    crash_anywhere(&yaml, &["bars.1s", "bars.1m", "late"], &ticks);
+}
+
+#[test]
+fn a_crash_at_any_commit_step_changes_no_output_under_transactions() {
+    let ticks = simulated(20_000, 30, 0.01, 200.0);
+    let yaml = CRASH_TOPOLOGY.replace("{guarantee}", "processing_guarantee: exactly_once_v2\n");
+    crash_anywhere(&yaml, &["bars.1s", "bars.1m", "late"], &ticks);
+}
+
+#[test]
+fn a_crash_at_any_commit_step_changes_no_output_of_a_group_by() {
+    let ticks = simulated(20_000, 30, 0.01, 200.0);
+    let yaml = "application: r\nsources:\n  ticks: { topic: ticks }\noperators:\n  - group_by: { id: by_venue, input: ticks, field: venue }\n  - window:\n      id: bars\n      input: by_venue\n      hopping: [{ size: 2s, advance: 1s }]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+    crash_anywhere(yaml, &["bars.2s-every-1s", "late"], &ticks);
+}

@@ -35,7 +35,8 @@ fn help_lists_every_command() {
     let (stdout, _) = text(&out);
     assert!(out.status.success());
     for cmd in [
-        "demo", "run", "simulate", "validate", "graph", "tail", "catalog", "registry", "broker",
+        "demo", "run", "simulate", "validate", "graph", "test", "tail", "catalog", "registry",
+        "broker",
     ] {
         assert!(
             stdout.contains(&format!("  {cmd} ")),

@@ -8,6 +8,7 @@ mod run;
 mod serve;
 mod simulate;
 mod tail;
+mod test;
 mod topology;
 
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub enum Command {
     Simulate(simulate::SimulateArgs),
     /// Check a topology file and report every problem with file:line:column.
     Validate(topology::ValidateArgs),
+    /// Run a topology's test cases (ticks in, expected bars out) in memory, without a broker;
+    /// prints each difference and exits 1 if any case fails.
+    Test(test::TestArgs),
     /// Print a topology's graph of topics and operators (text, Mermaid or DOT).
     Graph(topology::GraphArgs),
     /// Print records of a topic, decoded through the schema registry, as JSON lines.
@@ -123,6 +127,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Simulate(args) => simulate::run(args, load_config(&cli.config)?).await,
             Command::Validate(args) => topology::validate(args),
             Command::Graph(args) => topology::graph(args),
+            Command::Test(args) => test::run(args),
             Command::Tail(args) => tail::run(args, load_config(&cli.config)?).await,
             Command::Query(args) => query::run(args, load_config(&cli.config)?).await,
             Command::Reconcile(args) => query::reconcile(args, load_config(&cli.config)?).await,

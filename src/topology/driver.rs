@@ -115,9 +115,10 @@ pub struct TopologyTestDriver {
 }
 
 impl TopologyTestDriver {
-    /// A driver for the topology in `path`, with 4 input partitions.
+    /// A driver for the topology in `path`, whose input has one partition (stream time is
+    /// then simply the newest event time piped in).
     pub fn from_file(path: &Path) -> Result<Self, DriverError> {
-        Self::new(&TopologySpec::load(path)?, 4)
+        Self::new(&TopologySpec::load(path)?, 1)
     }
 
     /// A driver for `spec` whose input topic has `partitions` partitions.

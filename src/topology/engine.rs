@@ -113,6 +113,17 @@ pub enum CommitStep {
     AfterFirstLocal,
 }
 
+impl CommitStep {
+    /// Every step, in the order a commit passes them.
+    pub const ALL: [CommitStep; 5] = [
+        CommitStep::BeforeFlush,
+        CommitStep::AfterFlush,
+        CommitStep::MidChangelog,
+        CommitStep::AfterChangelog,
+        CommitStep::AfterFirstLocal,
+    ];
+}
+
 /// Fails with [`RuntimeError::Crashed`] if a test asked (`at`) for a crash at `step`.
 fn crash_point(at: &mut Option<CommitStep>, step: CommitStep) -> Result<(), RuntimeError> {
     if *at == Some(step) {

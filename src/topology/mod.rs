@@ -2,6 +2,7 @@
 //! and running it: the engine core (`engine`, `routing`, `task`) driven either by Kafka
 //! (`runtime`) or in memory (`driver`, over `memory`), through the `edge` traits.
 
+pub mod cases;
 pub mod driver;
 pub mod edge;
 pub mod engine;

@@ -82,6 +82,28 @@ fn flagship_topology_example() {
     );
 }
 
+/// Bad data goes to the dead-letter topic with its reason and the run goes on: bytes that
+/// are not Avro, and a tick with a negative price.
+#[test]
+fn bad_records_go_to_the_dead_letter_topic() {
+    let mut driver = TopologyTestDriver::from_file("topologies/ohlc_vwap.yaml".as_ref()).unwrap();
+    driver.pipe_record(0, b"AAPL", b"not avro").unwrap();
+    driver
+        .pipe_ticks(&[
+            tick("AAPL", 1, 190.0, 100),
+            tick("AAPL", 2, -1.0, 100),
+            tick("AAPL", 70, 191.0, 1),
+        ])
+        .unwrap();
+    let dead = driver.dead_letters().unwrap();
+    let reasons: Vec<(&str, i64)> = dead.iter().map(|d| (d.reason.as_str(), d.offset)).collect();
+    assert_eq!(reasons, [("undecodable", 0), ("bad_price", 2)]);
+    assert_eq!(dead[0].value.as_deref(), Some(&b"not avro"[..]), "the record itself");
+    let bars = driver.bars("bars.1m").unwrap();
+    assert_eq!((bars.len(), bars[0].volume), (1, 100), "the bad tick is not counted");
+    assert_eq!(driver.stats().dead_letters, 2);
+}
+
 /// `count` seeded ticks of `symbols` symbols, 1 % out of order and `late` of them 10-60 s
 /// late.
 fn simulated(count: u64, symbols: usize, late: f64, trades_per_second: f64) -> Vec<Tick> {

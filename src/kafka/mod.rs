@@ -2,6 +2,7 @@
 //! authentication, a reachability check that fails fast, and topic creation.
 
 pub mod auth;
+mod error_log;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 
 pub use auth::{Auth, AuthContext};
+pub use error_log::ErrorLog;
 
 /// Errors talking to the broker (external).
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,15 @@
 //! Routing one record through the plan: decoding and checking it (admit), filters, the
 //! repartition hop (forward, broadcast), the window operator, and the envelopes of what it
 //! emits (bars, late ticks, dead letters).
+//!
+//! A topology with a `group_by` runs in two stages, like a Kafka Streams sub-topology split:
+//! forwarding tasks (one per source partition) filter ticks and re-key them into the internal
+//! `<application>-<id>-repartition` topic, each record carrying its origin (source partition,
+//! offset, and that partition's stream time); window tasks (one per repartition partition)
+//! skip origins they already counted, judge lateness by the origin's stream time and close
+//! windows at the slowest source partition's stream time. Bars and late ticks are therefore
+//! the same however the source partitions interleave (up to the last bits of float sums),
+//! and the same as without repartitioning when the key is the source key.
 
 use std::collections::HashMap;
 

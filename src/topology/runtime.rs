@@ -449,11 +449,12 @@ fn process_loop(
     // Time spent waiting for records that did not come (commits do not count as idle).
     let mut idle = Duration::ZERO;
     let mut uncommitted = 0u64;
-    let mut ends = kafka::EndCheck::default();
+    let (mut ends, mut errors) = (kafka::EndCheck::default(), kafka::ErrorLog::new(ENGINE));
     while !stop.load(Ordering::Relaxed) {
         let polled = Instant::now();
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                errors.ok();
                 engine
                     .lock()
                     .expect("engine lock")
@@ -464,7 +465,7 @@ fn process_loop(
                     idle = Duration::ZERO;
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => errors.error(&e),
             // Idle only counts at the end of every assigned partition: joining the group, a
             // restore or a slow fetch is not idleness.
             None if options.stop_when_idle.is_some()

@@ -900,6 +900,7 @@ fn land_loop(
         .map_err(LakeError::kafka)?;
     let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
     let mut ends = crate::kafka::EndCheck::default();
+    let mut errors = crate::kafka::ErrorLog::new(LAKE);
     let upstream_running = || {
         options
             .upstream
@@ -910,10 +911,11 @@ fn land_loop(
         let polled = Instant::now();
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                errors.ok();
                 sink.lock().expect("sink lock").land(&m)?;
                 (idle, pending) = (Duration::ZERO, pending + 1);
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => errors.error(&e),
             // Idle only at the end of every assigned partition, with the upstream stage done:
             // a slow fetch, a rebalance or an engine still producing is not idleness.
             None if options.stop_when_idle.is_some()

@@ -98,9 +98,17 @@ fn bad_records_go_to_the_dead_letter_topic() {
     let dead = driver.dead_letters().unwrap();
     let reasons: Vec<(&str, i64)> = dead.iter().map(|d| (d.reason.as_str(), d.offset)).collect();
     assert_eq!(reasons, [("undecodable", 0), ("bad_price", 2)]);
-    assert_eq!(dead[0].value.as_deref(), Some(&b"not avro"[..]), "the record itself");
+    assert_eq!(
+        dead[0].value.as_deref(),
+        Some(&b"not avro"[..]),
+        "the record itself"
+    );
     let bars = driver.bars("bars.1m").unwrap();
-    assert_eq!((bars.len(), bars[0].volume), (1, 100), "the bad tick is not counted");
+    assert_eq!(
+        (bars.len(), bars[0].volume),
+        (1, 100),
+        "the bad tick is not counted"
+    );
     assert_eq!(driver.stats().dead_letters, 2);
 }
 

@@ -68,9 +68,15 @@ mod tests {
             .iter()
             .map(|s| log.error_at(&"all brokers down", t0 + Duration::from_secs(*s)))
             .collect();
-        assert_eq!(logged, [true, false, false, false, true, false, false, true]);
+        assert_eq!(
+            logged,
+            [true, false, false, false, true, false, false, true]
+        );
         log.ok();
-        assert!(log.error_at(&"again", t0 + Duration::from_secs(62)), "a new run");
+        assert!(
+            log.error_at(&"again", t0 + Duration::from_secs(62)),
+            "a new run"
+        );
         log.ok();
         log.ok();
         assert_eq!((log.logged, log.unlogged), (None, 0));

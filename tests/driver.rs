@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 
 use crate::common;
 
-use common::golden::{Entry, Rules, START, assert_bars_equal, bar_map, expected_with};
+use common::golden::{
+    Entry, Rules, START, assert_bars_equal, bar_map, expected_with, flagship_rules, session_rules,
+    venue_hopping_rules,
+};
 use tickflow::codec::{DeadLetter, Tick};
 use tickflow::config::topology::TopologySpec;
 use tickflow::sim::{SimConfig, TickStream, universe};
@@ -196,18 +199,7 @@ fn resolution_of(d: &DeadLetter) -> String {
 fn tumbling_bars_equal_brute_force_at_half_a_million_ticks() {
     let ticks = simulated(common::scaled(500_000), 200, 0.005, 2000.0);
     let yaml = "application: g\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m, 1h]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count, turnover]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
-    let rules = Rules {
-        windows: &[
-            ("1s", S, S),
-            ("1m", 60 * S, 60 * S),
-            ("5m", 300 * S, 300 * S),
-            ("1h", 3600 * S, 3600 * S),
-        ],
-        grace: 5 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: None,
-    };
+    let rules = flagship_rules();
     golden(
         yaml,
         &["bars.1s", "bars.1m", "bars.5m", "bars.1h"],
@@ -221,16 +213,7 @@ fn hopping_bars_by_venue_equal_brute_force() {
     // Over three minutes of market time, for hopping windows to close before late ticks.
     let ticks = simulated(common::scaled(200_000), 100, 0.01, 200.0);
     let yaml = "application: v\nsources:\n  ticks: { topic: ticks }\noperators:\n  - filter: { id: round_lots, input: ticks, where: [{ field: size, op: ge, value: 100 }] }\n  - group_by: { id: by_venue, input: round_lots, field: venue }\n  - window:\n      id: venue_bars\n      input: by_venue\n      hopping: [{ size: 1m, advance: 30s }, { size: 5m, advance: 1m }]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: late\nsinks:\n  - { input: venue_bars, topic: \"bars.{resolution}\" }\n";
-    let rules = Rules {
-        windows: &[
-            ("1m-every-30s", 60 * S, 30 * S),
-            ("5m-every-1m", 300 * S, 60 * S),
-        ],
-        grace: 5 * S,
-        key: |t| t.venue.clone(),
-        keep: |t| t.size >= 100,
-        session_gap: None,
-    };
+    let rules = venue_hopping_rules();
     golden(
         yaml,
         &["bars.1m-every-30s", "bars.5m-every-1m"],
@@ -243,13 +226,7 @@ fn hopping_bars_by_venue_equal_brute_force() {
 fn session_bars_equal_brute_force() {
     let ticks = simulated(common::scaled(100_000), 100, 0.01, 200.0);
     let yaml = "application: s\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: sessions\n      input: ticks\n      session: { gap: 500ms }\n      grace: 3s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: late\nsinks:\n  - { input: sessions, topic: \"bars.{resolution}\" }\n";
-    let rules = Rules {
-        windows: &[],
-        grace: 3 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: Some(S / 2),
-    };
+    let rules = session_rules();
     golden(yaml, &["bars.session"], &ticks, &rules);
 }
 

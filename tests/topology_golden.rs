@@ -7,16 +7,14 @@
 use crate::common;
 
 use common::golden::{
-    Rules, assert_bars_equal, bars_of, expected_with, late_of, read_all, run_until_idle,
-    simulate_into, tick_log,
+    Rules, assert_bars_equal, bars_of, expected_with, flagship_rules, late_of, read_all,
+    run_until_idle, session_rules, simulate_into, tick_log, venue_hopping_rules,
 };
 use tickflow::codec::RegistryClient;
 use tickflow::config::KafkaConfig;
 use tickflow::metrics::Metrics;
 use tickflow::sim::SimConfig;
 use tickflow::topology::runtime::RunStats;
-
-const S: i64 = 1_000_000;
 
 /// 1% out of order (up to 2 s), and `late` of the ticks late by 1-5 min.
 fn disorderly(late: f64) -> SimConfig {
@@ -110,18 +108,7 @@ async fn bars_equal_brute_force_recomputation() {
     );
     assert_eq!((stats.dead_letters, stats.forwarded), (0, 0));
 
-    let rules = Rules {
-        windows: &[
-            ("1s", S, S),
-            ("1m", 60 * S, 60 * S),
-            ("5m", 300 * S, 300 * S),
-            ("1h", 3600 * S, 3600 * S),
-        ],
-        grace: 5 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: None,
-    };
+    let rules = flagship_rules();
     check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }
 
@@ -157,16 +144,7 @@ async fn group_by_venue_repartitions_and_equals_brute_force() {
         "each tick forwarded or filtered once"
     );
 
-    let rules = Rules {
-        windows: &[
-            ("1m-every-30s", 60 * S, 30 * S),
-            ("5m-every-1m", 300 * S, 60 * S),
-        ],
-        grace: 5 * S,
-        key: |t| t.venue.clone(),
-        keep: |t| t.size >= 100,
-        session_gap: None,
-    };
+    let rules = venue_hopping_rules();
     check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }
 
@@ -193,12 +171,6 @@ async fn session_bars_equal_brute_force_recomputation() {
         stats.bars > 20 * 100,
         "sessions split and merge, not one per symbol: {stats:?}"
     );
-    let rules = Rules {
-        windows: &[],
-        grace: 3 * S,
-        key: |t| t.symbol.clone(),
-        keep: |_| true,
-        session_gap: Some(S / 2),
-    };
+    let rules = session_rules();
     check_outputs(&kafka, &client, &id, COUNT as usize + 8, &stats, &rules).await;
 }

@@ -126,8 +126,7 @@ impl TopologyTestDriver {
         let plan = Plan::of(spec).map_err(RuntimeError::from)?;
         let log = Arc::new(MemoryLog::default());
         log.create(&plan.input_topic, partitions);
-        let internal = plan.group_by.iter().map(|g| g.topic.clone());
-        for topic in plan.output_topics().into_iter().chain(internal) {
+        for topic in plan.produced_topics() {
             log.create(&topic, partitions);
         }
         for topic in plan.changelog_topics() {
@@ -204,13 +203,7 @@ impl TopologyTestDriver {
 
     /// The end of every output partition now.
     fn output_ends(&self) -> Vec<crate::kafka::PartitionEnd> {
-        let internal = self.plan.group_by.iter().map(|g| g.topic.clone());
-        let topics: Vec<String> = self
-            .plan
-            .output_topics()
-            .into_iter()
-            .chain(internal)
-            .collect();
+        let topics = self.plan.produced_topics();
         topics
             .iter()
             .flat_map(|t| (0..self.partitions).map(move |p| (t.clone(), p)))

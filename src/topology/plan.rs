@@ -183,6 +183,12 @@ impl Plan {
         t.dedup();
         t
     }
+
+    /// Every topic the engine produces to: the output topics and the repartition topic.
+    pub fn produced_topics(&self) -> Vec<String> {
+        let internal = self.group_by.iter().map(|g| g.topic.clone());
+        self.output_topics().into_iter().chain(internal).collect()
+    }
 }
 
 /// The value of tick field `field` as a record key. Validation admits only tick fields;

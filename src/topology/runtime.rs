@@ -157,8 +157,7 @@ async fn prepare(
 ) -> Result<Prepared, RuntimeError> {
     let partitions = kafka::partition_count(kafka, &plan.input_topic)?;
     let changelogs = plan.changelog_topics();
-    let internal = plan.group_by.iter().map(|g| g.topic.clone());
-    let outputs: Vec<String> = plan.output_topics().into_iter().chain(internal).collect();
+    let outputs = plan.produced_topics();
     let spec = |name, configs| kafka::TopicSpec {
         name,
         partitions,

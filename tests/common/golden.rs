@@ -64,6 +64,49 @@ pub fn symbol_bars_rules() -> Rules<'static> {
     }
 }
 
+/// The rules of the golden tests' flagship topology: 1s, 1m, 5m and 1h bars per symbol,
+/// 5 s grace.
+pub fn flagship_rules() -> Rules<'static> {
+    Rules {
+        windows: &[
+            ("1s", SECOND, SECOND),
+            ("1m", 60 * SECOND, 60 * SECOND),
+            ("5m", 300 * SECOND, 300 * SECOND),
+            ("1h", 3600 * SECOND, 3600 * SECOND),
+        ],
+        grace: 5 * SECOND,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: None,
+    }
+}
+
+/// The rules of the golden tests' re-keyed topology: round lots (size >= 100) by venue in
+/// 1m-every-30s and 5m-every-1m hopping windows, 5 s grace.
+pub fn venue_hopping_rules() -> Rules<'static> {
+    Rules {
+        windows: &[
+            ("1m-every-30s", 60 * SECOND, 30 * SECOND),
+            ("5m-every-1m", 300 * SECOND, 60 * SECOND),
+        ],
+        grace: 5 * SECOND,
+        key: |t| t.venue.clone(),
+        keep: |t| t.size >= 100,
+        session_gap: None,
+    }
+}
+
+/// The rules of the golden tests' session topology: per symbol, 500 ms gap, 3 s grace.
+pub fn session_rules() -> Rules<'static> {
+    Rules {
+        windows: &[],
+        grace: 3 * SECOND,
+        key: |t| t.symbol.clone(),
+        keep: |_| true,
+        session_gap: Some(SECOND / 2),
+    }
+}
+
 /// Market start of every simulation in the tests: Thursday 2026-11-26 09:30 New York.
 pub const START: i64 = 1_795_703_400_000_000;
 use tickflow::source::{KafkaSource, RawRecord};

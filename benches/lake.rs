@@ -19,10 +19,10 @@ use support::{START, start_registry, universe};
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::lake::LakeSpec;
 use tickflow::config::{AppConfig, AwsConfig};
+use tickflow::lake::store::LakeStore;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{SimConfig, TickStream};
 use tickflow::sink::lake::LakeWriter;
-use tickflow::sink::lake::store::LakeStore;
 
 const TICKS: u64 = 1_000_000;
 const PARTITIONS: i32 = 8;

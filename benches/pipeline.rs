@@ -15,9 +15,9 @@ use support::{START, start_registry, universe};
 
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
+use tickflow::kafka::KafkaSink;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks};
-use tickflow::sink::KafkaSink;
 use tickflow::source::KafkaSource;
 use tickflow::topology::runtime::{RunOptions, run};
 

@@ -18,11 +18,11 @@ use tickflow::catalog::{Catalog, LocalCatalog};
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::AppConfig;
 use tickflow::config::lake::LakeSpec;
+use tickflow::lake::store::LakeStore;
 use tickflow::metrics::Metrics;
 use tickflow::query::{LocalEngine, saved};
 use tickflow::sim::{SimConfig, TickStream};
 use tickflow::sink::lake::LakeWriter;
-use tickflow::sink::lake::store::LakeStore;
 
 const TICKS: u64 = 10_000_000;
 const PARTITIONS: i32 = 8;

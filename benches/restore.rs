@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use tickflow::config::KafkaConfig;
-use tickflow::sink::KafkaSink;
+use tickflow::kafka::KafkaSink;
 use tickflow::state::WindowStore;
 use tickflow::state::changelog::{ChangelogPartition, SEALED_KEY};
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use tickflow::codec::{Encoder, RecordKind, Tick};
 use tickflow::config::KafkaConfig;
+use tickflow::kafka::KafkaSink;
 use tickflow::sim::{Pace, SimConfig, TickStream, produce_ticks, universe};
-use tickflow::sink::KafkaSink;
 
 const START: i64 = 1_795_703_400_000_000;
 const RUNS: usize = 5;

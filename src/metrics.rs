@@ -140,7 +140,7 @@ fn registered<T: prometheus::core::Collector + Clone + 'static>(registry: &Regis
 }
 
 /// Every dead-letter reason, so that each series exists (at 0) before its first record.
-pub const DEAD_LETTER_REASONS: [&str; 8] = [
+pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "undecodable",
     "unknown_schema",
     "incompatible_schema",
@@ -149,6 +149,7 @@ pub const DEAD_LETTER_REASONS: [&str; 8] = [
     "bad_size",
     "implausible_event_time",
     "overflow",
+    "bad_repartition_record",
 ];
 
 /// The git revision the binary was built from (`TICKFLOW_GIT_REVISION` at build time).

@@ -6,9 +6,9 @@ use crate::common;
 
 use std::time::Duration;
 
+use tickflow::kafka::KafkaSink;
 use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
-use tickflow::sink::KafkaSink;
 use tickflow::state::WindowStore;
 use tickflow::state::changelog::{ChangelogPartition, SEALED_KEY, Seal};
 

@@ -14,10 +14,10 @@ use tickflow::codec::{
     DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, WATERMARK_KEY, split_header,
     watermark_value,
 };
+use tickflow::kafka::KafkaSink;
 use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{SimConfig, TickStream, universe};
-use tickflow::sink::KafkaSink;
 
 const S: i64 = 1_000_000;
 

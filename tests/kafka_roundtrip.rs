@@ -7,9 +7,9 @@ use crate::common;
 use std::collections::{BTreeMap, HashMap};
 
 use tickflow::codec::{Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header};
+use tickflow::kafka::KafkaSink;
 use tickflow::kafka::{TopicSpec, ensure_topic, ensure_topics};
 use tickflow::sim::{Pace, SimConfig, TickStream, produce_ticks, universe};
-use tickflow::sink::KafkaSink;
 
 const START: i64 = 1_795_703_400_000_000;
 const COUNT: u64 = 200_000;

@@ -71,7 +71,7 @@ async fn every_record_lands_once_in_its_partition_and_is_registered() {
     const BAD: [&[u8]; 2] = [b"not avro at all", &[0, 0, 0, 0x7f, 0x7f, 1, 2, 3]];
     let (k, i) = (kafka.clone(), input.clone());
     tokio::task::spawn_blocking(move || {
-        let sink = tickflow::sink::KafkaSink::new(&k, &i).unwrap();
+        let sink = tickflow::kafka::KafkaSink::new(&k, &i).unwrap();
         for bad in BAD {
             sink.send_to(&i, b"BAD", bad).unwrap();
         }

@@ -17,10 +17,10 @@ use tickflow::catalog::GlueCatalog;
 use tickflow::codec::{RecordKind, RegistryClient};
 use tickflow::config::AwsConfig;
 use tickflow::config::lake::{LakeFormat, MIN_PART_BYTES, UploadSpec};
+use tickflow::kafka::KafkaSink;
+use tickflow::lake::store::{Created, LakeStore, STAGING_DIR};
+use tickflow::lake::{LakeError, decode_datum};
 use tickflow::sim::SimConfig;
-use tickflow::sink::KafkaSink;
-use tickflow::sink::lake::store::{Created, LakeStore, STAGING_DIR};
-use tickflow::sink::lake::{LakeError, decode_datum};
 
 /// moto, started by `scripts/test.sh`.
 fn aws() -> AwsConfig {

@@ -120,4 +120,17 @@ mod tests {
         let opt = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"x","type":["null","string"],"default":null}]}"#).unwrap();
         assert_eq!(columns(&opt).unwrap()[0].r#type, "string");
     }
+
+    /// The Avro lake files' schemas (timestamps in milliseconds) still give `timestamp`
+    /// columns, which Athena reads.
+    #[test]
+    fn lake_schemas_keep_timestamp_columns() {
+        for kind in [RecordKind::Tick, RecordKind::Bar] {
+            let m = crate::lake::millis::Millis::of(kind.schema())
+                .unwrap()
+                .expect("timestamps");
+            let cols = columns(&m.lake_schema).unwrap();
+            assert!(cols.iter().any(|c| c.r#type == "timestamp"), "{kind:?}");
+        }
+    }
 }

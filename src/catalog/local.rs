@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::{CatalogError, PartitionDef, TableDef};
-use crate::sink::lake::store::LakeStore;
+use crate::lake::store::LakeStore;
 
 /// A table's catalog file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,6 +124,6 @@ impl LocalCatalog {
     }
 }
 
-fn store(e: crate::sink::lake::LakeError) -> CatalogError {
+fn store(e: crate::lake::LakeError) -> CatalogError {
     CatalogError::Store(e.to_string())
 }

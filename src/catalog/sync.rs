@@ -9,8 +9,8 @@ use apache_avro::Schema;
 
 use super::{Catalog, CatalogError, PartitionDef, TableDef};
 use crate::config::lake::{LakeFormat, LakeSpec};
-use crate::sink::lake::file_info;
-use crate::sink::lake::store::LakeStore;
+use crate::lake::file_info;
+use crate::lake::store::LakeStore;
 
 /// What `sync` found and registered for one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub struct TableSync {
     pub schema_id: Option<u32>,
 }
 
-fn store_err(e: crate::sink::lake::LakeError) -> CatalogError {
+fn store_err(e: crate::lake::LakeError) -> CatalogError {
     CatalogError::Store(e.to_string())
 }
 

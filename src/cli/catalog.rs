@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use crate::catalog::{Catalog, GlueCatalog, LocalCatalog, sync};
 use crate::config::lake::CatalogKind;
 use crate::config::{AppConfig, TopologySpec};
-use crate::sink::lake::store::LakeStore;
+use crate::lake::store::LakeStore;
 
 /// Flags of `tickflow catalog`.
 #[derive(Debug, Clone, Args)]

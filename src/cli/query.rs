@@ -11,13 +11,13 @@ use super::catalog::{lake_of, open_lake};
 use crate::catalog::{Catalog, GlueCatalog};
 use crate::config::lake::CatalogKind;
 use crate::config::{AppConfig, TopologySpec};
+use crate::lake::store::LakeStore;
 use crate::query::athena::AthenaEngine;
 use crate::query::bar_table;
 use crate::query::chart::{Candle, ChartSpec, render};
 use crate::query::local::ScanStats;
 use crate::query::reconcile::{self, ReconcileOptions, Report};
 use crate::query::{LocalEngine, OutputFormat, ResultSet, saved};
-use crate::sink::lake::store::LakeStore;
 use crate::topology::plan::Plan;
 
 /// The topology the lake commands read by default: the flagship job's, which the demo runs.

@@ -11,9 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use crate::config::{AppConfig, KafkaConfig, RegistryConfig};
 use crate::kafka;
+use crate::kafka::KafkaSink;
 use crate::metrics::Metrics;
 use crate::sim::{self, Pace, RunSummary, Session, SimConfig, TickStream};
-use crate::sink::KafkaSink;
 
 /// Flags of `tickflow simulate`; unset ones come from the `simulator` section of the config.
 #[derive(Debug, Clone, Args)]

@@ -9,7 +9,7 @@ pub mod registry;
 
 pub use avro::{Decoder, Encoder, RecordKind, split_header};
 pub use client::RegistryClient;
-pub use model::{Bar, DeadLetter, ENVELOPE_COPY_LIMIT, SourceRecord, Tick};
+pub use model::{Bar, DeadLetter, ENVELOPE_COPY_LIMIT, Reason, SourceRecord, Tick};
 
 /// Key of a watermark control record: a record in a tick topic that tells the engine that no
 /// tick older than its event time will follow in that partition, so windows can close even

@@ -92,6 +92,69 @@ pub struct DeadLetter {
     pub truncated: bool,
 }
 
+/// Why a record went to a dead-letter (or late) topic: the envelope's `reason` and the
+/// `reason` label of `tickflow_dead_letters_total`. One list for every stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Not Avro in the Confluent wire format, or a datum its schema cannot read.
+    Undecodable,
+    /// The registry has no schema with the record's id.
+    UnknownSchema,
+    /// The record's schema cannot be read as the expected record.
+    IncompatibleSchema,
+    /// A field the stage needs is missing or empty (the symbol, a lake partition's field).
+    MissingField,
+    /// The price is not a positive number.
+    BadPrice,
+    /// The size is not positive.
+    BadSize,
+    /// The event time is implausibly far from the partition's stream time.
+    ImplausibleEventTime,
+    /// The tick would overflow a window's sums.
+    Overflow,
+    /// A record of a repartition topic without a valid origin envelope in front of its value.
+    BadRepartitionRecord,
+    /// The tick came after its windows closed (late topic, not the dead-letter topic).
+    Late,
+}
+
+impl Reason {
+    /// Every reason of the dead-letter topic (all but [`Reason::Late`]).
+    pub const DEAD_LETTERS: [Reason; 9] = [
+        Reason::Undecodable,
+        Reason::UnknownSchema,
+        Reason::IncompatibleSchema,
+        Reason::MissingField,
+        Reason::BadPrice,
+        Reason::BadSize,
+        Reason::ImplausibleEventTime,
+        Reason::Overflow,
+        Reason::BadRepartitionRecord,
+    ];
+
+    /// The machine-readable code written in envelopes and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Undecodable => "undecodable",
+            Reason::UnknownSchema => "unknown_schema",
+            Reason::IncompatibleSchema => "incompatible_schema",
+            Reason::MissingField => "missing_field",
+            Reason::BadPrice => "bad_price",
+            Reason::BadSize => "bad_size",
+            Reason::ImplausibleEventTime => "implausible_event_time",
+            Reason::Overflow => "overflow",
+            Reason::BadRepartitionRecord => "bad_repartition_record",
+            Reason::Late => "late",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Longest key or value a dead-letter or late envelope copies. A longer one is cut and the
 /// envelope flagged `truncated`, so that an oversized record can never make its envelope too
 /// large to produce (and the run crash on it again at every restart).
@@ -119,7 +182,7 @@ impl DeadLetter {
     /// every stage's dead letters and late records.
     pub fn about(
         source: &SourceRecord<'_>,
-        reason: &str,
+        reason: Reason,
         detail: String,
         application: &str,
     ) -> Self {
@@ -131,7 +194,7 @@ impl DeadLetter {
             offset: source.offset,
             key,
             value,
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             detail,
             application: application.into(),
             error_time: source.timestamp,
@@ -165,7 +228,7 @@ mod tests {
             value: Some(&big),
             timestamp: 1_000,
         };
-        let d = DeadLetter::about(&source, "undecodable", "x".into(), "app");
+        let d = DeadLetter::about(&source, Reason::Undecodable, "x".into(), "app");
         assert!(d.truncated);
         assert_eq!(d.value.as_ref().map(Vec::len), Some(ENVELOPE_COPY_LIMIT));
         assert_eq!(
@@ -176,6 +239,6 @@ mod tests {
             value: Some(b"v"),
             ..source
         };
-        assert!(!DeadLetter::about(&small, "late", "y".into(), "app").truncated);
+        assert!(!DeadLetter::about(&small, Reason::Late, "y".into(), "app").truncated);
     }
 }

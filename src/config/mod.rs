@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::sim::SimConfig;
-
 pub mod lake;
 mod locate;
+pub mod sim;
 pub mod topology;
 
 pub use topology::{TopologySpec, ValidationErrors};
@@ -70,7 +69,7 @@ pub struct AppConfig {
     /// Amazon Athena, for `tickflow query --engine athena`.
     pub athena: AthenaConfig,
     /// Defaults of `tickflow simulate`; command-line flags override them.
-    pub simulator: SimConfig,
+    pub simulator: sim::SimConfig,
 }
 
 /// Kafka connection settings. Its `Debug` shows secret properties as `[redacted]`.

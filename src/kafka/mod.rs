@@ -1,8 +1,10 @@
-//! Shared Kafka plumbing for the source and sink stages: client configuration and
-//! authentication, a reachability check that fails fast, and topic creation.
+//! The Kafka edge, shared by every stage: client configuration and authentication, a
+//! reachability check that fails fast, topic creation, partition ends and lag, and producing
+//! records with their delivery accounted for ([`KafkaSink`]).
 
 pub mod auth;
 mod error_log;
+mod producer;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,6 +20,7 @@ use crate::config::KafkaConfig;
 
 pub use auth::{Auth, AuthContext};
 pub use error_log::ErrorLog;
+pub use producer::{KafkaSink, SinkError};
 
 /// Errors talking to the broker (external).
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,7 @@ pub use filter::Filter;
 pub use sanity::{Rejection, Sanity};
 pub use window::{StoredWindow, WindowChange, WindowDef, WindowId, WindowOperator};
 
-use crate::codec::Bar;
+use crate::codec::{Bar, Reason};
 
 /// Errors building an operator from its spec (the runtime does not support it yet, or the spec
 /// is inconsistent despite validation: a bug).
@@ -43,8 +43,8 @@ pub enum Output {
     Rejected {
         /// Offset of the tick in its partition.
         offset: i64,
-        /// Machine-readable reason (`overflow`).
-        reason: &'static str,
+        /// Why (`Overflow`).
+        reason: Reason,
         /// Human-readable explanation.
         detail: String,
     },

@@ -1,14 +1,13 @@
 //! Checks a decoded tick must pass before any operator sees it. A tick that fails goes to the
 //! dead-letter topic with the reason, and processing continues.
 
-use crate::codec::Tick;
+use crate::codec::{Reason, Tick};
 
 /// Why a decoded tick is refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
-    /// Short machine-readable reason, also the metric label: `bad_price`, `bad_size`,
-    /// `implausible_event_time`, `missing_field`.
-    pub reason: &'static str,
+    /// Why: `BadPrice`, `BadSize`, `ImplausibleEventTime` or `MissingField`.
+    pub reason: Reason,
     /// What exactly was wrong.
     pub detail: String,
 }
@@ -26,20 +25,23 @@ impl Sanity {
     pub fn check(&self, tick: &Tick, stream_time: i64) -> Result<(), Rejection> {
         let reject = |reason, detail| Err(Rejection { reason, detail });
         if tick.symbol.is_empty() {
-            return reject("missing_field", "empty symbol".into());
+            return reject(Reason::MissingField, "empty symbol".into());
         }
         if !tick.price.is_finite() || tick.price <= 0.0 {
             return reject(
-                "bad_price",
+                Reason::BadPrice,
                 format!("price {} is not a positive number", tick.price),
             );
         }
         if tick.size <= 0 {
-            return reject("bad_size", format!("size {} is not positive", tick.size));
+            return reject(
+                Reason::BadSize,
+                format!("size {} is not positive", tick.size),
+            );
         }
         if stream_time != i64::MIN && tick.event_time.abs_diff(stream_time) > self.max_skew as u64 {
             return reject(
-                "implausible_event_time",
+                Reason::ImplausibleEventTime,
                 format!(
                     "event time {} is more than {} us from stream time {stream_time}",
                     tick.event_time, self.max_skew
@@ -71,7 +73,7 @@ mod tests {
     #[test]
     fn each_kind_of_bad_tick_has_its_reason() {
         let s = Sanity { max_skew: 100 };
-        let reason = |t: &Tick, st| s.check(t, st).err().map(|r| r.reason);
+        let reason = |t: &Tick, st| s.check(t, st).err().map(|r| r.reason.as_str());
         assert_eq!(reason(&tick(1.0, 1, 0), i64::MIN), None);
         assert_eq!(
             reason(&tick(1.0, 1, 5_000), i64::MIN),

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::accumulator::ACCUMULATOR_BYTES;
 use super::{Accumulator, OpError, Output};
-use crate::codec::{Bar, Tick};
+use crate::codec::{Bar, Reason, Tick};
 use crate::config::topology::{Aggregate, Emit, WindowSpec};
 
 /// One resolution: a window size, its advance (equal for tumbling windows) and its name; or a
@@ -235,7 +235,7 @@ impl WindowOperator {
         if let Some(detail) = self.overflow(key_id, tick) {
             out.push(Output::Rejected {
                 offset,
-                reason: "overflow",
+                reason: Reason::Overflow,
                 detail,
             });
             return;

@@ -25,8 +25,8 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use super::{QueryError, ResultSet};
 use crate::catalog::{Catalog, TableDef};
 use crate::config::lake::LakeFormat;
-use crate::sink::lake::columnar;
-use crate::sink::lake::store::LakeStore;
+use crate::lake::columnar;
+use crate::lake::store::LakeStore;
 
 /// The URL the lake's object store is registered under in the engine.
 const LAKE_URL: &str = "lake://lake/";
@@ -260,7 +260,7 @@ mod tests {
     use super::*;
     use crate::catalog::{LocalCatalog, PartitionDef};
     use crate::config::lake::{LakeCodec, LakeSpec};
-    use crate::sink::lake::file::AvroFile;
+    use crate::lake::file::AvroFile;
     use apache_avro::types::Value;
 
     const OLD: &str = r#"{"type":"record","name":"T","fields":[{"name":"symbol","type":"string"},

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::catalog::CatalogError;
 use crate::config::lake::LakeSpec;
-use crate::sink::lake::LakeError;
+use crate::lake::LakeError;
 use crate::topology::plan::Plan;
 
 pub use local::LocalEngine;

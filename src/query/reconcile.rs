@@ -19,10 +19,10 @@ use super::QueryError;
 use crate::codec::{Bar, Tick};
 use crate::config::TopologySpec;
 use crate::config::lake::LakeFormat;
+use crate::lake::file_records as lake_file_records;
+use crate::lake::millis::to_micros_value;
+use crate::lake::store::LakeStore;
 use crate::operators::{Filter, Sanity, WindowDef};
-use crate::sink::lake::file_records as lake_file_records;
-use crate::sink::lake::millis::to_micros_value;
-use crate::sink::lake::store::LakeStore;
 use crate::topology::plan::Plan;
 
 /// A bar's identity: (key, resolution, window start).

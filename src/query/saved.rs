@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::QueryError;
 use crate::catalog::Catalog;
-use crate::sink::lake::store::LakeStore;
+use crate::lake::store::LakeStore;
 
 /// The placeholder names in `sql`, in order of first use.
 pub fn placeholders(sql: &str) -> Vec<String> {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use crate::codec::{Encoder, Tick, WATERMARK_KEY, watermark_value};
 use crate::config::KafkaConfig;
 use crate::kafka;
-use crate::sink::KafkaSink;
+use crate::kafka::KafkaSink;
 
 use super::SimError;
 

@@ -1,6 +1,4 @@
-//! Output stages: records leave tickflow here, to Kafka topics and to the lake.
+//! Output stages beyond Kafka: the lake sink lands topics in the lake and registers them in the
+//! catalog. (Producing to Kafka is the Kafka edge's: `crate::kafka::KafkaSink`.)
 
-mod kafka;
 pub mod lake;
-
-pub use kafka::{KafkaSink, SinkError};

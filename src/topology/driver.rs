@@ -34,8 +34,8 @@ use super::memory::{LogRecord, MemoryCluster, MemoryLog};
 use super::plan::{Plan, key_of};
 use super::routing::TickDecoder;
 use crate::codec::{
-    Bar, CodecError, DeadLetter, Decoder, Encoder, RecordKind, SourceRecord, Tick, WATERMARK_KEY,
-    watermark_value,
+    Bar, CodecError, DeadLetter, Decoder, Encoder, Reason, RecordKind, SourceRecord, Tick,
+    WATERMARK_KEY, watermark_value,
 };
 use crate::config::topology::ValidationErrors;
 use crate::config::topology::{ProcessingGuarantee, TopologySpec};
@@ -371,7 +371,10 @@ impl TopologyTestDriver {
         let dlq = topic == self.plan.dlq_topic;
         Ok(all
             .into_iter()
-            .filter(|d: &DeadLetter| (late && d.reason == "late") || (dlq && d.reason != "late"))
+            .filter(|d: &DeadLetter| {
+                (late && d.reason == Reason::Late.as_str())
+                    || (dlq && d.reason != Reason::Late.as_str())
+            })
             .collect())
     }
 

@@ -3,7 +3,7 @@
 //! `runtime` implements it over Kafka; `memory` in memory, for the test driver.
 
 use crate::kafka::PartitionEnd;
-use crate::sink::SinkError;
+use crate::kafka::SinkError;
 use crate::state::changelog::ChangelogLog;
 
 use super::engine::RuntimeError;

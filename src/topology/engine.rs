@@ -24,10 +24,10 @@ use crate::codec::{
     Bar, CodecError, DeadLetter, Encoder, SourceRecord, WATERMARK_KEY, watermark_value,
 };
 use crate::config::topology::ProcessingGuarantee;
+use crate::kafka::SinkError;
 use crate::kafka::{self, PartitionEnd};
 use crate::metrics::Metrics;
 use crate::operators::{OpError, Output};
-use crate::sink::SinkError;
 use crate::state::StateError;
 use crate::state::changelog::changelog_topic;
 

@@ -13,7 +13,7 @@ use super::edge::{Cluster, Producer, partition_of};
 use super::engine::RuntimeError;
 use super::identity::fingerprint;
 use crate::kafka::PartitionEnd;
-use crate::sink::SinkError;
+use crate::kafka::SinkError;
 use crate::state::StateError;
 use crate::state::changelog::{ChangelogLog, ReadEach};
 

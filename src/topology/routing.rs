@@ -17,8 +17,8 @@ use super::engine::{Engine, RuntimeError, now_micros};
 use super::plan::key_of;
 use super::task::{Stage, Task, Work, watermark};
 use crate::codec::{
-    CodecError, DeadLetter, Decoder, Origin, RecordKind, RegistryClient, SourceRecord, Tick,
-    WATERMARK_KEY, watermark_of, watermark_value,
+    CodecError, DeadLetter, Decoder, Origin, Reason, RecordKind, RegistryClient, SourceRecord,
+    Tick, WATERMARK_KEY, watermark_of, watermark_value,
 };
 use crate::operators::Output;
 
@@ -228,7 +228,7 @@ impl Engine {
         self.stats.repartition_records += 1;
         let Some((origin, value)) = unwrapped else {
             let detail = "no valid origin envelope in front of the value".to_string();
-            return self.dead_letter(m, "bad_repartition_record", detail);
+            return self.dead_letter(m, Reason::BadRepartitionRecord, detail);
         };
         let input_topic = self.input_topic.clone();
         let source = SourceRecord {
@@ -326,7 +326,7 @@ impl Engine {
                 self.stats.late += 1;
                 self.metrics.late_ticks.inc();
                 let topic = self.plan.late_topic.clone();
-                self.send_envelope(source, &topic, "late", detail)?;
+                self.send_envelope(source, &topic, Reason::Late, detail)?;
             }
         }
         Ok(())
@@ -336,11 +336,12 @@ impl Engine {
     pub(super) fn dead_letter(
         &mut self,
         source: &Provenance<'_>,
-        reason: &str,
+        reason: Reason,
         detail: String,
     ) -> Result<(), RuntimeError> {
         self.stats.dead_letters += 1;
-        self.metrics.dead_letters.with_label_values(&[reason]).inc();
+        let label = reason.as_str();
+        self.metrics.dead_letters.with_label_values(&[label]).inc();
         let topic = self.plan.dlq_topic.clone();
         self.send_envelope(source, &topic, reason, detail)
     }
@@ -349,7 +350,7 @@ impl Engine {
         &mut self,
         source: &Provenance<'_>,
         topic: &str,
-        reason: &str,
+        reason: Reason,
         detail: String,
     ) -> Result<(), RuntimeError> {
         let envelope = DeadLetter::about(source, reason, detail, &self.plan.application);
@@ -358,10 +359,22 @@ impl Engine {
     }
 }
 
-fn reason(e: &CodecError) -> &'static str {
+fn reason(e: &CodecError) -> Reason {
     match e {
-        CodecError::SchemaNotFound { .. } => "unknown_schema",
-        CodecError::Incompatible { .. } => "incompatible_schema",
-        _ => "undecodable",
+        CodecError::SchemaNotFound { .. } => Reason::UnknownSchema,
+        CodecError::Incompatible { .. } => Reason::IncompatibleSchema,
+        _ => Reason::Undecodable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric's zero series (which `metrics` lists, knowing no codec) are the reasons'.
+    #[test]
+    fn every_dead_letter_reason_has_a_metric_series_from_the_start() {
+        let codes = Reason::DEAD_LETTERS.map(Reason::as_str);
+        assert_eq!(codes, crate::metrics::DEAD_LETTER_REASONS);
     }
 }

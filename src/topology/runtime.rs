@@ -24,8 +24,8 @@ use crate::codec::{Bar, Encoder, RecordKind, RegistryClient, SourceRecord, WATER
 use crate::config::topology::{ProcessingGuarantee, TopologySpec};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::{self, PartitionEnd, client_config_with};
+use crate::kafka::{KafkaSink, SinkError};
 use crate::metrics::{Metrics, StageState};
-use crate::sink::{KafkaSink, SinkError};
 use crate::state::changelog::{ChangelogLog, ChangelogPartition};
 
 /// How long a flush, a transaction commit or a read-back may take.

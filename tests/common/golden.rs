@@ -10,10 +10,10 @@ use tickflow::codec::{
     Bar, DeadLetter, Decoder, Encoder, RecordKind, RegistryClient, Tick, split_header, watermark_of,
 };
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
+use tickflow::kafka::KafkaSink;
 use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
-use tickflow::sink::KafkaSink;
 use tickflow::topology::runtime::{RunOptions, RunStats, run};
 
 /// Runs the topology in `yaml` in process, with a fresh state directory and 500 ms commits,

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use apache_avro::types::Value;
 use tickflow::codec::RegistryClient;
 use tickflow::config::lake::LakeFormat;
-use tickflow::sink::lake::millis::to_millis_value;
-use tickflow::sink::lake::store::LakeStore;
-use tickflow::sink::lake::{decode_datum, file_records};
+use tickflow::lake::millis::to_millis_value;
+use tickflow::lake::store::LakeStore;
+use tickflow::lake::{decode_datum, file_records};
 use tickflow::source::RawRecord;
 
 /// One landed record: (topic, Kafka partition, offset) → (lake partition dir, decoded value,

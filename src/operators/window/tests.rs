@@ -397,7 +397,7 @@ fn a_tick_that_would_overflow_a_sum_is_rejected_whole() {
             &out[..],
             [Output::Rejected {
                 offset: 1,
-                reason: "overflow",
+                reason: crate::codec::Reason::Overflow,
                 ..
             }]
         ),

@@ -17,11 +17,6 @@
 //!    points of the previous run were. Their lake partitions are registered again (an
 //!    existing partition is success), which finishes a registration the crash interrupted.
 
-pub mod columnar;
-pub mod file;
-pub mod millis;
-pub mod offsets;
-pub mod store;
 pub mod writer;
 
 use std::collections::{BTreeSet, HashMap};
@@ -29,59 +24,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use apache_avro::types::Value;
 use apache_avro::{Codec, Schema};
-use bytes::Bytes;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use self::offsets::OffsetRanges;
-use self::store::LakeStore;
-use self::writer::{ClosedFile, Landing, PartitionFiles, PartitionValues, partition_path};
+use self::writer::{ClosedFile, Landing, PartitionFiles};
 use crate::catalog::{Catalog, CatalogError, GlueCatalog, LocalCatalog, PartitionDef, TableDef};
 use crate::codec::{
-    CodecError, DeadLetter, Encoder, RecordKind, RegistryClient, SourceRecord, watermark_of,
+    CodecError, DeadLetter, Encoder, Reason, RecordKind, RegistryClient, SourceRecord, watermark_of,
 };
 use crate::config::lake::{CatalogKind, LakeCodec, LakeFormat, LakeSpec, LakeTopic};
 use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::client_config_with;
+use crate::kafka::{KafkaSink, SinkError};
+use crate::lake::LakeError;
+use crate::lake::layout::{PartitionValues, first_offset_of, partition_of, partition_path};
+use crate::lake::offsets::OffsetRanges;
+use crate::lake::store::LakeStore;
+use crate::lake::{OFFSETS_KEY, SCHEMA_ID_KEY, TOPIC_KEY, columnar, file_info, millis};
 use crate::metrics::{Metrics, StageState};
-use crate::sink::{KafkaSink, SinkError};
-
-/// Metadata key of the offsets a file holds (`a-b,c-d`).
-pub const OFFSETS_KEY: &str = "tickflow.offsets";
-/// Metadata key of the registry id of the file's schema.
-pub const SCHEMA_ID_KEY: &str = "tickflow.schema_id";
-/// Metadata key of the topic a file's records come from.
-pub const TOPIC_KEY: &str = "tickflow.topic";
-/// Metadata key of a Parquet file's Avro schema (the key Avro container files use).
-pub const AVRO_SCHEMA_KEY: &str = "avro.schema";
 
 /// Staging objects older than this were left behind by a crash: no upload takes a day.
 const STAGING_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Errors of the lake sink.
 #[derive(Debug, thiserror::Error)]
-pub enum LakeError {
-    /// Avro encoding failed.
-    #[error("avro: {0}")]
-    Avro(String),
-    /// The object store failed.
-    #[error("lake store: {0}")]
-    Store(String),
-    /// A lake file cannot be read.
-    #[error("lake file {path}: {message}")]
-    File {
-        /// The file, under the lake root.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A file with the same name and other content exists: another writer landed records
-    /// of this partition.
-    #[error("{0} exists with other content: is another sink writing this lake?")]
-    Conflict(String),
+pub enum LakeSinkError {
+    /// The lake could not be read or written.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
     /// The catalog failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
@@ -93,18 +65,10 @@ pub enum LakeError {
     Codec(#[from] CodecError),
     /// Writing dead letters failed.
     #[error(transparent)]
-    LakeWriter(#[from] SinkError),
+    DeadLetters(#[from] SinkError),
 }
 
-impl LakeError {
-    fn avro(e: apache_avro::Error) -> Self {
-        Self::Avro(e.to_string())
-    }
-
-    fn store(e: object_store::Error) -> Self {
-        Self::Store(e.to_string())
-    }
-
+impl LakeSinkError {
     fn kafka(e: impl std::fmt::Display) -> Self {
         Self::Kafka(e.to_string())
     }
@@ -173,7 +137,7 @@ pub struct LakeWriter {
     dlq_topic: String,
     metrics: Metrics,
     stats: LakeStats,
-    failure: Option<LakeError>,
+    failure: Option<LakeSinkError>,
 }
 
 /// A registry schema, parsed once, with a decoder for its datums (building one resolves the
@@ -202,7 +166,7 @@ impl LakeWriter {
         }
     }
 
-    fn known(&mut self, id: u32) -> Result<&KnownSchema, LakeError> {
+    fn known(&mut self, id: u32) -> Result<&KnownSchema, LakeSinkError> {
         if !self.schemas.contains_key(&id) {
             let text = self.runtime.block_on(self.registry.schema_by_id(id))?;
             let unparseable = |e: apache_avro::Error| CodecError::SchemaNotFound {
@@ -229,7 +193,7 @@ impl LakeWriter {
 
     /// The schema that files (and tables) of `format` declare for records of schema `id`:
     /// Avro files hold millisecond timestamps (see [`millis`]).
-    fn file_schema(&mut self, id: u32, format: LakeFormat) -> Result<Schema, LakeError> {
+    fn file_schema(&mut self, id: u32, format: LakeFormat) -> Result<Schema, LakeSinkError> {
         let known = self.known(id)?;
         Ok(match (&known.millis, format) {
             (Some(m), LakeFormat::Avro) => m.lake_schema.clone(),
@@ -272,7 +236,7 @@ impl LakeWriter {
     }
 
     /// Lands one record, or sends it to the dead-letter topic.
-    pub fn land(&mut self, m: &impl Message) -> Result<(), LakeError> {
+    pub fn land(&mut self, m: &impl Message) -> Result<(), LakeSinkError> {
         if watermark_of(m.key(), m.payload()).is_some() {
             return Ok(());
         }
@@ -281,30 +245,38 @@ impl LakeWriter {
             .get(m.topic())
             .map(|t| self.spec.format_of(&t.spec));
         let Some((id, datum)) = m.payload().and_then(framed) else {
-            return self.dead_letter(m, "undecodable", "not in the Confluent wire format".into());
+            return self.dead_letter(
+                m,
+                Reason::Undecodable,
+                "not in the Confluent wire format".into(),
+            );
         };
         let known = match self.known(id) {
             Ok(k) => k,
-            Err(LakeError::Codec(CodecError::SchemaNotFound { message, .. })) => {
-                return self.dead_letter(m, "unknown_schema", format!("schema id {id}: {message}"));
+            Err(LakeSinkError::Codec(CodecError::SchemaNotFound { message, .. })) => {
+                return self.dead_letter(
+                    m,
+                    Reason::UnknownSchema,
+                    format!("schema id {id}: {message}"),
+                );
             }
             Err(e) => return Err(e),
         };
         let value = match known.decoder.read_value(&mut &datum[..]) {
             Ok(v) => v,
-            Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
+            Err(e) => return self.dead_letter(m, Reason::Undecodable, e.to_string()),
         };
         let rewritten = match (&known.millis, format) {
             (Some(millis), Some(LakeFormat::Avro)) => match millis.rewrite(datum) {
                 Ok(d) => Some(d),
-                Err(e) => return self.dead_letter(m, "undecodable", e.to_string()),
+                Err(e) => return self.dead_letter(m, Reason::Undecodable, e.to_string()),
             },
             _ => None,
         };
         let table = &self.tables[m.topic()];
         let (time, partition) = match partition_of(&table.spec, &value) {
             Ok(x) => x,
-            Err(detail) => return self.dead_letter(m, "missing_field", detail),
+            Err(detail) => return self.dead_letter(m, Reason::MissingField, detail),
         };
         let datum = rewritten.as_deref().unwrap_or(datum);
         if table.schema_id.is_none_or(|known| id > known) {
@@ -313,10 +285,9 @@ impl LakeWriter {
         }
         let key = (m.topic().to_string(), m.partition());
         self.recover(&key, &partition)?;
-        let files = self
-            .files
-            .get_mut(&key)
-            .ok_or_else(|| LakeError::kafka(format!("record of unassigned {}-{}", key.0, key.1)))?;
+        let files = self.files.get_mut(&key).ok_or_else(|| {
+            LakeSinkError::kafka(format!("record of unassigned {}-{}", key.0, key.1))
+        })?;
         let before = files.skipped;
         let closed = files.add(Landing {
             offset: m.offset(),
@@ -338,7 +309,11 @@ impl LakeWriter {
     /// Before the first record of a lake partition after an assignment: finds the files a
     /// previous run wrote there at or after the committed position, and marks their records
     /// landed.
-    fn recover(&mut self, key: &(String, i32), values: &PartitionValues) -> Result<(), LakeError> {
+    fn recover(
+        &mut self,
+        key: &(String, i32),
+        values: &PartitionValues,
+    ) -> Result<(), LakeSinkError> {
         let Some(files) = self.files.get_mut(key) else {
             return Ok(());
         };
@@ -351,7 +326,7 @@ impl LakeWriter {
         let mut found = OffsetRanges::default();
         let mut any = false;
         for name in names {
-            let Some(first) = writer::first_offset_of(&name, &key.0, key.1) else {
+            let Some(first) = first_offset_of(&name, &key.0, key.1) else {
                 continue;
             };
             any = true;
@@ -382,7 +357,7 @@ impl LakeWriter {
     }
 
     /// Writes a closed file (conditional put).
-    fn write(&mut self, topic: &str, closed: ClosedFile) -> Result<(), LakeError> {
+    fn write(&mut self, topic: &str, closed: ClosedFile) -> Result<(), LakeSinkError> {
         let format = LakeFormat::of_path(&closed.path).unwrap_or(LakeFormat::Avro);
         let schema = self.file_schema(closed.schema_id, format)?;
         let (records, started) = (closed.file.records, closed.file.started);
@@ -428,7 +403,7 @@ impl LakeWriter {
     pub fn flush(
         &mut self,
         only: Option<&TopicPartitionList>,
-    ) -> Result<TopicPartitionList, LakeError> {
+    ) -> Result<TopicPartitionList, LakeSinkError> {
         let keys: Vec<(String, i32)> = match only {
             Some(tpl) => tpl
                 .elements()
@@ -457,14 +432,14 @@ impl LakeWriter {
                 .and_then(PartitionFiles::commit_position)
             {
                 tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next))
-                    .map_err(LakeError::kafka)?;
+                    .map_err(LakeSinkError::kafka)?;
             }
         }
         Ok(tpl)
     }
 
     /// Creates or updates tables whose schema changed, and registers new partitions.
-    fn register(&mut self) -> Result<(), LakeError> {
+    fn register(&mut self) -> Result<(), LakeSinkError> {
         let topics: Vec<String> = self.tables.keys().cloned().collect();
         for topic in topics {
             let has_partitions = self.unregistered.iter().any(|(t, _)| *t == topic);
@@ -515,7 +490,7 @@ impl LakeWriter {
             .inc();
     }
 
-    fn table_def(&mut self, topic: &str, schema_id: u32) -> Result<TableDef, LakeError> {
+    fn table_def(&mut self, topic: &str, schema_id: u32) -> Result<TableDef, LakeSinkError> {
         let format = self.spec.format_of(&self.tables[topic].spec);
         let schema = self.file_schema(schema_id, format)?;
         let t = &self.tables[topic];
@@ -531,9 +506,9 @@ impl LakeWriter {
     fn dead_letter(
         &mut self,
         m: &impl Message,
-        reason: &str,
+        reason: Reason,
         detail: String,
-    ) -> Result<(), LakeError> {
+    ) -> Result<(), LakeSinkError> {
         let source = SourceRecord {
             topic: m.topic(),
             partition: m.partition(),
@@ -552,7 +527,10 @@ impl LakeWriter {
         self.dlq
             .send_to(&self.dlq_topic, m.key().unwrap_or_default(), &bytes)?;
         self.stats.dead_letters += 1;
-        self.metrics.dead_letters.with_label_values(&[reason]).inc();
+        self.metrics
+            .dead_letters
+            .with_label_values(&[reason.as_str()])
+            .inc();
         if let Some(f) = self.files.get_mut(&(m.topic().to_string(), m.partition())) {
             f.next_offset = Some(m.offset() + 1);
         }
@@ -566,156 +544,6 @@ fn framed(value: &[u8]) -> Option<(u32, &[u8])> {
         [0, a, b, c, d, rest @ ..] => Some((u32::from_be_bytes([*a, *b, *c, *d]), rest)),
         _ => None,
     }
-}
-
-/// Decodes one binary Avro datum written with `schema`.
-pub fn decode_datum(schema: &Schema, mut datum: &[u8]) -> Result<Value, apache_avro::Error> {
-    apache_avro::reader::datum::GenericDatumReader::builder(schema)
-        .build()?
-        .read_value(&mut datum)
-}
-
-/// What a lake file says about itself, in its metadata.
-#[derive(Debug, Clone)]
-pub struct FileInfo {
-    /// Offsets of its records, in record order.
-    pub offsets: OffsetRanges,
-    /// Registry id of its records' schema.
-    pub schema_id: u32,
-    /// Its records' Avro schema.
-    pub schema: Schema,
-}
-
-/// The metadata of the lake file at `path` (Avro or Parquet, by the name's extension).
-pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
-    let bad = |message: String| LakeError::File {
-        path: path.into(),
-        message,
-    };
-    let (pairs, schema) = match LakeFormat::of_path(path) {
-        Some(LakeFormat::Avro) => {
-            let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
-            let pairs: HashMap<String, String> = reader
-                .user_metadata()
-                .iter()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
-                .collect();
-            (pairs, reader.writer_schema().clone())
-        }
-        Some(LakeFormat::Parquet) => {
-            let pairs = columnar::metadata(bytes)?;
-            let text = pairs
-                .get(AVRO_SCHEMA_KEY)
-                .ok_or_else(|| bad(format!("no {AVRO_SCHEMA_KEY} metadata")))?;
-            let schema = Schema::parse_str(text).map_err(|e| bad(e.to_string()))?;
-            (pairs, schema)
-        }
-        None => return Err(bad("not a .avro or .parquet file".into())),
-    };
-    let field = |key: &str| {
-        pairs
-            .get(key)
-            .ok_or_else(|| bad(format!("no {key} metadata")))
-    };
-    Ok(FileInfo {
-        offsets: OffsetRanges::parse(field(OFFSETS_KEY)?)
-            .ok_or_else(|| bad(format!("unreadable {OFFSETS_KEY}")))?,
-        schema_id: field(SCHEMA_ID_KEY)?
-            .parse()
-            .map_err(|_| bad(format!("unreadable {SCHEMA_ID_KEY}")))?,
-        schema,
-    })
-}
-
-/// The metadata and the records of the lake file at `path`; as many records as offsets.
-pub fn file_records(path: &str, bytes: &Bytes) -> Result<(FileInfo, Vec<Value>), LakeError> {
-    let bad = |message: String| LakeError::File {
-        path: path.into(),
-        message,
-    };
-    let info = file_info(path, bytes)?;
-    let converted;
-    let avro: &[u8] = if LakeFormat::of_path(path) == Some(LakeFormat::Parquet) {
-        let schema = serde_json::to_string(&info.schema).map_err(|e| bad(e.to_string()))?;
-        converted = columnar::to_avro(bytes.clone(), &schema)?;
-        &converted
-    } else {
-        bytes
-    };
-    let reader = apache_avro::Reader::new(avro).map_err(|e| bad(e.to_string()))?;
-    let values: Vec<Value> = reader
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
-    if values.len() as u64 != info.offsets.count() {
-        let offsets = info.offsets.count();
-        return Err(bad(format!("{} records, {offsets} offsets", values.len())));
-    }
-    Ok((info, values))
-}
-
-/// Event time (UTC microseconds) and lake partition of a record.
-fn partition_of(spec: &LakeTopic, value: &Value) -> Result<(i64, PartitionValues), String> {
-    let Value::Record(fields) = value else {
-        return Err("the value is not a record".into());
-    };
-    let time = match &spec.time_field {
-        Some(name) => fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| micros(v))
-            .ok_or_else(|| format!("no timestamp field `{name}`"))?,
-        None => fields
-            .iter()
-            .find_map(|(_, v)| micros(v))
-            .ok_or("no timestamp field")?,
-    };
-    let at = chrono::DateTime::from_timestamp_micros(time).ok_or("timestamp out of range")?;
-    let mut values = vec![
-        ("dt".to_string(), at.format("%Y-%m-%d").to_string()),
-        ("hour".to_string(), at.format("%H").to_string()),
-    ];
-    for name in &spec.partition_by {
-        let v = fields
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| partition_text(v))
-            .ok_or_else(|| format!("no string or integer field `{name}`"))?;
-        values.push((crate::config::lake::partition_key(name), v));
-    }
-    Ok((time, values))
-}
-
-fn micros(v: &Value) -> Option<i64> {
-    match v {
-        Value::TimestampMicros(t) | Value::LocalTimestampMicros(t) => Some(*t),
-        Value::TimestampMillis(t) | Value::LocalTimestampMillis(t) => Some(t * 1000),
-        Value::TimestampNanos(t) | Value::LocalTimestampNanos(t) => Some(t / 1000),
-        Value::Union(_, inner) => micros(inner),
-        _ => None,
-    }
-}
-
-/// A partition value safe in a path: letters, digits, `-`, `_` and `.` kept, others
-/// percent-encoded, like Hive does.
-fn partition_text(v: &Value) -> Option<String> {
-    let raw = match v {
-        Value::String(s) | Value::Enum(_, s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        Value::Long(l) => l.to_string(),
-        Value::Union(_, inner) => return partition_text(inner),
-        _ => return None,
-    };
-    Some(
-        raw.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c.to_string()
-                } else {
-                    format!("%{:02X}", c as u32)
-                }
-            })
-            .collect(),
-    )
 }
 
 /// Consumer context that flushes revoked partitions and starts assigned ones.
@@ -740,7 +568,7 @@ impl ConsumerContext for LakeContext {
                     }
                     consumer
                         .commit(&positions, CommitMode::Sync)
-                        .map_err(LakeError::kafka)
+                        .map_err(LakeSinkError::kafka)
                 })
             };
             for e in tpl.elements() {
@@ -758,7 +586,7 @@ impl ConsumerContext for LakeContext {
             match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(30)) {
                 Ok(committed) => sink.assign(&committed),
                 Err(e) => {
-                    sink.failure.get_or_insert(LakeError::kafka(e));
+                    sink.failure.get_or_insert(LakeSinkError::kafka(e));
                 }
             }
         }
@@ -773,7 +601,7 @@ pub async fn run(
     options: LakeOptions,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
-) -> Result<LakeStats, LakeError> {
+) -> Result<LakeStats, LakeSinkError> {
     let waiting = StageState::Starting("opening the lake and waiting for its topics".into());
     metrics.health.set(LAKE, waiting);
     let health = metrics.health.clone();
@@ -783,13 +611,13 @@ pub async fn run(
     let (k, wait) = (kafka.clone(), options.topic_wait);
     tokio::task::spawn_blocking(move || crate::kafka::await_topics(&k, &topics, wait))
         .await
-        .map_err(LakeError::kafka)?
-        .map_err(LakeError::kafka)?;
+        .map_err(LakeSinkError::kafka)?
+        .map_err(LakeSinkError::kafka)?;
     health.set(LAKE, StageState::Ready);
     let group = format!("{application}-lake");
     tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
         .await
-        .map_err(LakeError::kafka)?
+        .map_err(LakeSinkError::kafka)?
 }
 
 impl LakeWriter {
@@ -801,7 +629,7 @@ impl LakeWriter {
         spec: &LakeSpec,
         app: &AppConfig,
         metrics: Metrics,
-    ) -> Result<Self, LakeError> {
+    ) -> Result<Self, LakeSinkError> {
         let store = LakeStore::open(&spec.url, &app.aws)
             .await?
             .with_upload(spec.upload.clone());
@@ -868,7 +696,7 @@ fn land_loop(
     group: &str,
     options: &LakeOptions,
     stop: &AtomicBool,
-) -> Result<LakeStats, LakeError> {
+) -> Result<LakeStats, LakeSinkError> {
     let topics: Vec<String> = sink.spec.topics.iter().map(|t| t.topic.clone()).collect();
     let interval = sink.spec.roll.flush_interval.value;
     let sink = Arc::new(Mutex::new(sink));
@@ -885,19 +713,19 @@ fn land_loop(
     if let Some(id) = &options.instance_id {
         settings.push(("group.instance.id", id.as_str()));
     }
-    let auth = crate::kafka::Auth::of(kafka).map_err(LakeError::kafka)?;
+    let auth = crate::kafka::Auth::of(kafka).map_err(LakeSinkError::kafka)?;
     let context = LakeContext {
         sink: sink.clone(),
         auth: auth.clone(),
     };
     let consumer: BaseConsumer<LakeContext> = client_config_with(kafka, &settings)
         .create_with_context(context)
-        .map_err(LakeError::kafka)?;
+        .map_err(LakeSinkError::kafka)?;
     auth.prime(consumer.client().native_client())
-        .map_err(LakeError::kafka)?;
+        .map_err(LakeSinkError::kafka)?;
     consumer
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
-        .map_err(LakeError::kafka)?;
+        .map_err(LakeSinkError::kafka)?;
     let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
     let mut ends = crate::kafka::EndCheck::default();
     let mut errors = crate::kafka::ErrorLog::new(LAKE);
@@ -944,12 +772,15 @@ fn land_loop(
     Ok(s.stats.clone())
 }
 
-fn commit(sink: &mut LakeWriter, consumer: &BaseConsumer<LakeContext>) -> Result<(), LakeError> {
+fn commit(
+    sink: &mut LakeWriter,
+    consumer: &BaseConsumer<LakeContext>,
+) -> Result<(), LakeSinkError> {
     let positions = sink.flush(None)?;
     if positions.count() > 0 {
         consumer
             .commit(&positions, CommitMode::Sync)
-            .map_err(LakeError::kafka)?;
+            .map_err(LakeSinkError::kafka)?;
     }
     Ok(())
 }

@@ -6,55 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use apache_avro::Codec;
 
-use super::LakeError;
-use super::file::AvroFile;
-use super::offsets::OffsetRanges;
 use crate::config::lake::{LakeFormat, RollSpec};
-
-/// Partition columns and values of a lake partition, e.g. `[("dt", "2026-03-02"), ("hour",
-/// "14")]`.
-pub type PartitionValues = Vec<(String, String)>;
-
-/// The directory of a lake partition under its table: `dt=2026-03-02/hour=14`.
-pub fn partition_path(values: &PartitionValues) -> String {
-    let parts: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    parts.join("/")
-}
-
-/// Where a file of a Kafka partition goes: its table, lake partition and format.
-pub struct FileSpot<'a> {
-    /// Table directory.
-    pub table: &'a str,
-    /// Lake partition.
-    pub values: &'a PartitionValues,
-    /// File format.
-    pub format: LakeFormat,
-}
-
-/// The object name of a file:
-/// `<table>/<partition>/<topic>+<partition>+<first offset>.<avro|parquet>`, as Kafka
-/// Connect's S3 sink names them, so the same records always get the same name.
-pub fn file_path(spot: &FileSpot<'_>, topic: &str, p: i32, first: i64) -> String {
-    format!(
-        "{}/{}/{}",
-        spot.table,
-        partition_path(spot.values),
-        file_name(topic, p, first, spot.format)
-    )
-}
-
-/// `<topic>+<partition>+<first offset, 10 digits or more>.<avro|parquet>`.
-pub fn file_name(topic: &str, p: i32, first: i64, format: LakeFormat) -> String {
-    format!("{topic}+{p}+{first:010}{}", format.extension())
-}
-
-/// The first offset in a file name of `topic` partition `p` (of either format), if the name
-/// is one.
-pub fn first_offset_of(name: &str, topic: &str, p: i32) -> Option<i64> {
-    let rest = name.strip_prefix(&format!("{topic}+{p}+"))?;
-    let format = LakeFormat::of_path(rest)?;
-    rest.strip_suffix(format.extension())?.parse().ok()
-}
+use crate::lake::LakeError;
+use crate::lake::file::AvroFile;
+use crate::lake::layout::{FileSpot, PartitionValues, file_path};
+use crate::lake::offsets::OffsetRanges;
 
 /// One record to land.
 pub struct Landing<'a> {
@@ -281,22 +237,6 @@ fn marker(path: &str) -> [u8; 16] {
 mod tests {
     use super::*;
 
-    proptest::proptest! {
-        /// A file's name gives back its topic partition's first offset, in either format.
-        #[test]
-        fn file_names_round_trip(topic in "[a-zA-Z0-9._-]{1,60}", p in 0i32..10_000, first in 0i64..i64::MAX, parquet: bool) {
-            let format = if parquet { LakeFormat::Parquet } else { LakeFormat::Avro };
-            let name = file_name(&topic, p, first, format);
-            proptest::prop_assert_eq!(first_offset_of(&name, &topic, p), Some(first));
-            proptest::prop_assert_eq!(first_offset_of(&name, &topic, p + 1), None);
-        }
-
-        /// Any name found in a listing is read without panic.
-        #[test]
-        fn any_name_is_read_without_panic(name: String, topic: String, p: i32) {
-            let _ = first_offset_of(&name, &topic, p);
-        }
-    }
     use crate::config::topology::DurationLit;
 
     fn hour(h: u32) -> PartitionValues {
@@ -324,36 +264,6 @@ mod tests {
             partition: hour(h),
         };
         f.add(rec).unwrap()
-    }
-
-    #[test]
-    fn names_are_kafka_connect_style() {
-        let values = hour(9);
-        let mut spot = FileSpot {
-            table: "ticks",
-            values: &values,
-            format: LakeFormat::Avro,
-        };
-        let path = file_path(&spot, "ticks.raw", 3, 42);
-        assert_eq!(
-            path,
-            "ticks/dt=2026-03-02/hour=09/ticks.raw+3+0000000042.avro"
-        );
-        spot.format = LakeFormat::Parquet;
-        let path = file_path(&spot, "ticks.raw", 3, 42);
-        assert!(path.ends_with("/ticks.raw+3+0000000042.parquet"), "{path}");
-        assert_eq!(
-            first_offset_of("ticks.raw+3+0000000042.parquet", "ticks.raw", 3),
-            Some(42)
-        );
-        assert_eq!(
-            first_offset_of("ticks.raw+3+0000000042.avro", "ticks.raw", 3),
-            Some(42)
-        );
-        assert_eq!(
-            first_offset_of("ticks.raw+4+0000000042.avro", "ticks.raw", 3),
-            None
-        );
     }
 
     #[test]

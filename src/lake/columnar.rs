@@ -118,8 +118,8 @@ pub fn arrow_schema(avro_schema: &apache_avro::Schema) -> Result<Arc<ArrowSchema
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::lake::file::AvroFile;
-    use crate::sink::lake::{OFFSETS_KEY, SCHEMA_ID_KEY, file_info, file_records};
+    use crate::lake::file::AvroFile;
+    use crate::lake::{OFFSETS_KEY, SCHEMA_ID_KEY, file_info, file_records};
     use apache_avro::types::Value;
     use apache_avro::{Codec, Schema};
 

@@ -14,9 +14,14 @@ use common::golden::{
     Entry, Rules, START, assert_bars_equal, bar_map, expected_with, flagship_rules, session_rules,
     venue_hopping_rules,
 };
+use common::landing::{self, LakeCrash};
+use tickflow::catalog::{Catalog, LocalCatalog};
 use tickflow::codec::{DeadLetter, Tick};
 use tickflow::config::topology::TopologySpec;
+use tickflow::lake::store::LakeStore;
+use tickflow::query::LocalEngine;
 use tickflow::sim::{SimConfig, TickStream, universe};
+use tickflow::source::RawRecord;
 use tickflow::topology::driver::{Restart, TopologyTestDriver};
 use tickflow::topology::edge::partition_of;
 use tickflow::topology::engine::CommitStep;
@@ -252,13 +257,12 @@ fn outputs(driver: &TopologyTestDriver, topics: &[String]) -> Outputs {
 type Crash = (usize, CommitStep, Restart);
 
 /// Runs `yaml` over `ticks` committing every `every` ticks; the commits named in `crashes`
-/// crash at their step and the engine restarts as they say. Returns the outputs of `topics`.
+/// crash at their step and the engine restarts as they say. Returns the driver at the end.
 fn run_crashing(
     yaml: &str,
     (ticks, every): (&[Tick], usize),
-    topics: &[String],
     crashes: &[Crash],
-) -> Outputs {
+) -> TopologyTestDriver {
     let mut driver = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
     driver.set_auto_commit(false);
     let end = ticks.iter().map(|t| t.event_time).max().unwrap() + 86_400 * S;
@@ -276,14 +280,14 @@ fn run_crashing(
     }
     driver.pipe_watermark(end).unwrap();
     driver.commit().unwrap();
-    outputs(&driver, topics)
+    driver
 }
 
 /// A crash at each step of the first commit (no task has committed yet) and of the third,
 /// every way, gives the uninterrupted run's outputs exactly.
 fn crash_anywhere(yaml: &str, topics: &[&str], ticks: &[Tick]) {
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
-    let want = run_crashing(yaml, (ticks, 2_000), &topics, &[]);
+    let want = outputs(&run_crashing(yaml, (ticks, 2_000), &[]), &topics);
     let records: usize = want.values().sum();
     assert!(records > 500, "{records} outputs");
     for (at, step) in [0, 2]
@@ -296,7 +300,8 @@ fn crash_anywhere(yaml: &str, topics: &[&str], ticks: &[Tick]) {
                     keep_local_state,
                     keep_unacknowledged,
                 };
-                let got = run_crashing(yaml, (ticks, 2_000), &topics, &[(at, step, how)]);
+                let got = run_crashing(yaml, (ticks, 2_000), &[(at, step, how)]);
+                let got = outputs(&got, &topics);
                 assert_same(
                     &got,
                     &want,
@@ -364,11 +369,24 @@ fn twenty_four_crashes_over_a_million_ticks_change_no_output() {
         .map(String::from)
         .to_vec();
     let every = ticks.len() / 100;
-    let want = run_crashing(yaml, (&ticks, every), &topics, &[]);
+    let want = run_crashing(yaml, (&ticks, every), &[]);
     let crashes = random_crashes(14, 24, 100, false);
     assert_eq!(crashes.len(), 24);
-    let got = run_crashing(yaml, (&ticks, every), &topics, &crashes);
-    assert_same(&got, &want, &format!("{crashes:?}"));
+    let got = run_crashing(yaml, (&ticks, every), &crashes);
+    assert_same(
+        &outputs(&got, &topics),
+        &outputs(&want, &topics),
+        &format!("{crashes:?}"),
+    );
+    let tables = [
+        ("bars.1s", "bars_1s", "window_start"),
+        ("bars.1m", "bars_1m", "window_start"),
+        ("bars.5m", "bars_5m", "window_start"),
+        ("bars.1h", "bars_1h", "window_start"),
+        ("late", "late", "error_time"),
+    ];
+    let landing = land_crashing_and_check(&got, &want, &tables, 14, 20);
+    assert!(landing.at_hour_boundaries > 0, "{landing:?}");
 }
 
 /// The same for a `group_by` with hopping windows that emit updates: 20 crashes. Restarts
@@ -381,11 +399,121 @@ fn twenty_crashes_of_a_group_by_with_updates_change_no_output() {
     let yaml = "application: soak-venue\nsources:\n  ticks: { topic: ticks }\noperators:\n  - group_by: { id: by_venue, input: ticks, field: venue }\n  - window:\n      id: bars\n      input: by_venue\n      hopping: [{ size: 5m, advance: 1m }]\n      grace: 10s\n      aggregates: [vwap, volume, trade_count]\n      emit: { update: 1s }\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
     let topics: Vec<String> = ["bars.5m-every-1m", "late"].map(String::from).to_vec();
     let every = ticks.len() / 60;
-    let want = run_crashing(yaml, (&ticks, every), &topics, &[]);
+    let want = run_crashing(yaml, (&ticks, every), &[]);
     let crashes = random_crashes(7, 20, 60, true);
     assert_eq!(crashes.len(), 20);
-    let got = run_crashing(yaml, (&ticks, every), &topics, &crashes);
-    assert_same(&got, &want, &format!("{crashes:?}"));
+    let got = run_crashing(yaml, (&ticks, every), &crashes);
+    assert_same(
+        &outputs(&got, &topics),
+        &outputs(&want, &topics),
+        &format!("{crashes:?}"),
+    );
+    let tables = [
+        ("bars.5m-every-1m", "bars_5m", "window_start"),
+        ("late", "late", "error_time"),
+    ];
+    land_crashing_and_check(&got, &want, &tables, 7, 20);
+}
+
+/// The records of `topics` in `driver`'s log, as a consumer reads them.
+fn raw_records(driver: &TopologyTestDriver, topics: &[&str]) -> Vec<RawRecord> {
+    let mut out = Vec::new();
+    for topic in topics {
+        for (partition, offset, r) in driver.records(topic).unwrap() {
+            out.push(RawRecord {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                key: r.key,
+                value: r.value,
+                timestamp_ms: Some(r.timestamp.div_euclid(1000)),
+            });
+        }
+    }
+    out
+}
+
+/// Issue 14's lake half, in memory: lands the outputs of the crashed run `got` (each topic
+/// into its table, partitioned by its time field) through a lake writer that crashes `n`
+/// times at seeded points, every kind of crash in turn, and checks the lake: each record of
+/// the log exactly once, in its hour's partition, equal to its Kafka value; and through the
+/// query engine, each bar table's `COUNT(*)`, `SUM(volume)` and `SUM(trade_count)` equal the
+/// uninterrupted run's bars (`want`).
+fn land_crashing_and_check(
+    got: &TopologyTestDriver,
+    want: &TopologyTestDriver,
+    tables: &[(&str, &str, &str)],
+    seed: u64,
+    n: usize,
+) -> landing::Landing {
+    let topics: Vec<&str> = tables.iter().map(|t| t.0).collect();
+    let records = raw_records(got, &topics);
+    let total = records.len() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = landing::lake_spec(dir.path(), tables, &["bars_1h"], 1_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = runtime.block_on(common::TestRegistry::start());
+    landing::register_driver_schemas(&runtime, &registry.url);
+    let mut at = common::kill_points(seed, n, 1, total * 3 / 5);
+    at.sort_unstable();
+    let crashes: Vec<(u64, LakeCrash)> = at
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| (a, LakeCrash::ALL[i % LakeCrash::ALL.len()]))
+        .collect();
+    let landing = landing::land_crashing(
+        &runtime,
+        (&spec, &registry.url),
+        &records,
+        (200, total / 25),
+        &crashes,
+    );
+    assert_eq!(landing.restarts, n);
+    assert!(
+        landing.skipped > 0,
+        "no restart found records landed before"
+    );
+    eprintln!("lake: {} records landed, {landing:?}", records.len());
+    let files = common::lake::local_files(dir.path());
+    let landed = common::lake::landed(&files);
+    let client = tickflow::codec::RegistryClient::new(&registry.url).unwrap();
+    runtime.block_on(common::lake::check_records(
+        &landed, &records, tables, &client,
+    ));
+    runtime.block_on(check_sums(dir.path(), tables, want));
+    landing
+}
+
+/// `COUNT(*)`, `SUM(volume)` and `SUM(trade_count)` of each bar table, through the query
+/// engine over the local catalog, equal those of `want`'s bars.
+async fn check_sums(
+    lake: &std::path::Path,
+    tables: &[(&str, &str, &str)],
+    want: &TopologyTestDriver,
+) {
+    let url = format!("file://{}", lake.display());
+    let store = LakeStore::open(&url, &Default::default()).await.unwrap();
+    let catalog = Catalog::Local(LocalCatalog::new(store.clone()));
+    let bar_tables: Vec<(&str, &str)> = tables
+        .iter()
+        .filter(|t| t.0 != "late")
+        .map(|t| (t.0, t.1))
+        .collect();
+    let names: Vec<String> = bar_tables.iter().map(|t| t.1.to_string()).collect();
+    let engine = LocalEngine::open(&store, &catalog, "tickflow", &names)
+        .await
+        .unwrap();
+    for (topic, table) in bar_tables {
+        let bars = want.bars(topic).unwrap();
+        let expected = vec![
+            Some(bars.len().to_string()),
+            Some(bars.iter().map(|b| b.volume).sum::<i64>().to_string()),
+            Some(bars.iter().map(|b| b.trade_count).sum::<i64>().to_string()),
+        ];
+        let sql = format!("SELECT COUNT(*), SUM(volume), SUM(trade_count) FROM {table}");
+        let got = engine.query(&sql).await.unwrap();
+        assert_eq!(got.rows, vec![expected], "{table}");
+    }
 }
 
 const CRASH_TOPOLOGY: &str = "application: c\n{guarantee}sources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";

@@ -3,6 +3,7 @@
 
 pub mod golden;
 pub mod lake;
+pub mod landing;
 pub mod process;
 
 use std::sync::Arc;

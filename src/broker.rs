@@ -27,6 +27,15 @@ pub enum BrokerError {
     NotListening { addr: SocketAddr, timeout: Duration },
 }
 
+impl crate::error::Classified for BrokerError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            BrokerError::Url { .. } => crate::error::ErrorClass::User,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// A running embedded broker; dropping it stops the broker.
 pub struct EmbeddedBroker {
     addr: SocketAddr,

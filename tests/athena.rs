@@ -189,11 +189,11 @@ lake:
     );
     assert!(!sql.contains("{{"), "placeholders bound: {sql}");
 
-    // The error path: Athena's reason, exit code 1.
+    // The error path: Athena's reason, exit code 3 (an external service failed).
     let missing = [("TICKFLOW_ATHENA__WORKGROUP", "no-such-workgroup")];
     let out = tickflow(&["query", "-t", &t, "SELECT 1"], &missing);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("WorkGroup does not exist"), "{stderr}");
 
     // A local lake has no Glue tables for Athena to read.

@@ -54,7 +54,11 @@ fn validate_reports_every_problem_and_fails() {
         &[],
     );
     let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "findings, not a failure: {stderr}"
+    );
     assert_eq!(
         stderr
             .lines()
@@ -139,7 +143,7 @@ fn malformed_config_is_located() {
         &[],
     );
     let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2), "a user error: {stderr}");
     assert!(
         stderr.contains("error: c.yaml:4:3: simulator.sed: unknown field `sed`"),
         "{stderr}"
@@ -165,7 +169,7 @@ fn unreachable_broker_fails_fast_with_a_message() {
         ],
     );
     let (_, stderr) = text(&out);
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(3), "an external failure: {stderr}");
     assert!(
         stderr.contains(&format!("cannot reach Kafka at {servers} within 2s")),
         "{stderr}"

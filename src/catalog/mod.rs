@@ -37,6 +37,16 @@ pub enum CatalogError {
     },
 }
 
+impl crate::error::Classified for CatalogError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            // A record schema that cannot be a table.
+            CatalogError::Schema(_) => crate::error::ErrorClass::User,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// A table column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {

@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::AppConfig;
+use crate::error::{Classified, ErrorClass};
 
 /// tickflow: ticks to event-time OHLC/VWAP bars, exactly once, from Kafka to an S3 lake.
 #[derive(Debug, Parser)]
@@ -83,7 +84,8 @@ pub enum Command {
     Broker(serve::BrokerArgs),
 }
 
-/// Runs the command line and turns errors into a message and exit code 1.
+/// Runs the command line and turns errors into a message and an exit code: the class of the
+/// first classified error in the chain (user 2, external 3, internal 70), else 1.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = init_logging(&cli.log, &cli.log_format) {
@@ -94,9 +96,47 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            class_of(&e).map_or(ExitCode::FAILURE, |c| ExitCode::from(c.exit_code()))
         }
     }
+}
+
+/// The class of the outermost error in `e`'s chain whose type knows its class.
+fn class_of(e: &anyhow::Error) -> Option<ErrorClass> {
+    e.chain().find_map(classify)
+}
+
+fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
+    macro_rules! first_of {
+        ($($t:ty),* $(,)?) => {
+            $(if let Some(x) = e.downcast_ref::<$t>() {
+                return Some(x.class());
+            })*
+        };
+    }
+    first_of!(
+        crate::config::ConfigError,
+        crate::config::topology::ValidationErrors,
+        crate::operators::OpError,
+        crate::topology::plan::PlanError,
+        crate::kafka::KafkaError,
+        crate::kafka::SinkError,
+        crate::codec::CodecError,
+        crate::codec::registry::RegistryError,
+        crate::state::StateError,
+        crate::lake::LakeError,
+        crate::catalog::CatalogError,
+        crate::query::QueryError,
+        crate::sim::SimError,
+        crate::source::SourceError,
+        crate::sink::lake::LakeSinkError,
+        crate::topology::runtime::RuntimeError,
+        crate::topology::driver::DriverError,
+        crate::topology::cases::CasesError,
+    );
+    #[cfg(feature = "embedded-broker")]
+    first_of!(crate::broker::BrokerError);
+    None
 }
 
 /// Sets up logging to stderr with `filter` (an error if it does not parse: a typo must not
@@ -149,4 +189,40 @@ pub(crate) fn fmt_micros(t: i64) -> String {
     chrono::DateTime::from_timestamp_micros(t)
         .map(|d| d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
         .unwrap_or_else(|| t.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+    use crate::kafka::KafkaError;
+    use crate::lake::LakeError;
+    use crate::sink::lake::LakeSinkError;
+    use crate::topology::engine::CommitStep;
+    use crate::topology::runtime::RuntimeError;
+
+    /// The outermost classified error decides, through contexts and wrappers; anything else
+    /// is exit code 1.
+    #[test]
+    fn errors_map_to_exit_codes_by_class() {
+        let config = ConfigError::Env {
+            var: "TICKFLOW_X".into(),
+            field: "x".into(),
+            message: "unknown".into(),
+        };
+        let e = anyhow::Error::from(config).context("loading the configuration");
+        assert_eq!(class_of(&e), Some(ErrorClass::User));
+        let kafka = KafkaError::Unreachable {
+            servers: "b:9092".into(),
+            timeout: std::time::Duration::from_secs(1),
+            message: "refused".into(),
+        };
+        let e = anyhow::Error::from(RuntimeError::Kafka(kafka));
+        assert_eq!(class_of(&e), Some(ErrorClass::External));
+        let e = anyhow::Error::from(LakeSinkError::Lake(LakeError::Avro("bug".into())));
+        assert_eq!(class_of(&e), Some(ErrorClass::Internal));
+        let e = anyhow::Error::from(RuntimeError::Crashed(CommitStep::AfterFlush));
+        assert_eq!(class_of(&e).map(ErrorClass::exit_code), Some(70));
+        assert_eq!(class_of(&anyhow::anyhow!("3 bars differ")), None);
+    }
 }

@@ -16,7 +16,8 @@ pub struct ValidateArgs {
 
 /// Runs `tickflow validate`: every problem, each with file:line:column, or `ok`.
 pub fn validate(args: ValidateArgs) -> anyhow::Result<()> {
-    let spec = TopologySpec::load(&args.file)?;
+    // The problems found are validate's answer (exit code 1), not a failure to run it.
+    let spec = TopologySpec::load(&args.file).map_err(|e| anyhow::Error::msg(e.to_string()))?;
     println!(
         "{}: ok (application {}, {} sources, {} operators, {} sinks)",
         args.file.display(),

@@ -175,6 +175,16 @@ pub enum CodecError {
     },
 }
 
+impl crate::error::Classified for CodecError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            CodecError::Avro(_) => crate::error::ErrorClass::Internal,
+            // The registry, or records written by something else than tickflow.
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 impl From<apache_avro::Error> for CodecError {
     fn from(e: apache_avro::Error) -> Self {
         CodecError::Avro(e.to_string())

@@ -46,6 +46,13 @@ pub enum RegistryError {
     Corrupt { path: String, message: String },
 }
 
+impl crate::error::Classified for RegistryError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // The built-in registry's storage.
+        crate::error::ErrorClass::External
+    }
+}
+
 /// Compatibility levels, as Confluent names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

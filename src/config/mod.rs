@@ -52,6 +52,13 @@ pub enum ConfigError {
     },
 }
 
+impl crate::error::Classified for ConfigError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // A configuration problem is always the user's to fix.
+        crate::error::ErrorClass::User
+    }
+}
+
 /// Everything tickflow needs to know about its surroundings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -614,6 +614,13 @@ impl TopologySpec {
     }
 }
 
+impl crate::error::Classified for ValidationErrors {
+    fn class(&self) -> crate::error::ErrorClass {
+        // Problems of a topology file.
+        crate::error::ErrorClass::User
+    }
+}
+
 fn unknown_field(name: &str) -> String {
     let known: Vec<&str> = TICK_FIELDS.iter().map(|(f, _)| *f).collect();
     format!(

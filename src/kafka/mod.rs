@@ -48,6 +48,16 @@ pub enum KafkaError {
     Auth { message: String },
 }
 
+impl crate::error::Classified for KafkaError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            // Bad authentication settings (a missing token file, an unknown mechanism).
+            KafkaError::Auth { .. } => crate::error::ErrorClass::User,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// librdkafka configuration for `cfg`: bootstrap servers plus the pass-through properties.
 pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     client_config_with(cfg, &[])

@@ -47,6 +47,16 @@ pub enum SinkError {
     },
 }
 
+impl crate::error::Classified for SinkError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            // librdkafka refuses the client's settings.
+            SinkError::Create(_) => crate::error::ErrorClass::User,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// Counts acknowledgements and keeps the first failure; optionally the last acknowledged
 /// offset per topic partition.
 #[derive(Default)]

@@ -53,6 +53,16 @@ pub enum LakeError {
     Conflict(String),
 }
 
+impl crate::error::Classified for LakeError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            LakeError::Avro(_) => crate::error::ErrorClass::Internal,
+            // The object store, or files someone else wrote.
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 impl LakeError {
     pub(crate) fn avro(e: apache_avro::Error) -> Self {
         Self::Avro(e.to_string())

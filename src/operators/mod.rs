@@ -24,6 +24,13 @@ pub enum OpError {
     Unsupported { id: String, what: String },
 }
 
+impl crate::error::Classified for OpError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // An operator the topology asks for that cannot be built.
+        crate::error::ErrorClass::User
+    }
+}
+
 /// What an operator emits.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {

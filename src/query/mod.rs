@@ -60,6 +60,20 @@ pub enum QueryError {
     Unsupported(String),
 }
 
+impl crate::error::Classified for QueryError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            QueryError::Sql(_) | QueryError::SavedQuery { .. } | QueryError::Unsupported(_) => {
+                crate::error::ErrorClass::User
+            }
+            QueryError::Lake(e) => e.class(),
+            QueryError::Catalog(e) => e.class(),
+            QueryError::Chart(_) => crate::error::ErrorClass::Internal,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// The table the bars of `resolution` land in.
 pub fn bar_table(plan: &Plan, lake: &LakeSpec, resolution: &str) -> Result<String, QueryError> {
     let names: Vec<&str> = plan.defs.iter().map(|d| d.name.as_str()).collect();

@@ -67,6 +67,18 @@ pub enum SimError {
     BadSetting { field: &'static str, reason: String },
 }
 
+impl crate::error::Classified for SimError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            SimError::Codec(e) => e.class(),
+            SimError::Kafka(e) => e.class(),
+            SimError::Sink(e) => e.class(),
+            // Settings and input files.
+            _ => crate::error::ErrorClass::User,
+        }
+    }
+}
+
 impl SimError {
     fn csv(file: &str, err: &csv::Error) -> Self {
         let line = err.position().map(|p| p.line()).unwrap_or(0);

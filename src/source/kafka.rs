@@ -19,6 +19,13 @@ pub enum SourceError {
     Fetch(String),
 }
 
+impl crate::error::Classified for SourceError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // The broker.
+        crate::error::ErrorClass::External
+    }
+}
+
 /// One record as read from Kafka, bytes untouched.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RawRecord {

@@ -57,6 +57,13 @@ pub enum StateError {
     Corrupt { path: String, message: String },
 }
 
+impl crate::error::Classified for StateError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // The disk, RocksDB or the changelog topic.
+        crate::error::ErrorClass::External
+    }
+}
+
 /// What a store held at its last commit.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Snapshot {

@@ -44,6 +44,16 @@ pub enum CasesError {
     },
 }
 
+impl crate::error::Classified for CasesError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            CasesError::Config(e) => e.class(),
+            CasesError::Driver(e) => e.class(),
+            _ => crate::error::ErrorClass::User,
+        }
+    }
+}
+
 /// A cases file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -74,6 +74,18 @@ pub enum DriverError {
     Stopped,
 }
 
+impl crate::error::Classified for DriverError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            DriverError::Topology(e) => e.class(),
+            DriverError::Engine(e) => e.class(),
+            DriverError::Codec(e) => e.class(),
+            DriverError::StateDir { .. } => crate::error::ErrorClass::External,
+            _ => crate::error::ErrorClass::User,
+        }
+    }
+}
+
 /// How [`TopologyTestDriver::restart`] restarts, as after a SIGKILL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Restart {

@@ -68,6 +68,21 @@ pub enum RuntimeError {
     },
 }
 
+impl crate::error::Classified for RuntimeError {
+    fn class(&self) -> crate::error::ErrorClass {
+        match self {
+            RuntimeError::Plan(e) => e.class(),
+            RuntimeError::Operator(e) => e.class(),
+            RuntimeError::Kafka(e) => e.class(),
+            RuntimeError::Sink(e) => e.class(),
+            RuntimeError::State(e) => e.class(),
+            RuntimeError::Codec(e) => e.class(),
+            RuntimeError::Crashed(_) => crate::error::ErrorClass::Internal,
+            _ => crate::error::ErrorClass::External,
+        }
+    }
+}
+
 /// Totals of a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunStats {

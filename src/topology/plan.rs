@@ -23,6 +23,13 @@ pub enum PlanError {
     },
 }
 
+impl crate::error::Classified for PlanError {
+    fn class(&self) -> crate::error::ErrorClass {
+        // A topology the engine cannot run.
+        crate::error::ErrorClass::User
+    }
+}
+
 /// Re-keying through an internal topic.
 #[derive(Debug, Clone)]
 pub struct GroupBy {

@@ -360,10 +360,10 @@ impl LakeWriter {
                 records = found.count(),
                 "found records landed by a previous run"
             );
-            //             self.files
-            //                 .get_mut(key)
-            //                 .expect("checked")
-            //                 .mark_landed(&found);
+            self.files
+                .get_mut(key)
+                .expect("checked")
+                .mark_landed(&found);
         }
         Ok(())
     }

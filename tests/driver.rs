@@ -17,6 +17,7 @@ use common::golden::{
 use common::landing::{self, LakeCrash};
 use tickflow::catalog::{Catalog, LocalCatalog};
 use tickflow::codec::{DeadLetter, Tick};
+use tickflow::config::lake::LakeSpec;
 use tickflow::config::topology::TopologySpec;
 use tickflow::lake::store::LakeStore;
 use tickflow::query::LocalEngine;
@@ -381,10 +382,9 @@ fn twenty_four_crashes_over_a_million_ticks_change_no_output() {
 }
 
 /// The same for a `group_by` with hopping windows that emit updates: 20 engine crashes and
-/// 20 lake-sink crashes. Restarts
-/// keep unacknowledged records here: a lost repartition record is re-sent in a later place
-/// among the forwarded stream-time marks, which moves where an update is emitted (a valid
-/// run, but not the uninterrupted one; see docs/delivery.md).
+/// 20 lake-sink crashes. Restarts keep unacknowledged records here: a lost repartition record
+/// is re-sent in a later place among the forwarded stream-time marks, which moves where an
+/// update is emitted (a valid run, but not the uninterrupted one; see docs/delivery.md).
 #[test]
 fn twenty_crashes_of_a_group_by_with_updates_change_no_output() {
     let ticks = simulated(common::scaled(300_000), 60, 0.002, 50.0);
@@ -486,19 +486,16 @@ fn land_crashing_and_check(
     runtime.block_on(common::lake::check_records(
         &landed, &records, tables, &client,
     ));
-    runtime.block_on(check_sums(dir.path(), tables, want));
+    runtime.block_on(check_sums(&spec, tables, want));
     landing
 }
 
 /// `COUNT(*)`, `SUM(volume)` and `SUM(trade_count)` of each bar table, through the query
 /// engine over the local catalog, equal those of `want`'s bars.
-async fn check_sums(
-    lake: &std::path::Path,
-    tables: &[(&str, &str, &str)],
-    want: &TopologyTestDriver,
-) {
-    let url = format!("file://{}", lake.display());
-    let store = LakeStore::open(&url, &Default::default()).await.unwrap();
+async fn check_sums(spec: &LakeSpec, tables: &[(&str, &str, &str)], want: &TopologyTestDriver) {
+    let store = LakeStore::open(&spec.url, &Default::default())
+        .await
+        .unwrap();
     let catalog = Catalog::Local(LocalCatalog::new(store.clone()));
     let bar_tables: Vec<(&str, &str)> = tables
         .iter()
@@ -506,7 +503,7 @@ async fn check_sums(
         .map(|t| (t.0, t.1))
         .collect();
     let names: Vec<String> = bar_tables.iter().map(|t| t.1.to_string()).collect();
-    let engine = LocalEngine::open(&store, &catalog, "tickflow", &names)
+    let engine = LocalEngine::open(&store, &catalog, &spec.database, &names)
         .await
         .unwrap();
     for (topic, table) in bar_tables {

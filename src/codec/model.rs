@@ -149,12 +149,6 @@ impl Reason {
     }
 }
 
-impl std::fmt::Display for Reason {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// Longest key or value a dead-letter or late envelope copies. A longer one is cut and the
 /// envelope flagged `truncated`, so that an oversized record can never make its envelope too
 /// large to produce (and the run crash on it again at every restart).

@@ -70,16 +70,18 @@ struct Record {
 /// A Kafka partition's records in offset order.
 type Queue = Vec<Record>;
 
-/// Registers the driver's schemas (tick 1, bar 2, envelope 3, in that order) in the empty
-/// registry at `url`, so that the driver's records decode there.
+/// The schema ids the test driver frames its records with, and a topic to register each under.
+const DRIVER_SCHEMAS: [(u32, RecordKind, &str); 3] = [
+    (1, RecordKind::Tick, "ticks"),
+    (2, RecordKind::Bar, "bars"),
+    (3, RecordKind::DeadLetter, "late"),
+];
+
+/// Registers the driver's schemas in the empty registry at `url`, in id order, so that the
+/// driver's records decode there.
 pub fn register_driver_schemas(runtime: &tokio::runtime::Runtime, url: &str) {
     let client = RegistryClient::new(url).unwrap();
-    let kinds = [
-        ("ticks", RecordKind::Tick),
-        ("bars", RecordKind::Bar),
-        ("late", RecordKind::DeadLetter),
-    ];
-    for (want, (topic, kind)) in (1u32..).zip(kinds) {
+    for (want, kind, topic) in DRIVER_SCHEMAS {
         let id = runtime
             .block_on(client.register_value(topic, kind))
             .unwrap();
@@ -141,9 +143,7 @@ pub fn land_crashing(
                         if kind == LakeCrash::AfterNewPartition && r.boundary {
                             landing.at_hour_boundaries += 1;
                         }
-                        crash(&mut writer, kind, &queues);
-                        landing.skipped += writer.stats().skipped;
-                        landing.restarts += 1;
+                        crash(&mut writer, kind, &queues, &mut landing);
                         continue 'run;
                     }
                     if since_commit >= commit_every {
@@ -157,9 +157,7 @@ pub fn land_crashing(
             }
             // Every record handed over: a crash still to come happens before the last commit.
             if let Some((_, kind)) = pending.pop() {
-                crash(&mut writer, kind, &queues);
-                landing.skipped += writer.stats().skipped;
-                landing.restarts += 1;
+                crash(&mut writer, kind, &queues, &mut landing);
                 continue 'run;
             }
             commit(&mut writer, &mut committed);
@@ -177,8 +175,14 @@ fn due(pending: &mut Vec<(u64, LakeCrash)>, handed: u64, new_file: bool) -> Opti
     ready.then(|| pending.pop().expect("checked").1)
 }
 
-/// Kills `writer` the way `kind` says.
-fn crash(writer: &mut LakeWriter, kind: LakeCrash, queues: &BTreeMap<(String, i32), Queue>) {
+/// Kills `writer` the way `kind` says, and counts the restart that follows.
+fn crash(
+    writer: &mut LakeWriter,
+    kind: LakeCrash,
+    queues: &BTreeMap<(String, i32), Queue>,
+    landing: &mut Landing,
+) {
+    landing.restarts += 1;
     match kind {
         LakeCrash::BetweenRecords | LakeCrash::AfterNewPartition => {}
         LakeCrash::BeforeCommit => {
@@ -192,6 +196,7 @@ fn crash(writer: &mut LakeWriter, kind: LakeCrash, queues: &BTreeMap<(String, i3
             writer.flush(Some(&half)).unwrap();
         }
     }
+    landing.skipped += writer.stats().skipped;
 }
 
 /// Flushes and takes the positions as committed.
@@ -211,12 +216,10 @@ fn offset(m: &OwnedMessage) -> i64 {
 
 /// The records per Kafka partition, as messages, with the lake partition each lands in.
 fn queues(spec: &LakeSpec, records: &[RawRecord]) -> BTreeMap<(String, i32), Queue> {
-    let schemas: BTreeMap<u32, &apache_avro::Schema> = [
-        (1, RecordKind::Tick.schema()),
-        (2, RecordKind::Bar.schema()),
-        (3, RecordKind::DeadLetter.schema()),
-    ]
-    .into();
+    let schemas: BTreeMap<u32, &apache_avro::Schema> = DRIVER_SCHEMAS
+        .iter()
+        .map(|(id, kind, _)| (*id, kind.schema()))
+        .collect();
     let mut out: BTreeMap<(String, i32), Queue> = BTreeMap::new();
     for r in records {
         let topic: &LakeTopic = spec.topics.iter().find(|t| t.topic == r.topic).unwrap();

@@ -13,10 +13,10 @@ use apache_avro::types::Value;
 use common::golden::{read_all, read_everything, simulate_into};
 use common::lake::{self, LandedTopic};
 use common::process::{engine_env, start_engine_with};
-use tickflow::catalog::GlueCatalog;
+use tickflow::catalog::{GlueCatalog, TableDef};
 use tickflow::codec::{RecordKind, RegistryClient};
 use tickflow::config::AwsConfig;
-use tickflow::config::lake::{LakeFormat, MIN_PART_BYTES, UploadSpec};
+use tickflow::config::lake::{LakeFormat, LakeSpec, MIN_PART_BYTES, UploadSpec};
 use tickflow::kafka::KafkaSink;
 use tickflow::lake::store::{Created, LakeStore, STAGING_DIR};
 use tickflow::lake::{LakeError, decode_datum};
@@ -44,14 +44,14 @@ fn database(id: &str) -> String {
     id.replace('-', "_")
 }
 
-/// The tick schema with one more, optional, field.
+/// The tick schema with one more, optional, field, inserted mid-record (after `price`).
 const EVOLVED: &str = r#"{"type":"record","name":"Tick","namespace":"io.tickflow","fields":[
  {"name":"symbol","type":"string"},{"name":"venue","type":"string"},{"name":"price","type":"double"},
+ {"name":"exchange_seq","type":["null","long"],"default":null},
  {"name":"size","type":"long"},{"name":"event_time","type":{"type":"long","logicalType":"timestamp-micros"}},
  {"name":"trade_id","type":"long"},{"name":"side","type":"string"},
  {"name":"conditions","type":{"type":"array","items":"string"},"default":[]},
- {"name":"currency","type":"string","default":"USD"},
- {"name":"exchange_seq","type":["null","long"],"default":null}]}"#;
+ {"name":"currency","type":"string","default":"USD"}]}"#;
 
 /// Produces `ticks` (decoded tick records) in the evolved schema, one hour later in event
 /// time, with the new field set; the schema is registered under the topic's subject.
@@ -75,10 +75,14 @@ async fn produce_evolved(
                     *v = Value::TimestampMicros(t + 3_600_000_000);
                 }
             }
-            fields.push((
-                "exchange_seq".into(),
-                Value::Union(1, Box::new(Value::Long(i as i64))),
-            ));
+            let at = fields.iter().position(|(n, _)| n == "price").unwrap() + 1;
+            fields.insert(
+                at,
+                (
+                    "exchange_seq".into(),
+                    Value::Union(1, Box::new(Value::Long(i as i64))),
+                ),
+            );
             let datum = apache_avro::writer::datum::GenericDatumWriter::builder(&schema)
                 .build()
                 .unwrap()
@@ -265,6 +269,7 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     check_projection(&topology, &endpoint, &aws, &store, &db).await;
     check_multipart(&url, &aws).await;
     check_parquet_table(&glue, &db).await;
+    check_column_order(&glue, &db).await;
 }
 
 /// A Parquet lake's table is registered with Hive's Parquet SerDe and formats, and a table
@@ -282,6 +287,45 @@ async fn check_parquet_table(glue: &GlueCatalog, db: &str) {
     glue.ensure_table(&def).await.unwrap();
     let back = glue.table_def(db, "ticks_parquet").await.unwrap().unwrap();
     assert_eq!(back.format, LakeFormat::Avro, "updated to the new format");
+}
+
+/// A field inserted mid-record goes to the end of the Glue table's columns (Athena matches
+/// an Avro partition's columns to the table's by position), a field dropped stays, and a
+/// sink that computes the definition afresh (field order) gets the table's order back.
+async fn check_column_order(glue: &GlueCatalog, db: &str) {
+    const V1: &str = r#"{"type":"record","name":"Bar","fields":[{"name":"symbol","type":"string"},
+      {"name":"open","type":"double"},{"name":"close","type":"double"}]}"#;
+    const V2: &str = r#"{"type":"record","name":"Bar","fields":[{"name":"symbol","type":"string"},
+      {"name":"venue","type":["null","string"],"default":null},{"name":"close","type":"double"}]}"#;
+    let spec: LakeSpec = serde_yaml::from_str(&format!(
+        "url: s3://lake/x\ndatabase: {db}\ntopics: [{{topic: ordered}}]"
+    ))
+    .unwrap();
+    let def = |id: u32, json: &str| {
+        let schema = apache_avro::Schema::parse_str(json).unwrap();
+        TableDef::of(
+            &spec,
+            &spec.topics[0],
+            "s3://lake/x/ordered".into(),
+            (id, &schema),
+        )
+        .unwrap()
+    };
+    let names =
+        |d: &TableDef| -> Vec<String> { d.columns.iter().map(|c| c.name.clone()).collect() };
+    glue.ensure_table(&def(1, V1)).await.unwrap();
+    let registered = glue.ensure_table(&def(2, V2)).await.unwrap();
+    let back = glue.table_def(db, "ordered").await.unwrap().unwrap();
+    assert_eq!(names(&back), ["symbol", "open", "close", "venue"]);
+    assert_eq!(back.schema_id, 2);
+    assert_eq!(registered.columns, back.columns);
+    assert_eq!(registered.avro_schema, back.avro_schema);
+    let again = glue.ensure_table(&def(2, V2)).await.unwrap();
+    assert_eq!(
+        names(&again),
+        names(&back),
+        "a restarted sink keeps the table's order"
+    );
 }
 
 /// Files at least this large are uploaded in parts in this test.

@@ -126,51 +126,51 @@ impl GlueCatalog {
         }
     }
 
-    /// Creates the table, or updates it when `table` has a newer schema than the catalog's.
-    pub async fn ensure_table(&self, table: &TableDef) -> Result<(), CatalogError> {
+    /// Creates the table, or updates it when `table` has a newer schema than the catalog's;
+    /// returns `table` with the columns in the table's order.
+    pub async fn ensure_table(&self, table: &TableDef) -> Result<TableDef, CatalogError> {
         self.ensure_database(&table.database).await?;
         let existing = self.get_table(&table.database, &table.name).await?;
-        let input = table_input(table)?;
         let Some(existing) = existing else {
             return match self
                 .client
                 .create_table()
                 .database_name(&table.database)
-                .table_input(input)
+                .table_input(table_input(table)?)
                 .send()
                 .await
             {
-                Ok(_) => Ok(()),
-                // Created meanwhile by another sink: it is there, which is what we wanted.
+                Ok(_) => Ok(table.clone()),
+                // Created meanwhile by another sink: it is there, which is what we wanted;
+                // its column order is the one to keep.
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_already_exists_exception()) =>
                 {
-                    Ok(())
+                    match self.get_table(&table.database, &table.name).await? {
+                        Some(t) => table.keeping_order_of(&def_of(&table.database, &t)),
+                        None => Ok(table.clone()),
+                    }
                 }
                 Err(e) => Err(err(&format!("create table {}", table.name), e)),
             };
         };
-        let known: u32 = existing
-            .parameters()
-            .and_then(|p| p.get(SCHEMA_ID))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let same =
-            projection_of(&existing) == table.projection && format_of(&existing) == table.format;
+        let known = def_of(&table.database, &existing);
+        let table = table.keeping_order_of(&known)?;
+        let same = known.projection == table.projection && known.format == table.format;
         // A newer schema, partition projection turned on or off, or another file format
         // updates the table.
-        if known > table.schema_id || (known == table.schema_id && same) {
-            return Ok(());
+        if known.schema_id > table.schema_id || (known.schema_id == table.schema_id && same) {
+            return Ok(table);
         }
         self.client
             .update_table()
             .database_name(&table.database)
-            .table_input(input)
+            .table_input(table_input(&table)?)
             .send()
             .await
             .map_err(|e| err(&format!("update table {}", table.name), e))?;
-        Ok(())
+        Ok(table)
     }
 
     /// Registers partitions in batches; one that exists already is success.
@@ -251,40 +251,45 @@ impl GlueCatalog {
         database: &str,
         table: &str,
     ) -> Result<Option<TableDef>, CatalogError> {
-        let Some(t) = self.get_table(database, table).await? else {
-            return Ok(None);
-        };
-        let param = |k: &str| {
-            t.parameters()
-                .and_then(|p| p.get(k))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let columns = |cols: &[GlueColumn]| -> Vec<Column> {
-            cols.iter()
-                .map(|c| Column {
-                    name: c.name().to_string(),
-                    r#type: c.r#type().unwrap_or_default().to_string(),
-                    comment: c.comment().map(str::to_string),
-                })
-                .collect()
-        };
-        let storage = t.storage_descriptor();
-        Ok(Some(TableDef {
-            database: database.into(),
-            name: table.into(),
-            topic: param("tickflow.topic"),
-            location: storage
-                .and_then(|s| s.location())
-                .unwrap_or_default()
-                .to_string(),
-            format: format_of(&t),
-            schema_id: param(SCHEMA_ID).parse().unwrap_or(0),
-            avro_schema: param("avro.schema.literal"),
-            columns: columns(storage.map(|s| s.columns()).unwrap_or_default()),
-            partition_keys: columns(t.partition_keys()),
-            projection: projection_of(&t),
-        }))
+        Ok(self
+            .get_table(database, table)
+            .await?
+            .map(|t| def_of(database, &t)))
+    }
+}
+
+/// The definition of the Glue table `t` of `database`, as tickflow registered it.
+fn def_of(database: &str, t: &aws_sdk_glue::types::Table) -> TableDef {
+    let param = |k: &str| {
+        t.parameters()
+            .and_then(|p| p.get(k))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let columns = |cols: &[GlueColumn]| -> Vec<Column> {
+        cols.iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                r#type: c.r#type().unwrap_or_default().to_string(),
+                comment: c.comment().map(str::to_string),
+            })
+            .collect()
+    };
+    let storage = t.storage_descriptor();
+    TableDef {
+        database: database.into(),
+        name: t.name().to_string(),
+        topic: param("tickflow.topic"),
+        location: storage
+            .and_then(|s| s.location())
+            .unwrap_or_default()
+            .to_string(),
+        format: format_of(t),
+        schema_id: param(SCHEMA_ID).parse().unwrap_or(0),
+        avro_schema: param("avro.schema.literal"),
+        columns: columns(storage.map(|s| s.columns()).unwrap_or_default()),
+        partition_keys: columns(t.partition_keys()),
+        projection: projection_of(t),
     }
 }
 

@@ -77,27 +77,28 @@ impl LocalCatalog {
         self.store.put(&path, bytes).await.map_err(store)
     }
 
-    /// Creates the table, or updates its definition when `table` has a newer schema.
-    pub async fn ensure_table(&self, table: &TableDef) -> Result<(), CatalogError> {
+    /// Creates the table, or updates its definition when `table` has a newer schema; returns
+    /// `table` with the columns in the table's order.
+    pub async fn ensure_table(&self, table: &TableDef) -> Result<TableDef, CatalogError> {
         match self.table(&table.database, &table.name).await? {
-            Some(f)
-                if f.table.schema_id >= table.schema_id
-                    && f.table.location == table.location
-                    && f.table.projection == table.projection
-                    && f.table.format == table.format =>
-            {
-                Ok(())
-            }
             Some(mut f) => {
-                f.table = table.clone();
-                self.save(&f).await
+                let table = table.keeping_order_of(&f.table)?;
+                let same = f.table.location == table.location
+                    && f.table.projection == table.projection
+                    && f.table.format == table.format;
+                if f.table.schema_id < table.schema_id || !same {
+                    f.table = table.clone();
+                    self.save(&f).await?;
+                }
+                Ok(table)
             }
             None => {
                 let file = TableFile {
                     table: table.clone(),
                     partitions: BTreeSet::new(),
                 };
-                self.save(&file).await
+                self.save(&file).await?;
+                Ok(table.clone())
             }
         }
     }

@@ -3,6 +3,7 @@
 //! embedded engine). Both take the same table definitions, made from the topics' Avro
 //! schemas.
 
+mod evolve;
 pub mod glue;
 pub mod hive;
 pub mod local;
@@ -192,8 +193,10 @@ pub enum Catalog {
 }
 
 impl Catalog {
-    /// Creates the table, or updates it when `table` comes from a newer schema.
-    pub async fn ensure_table(&self, table: &TableDef) -> Result<(), CatalogError> {
+    /// Creates the table, or updates it when `table` comes from a newer schema. Returns the
+    /// definition to register partitions with: `table`'s, with its columns in the order the
+    /// catalog's table has them (see [`TableDef::keeping_order_of`]).
+    pub async fn ensure_table(&self, table: &TableDef) -> Result<TableDef, CatalogError> {
         match self {
             Catalog::Local(c) => c.ensure_table(table).await,
             Catalog::Glue(c) => c.ensure_table(table).await,

@@ -72,7 +72,7 @@ pub async fn sync(
         };
         let location = store.location(&table);
         let def = TableDef::of(spec, topic, location, (schema_id, &schema))?;
-        catalog.ensure_table(&def).await?;
+        let def = catalog.ensure_table(&def).await?;
         let partitions: BTreeSet<PartitionDef> = newest
             .keys()
             .filter_map(|dir| partition_of(&table, dir, store))

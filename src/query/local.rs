@@ -269,20 +269,34 @@ mod tests {
       {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},
       {"name":"seq","type":["null","long"],"default":null}]}"#;
 
-    /// A Parquet lake file of `n` records of `schema`, starting at offset `first`.
-    fn parquet(schema: &apache_avro::Schema, first: i64, n: i64) -> Vec<u8> {
+    /// Like NEW, with `seq` inserted between the old fields.
+    const MID: &str = r#"{"type":"record","name":"T","fields":[{"name":"symbol","type":"string"},
+      {"name":"seq","type":["null","long"],"default":null},
+      {"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}}]}"#;
+
+    /// An Avro lake file of `n` records of `schema` (fields of OLD, NEW or MID, in the
+    /// schema's order), starting at offset `first`, and its metadata.
+    fn avro(schema: &apache_avro::Schema, first: i64, n: i64) -> (Vec<u8>, [(&str, String); 2]) {
         let writer = apache_avro::writer::datum::GenericDatumWriter::builder(schema)
             .build()
             .unwrap();
+        let apache_avro::Schema::Record(record) = schema else {
+            panic!("a record schema")
+        };
         let mut file = AvroFile::new(apache_avro::Codec::Null, [1; 16]);
         for i in first..first + n {
-            let mut fields = vec![
-                ("symbol".to_string(), Value::String(format!("S{}", i % 3))),
-                ("at".to_string(), Value::TimestampMicros(i)),
-            ];
-            if schema.canonical_form().contains("seq") {
-                fields.push(("seq".into(), Value::Union(1, Box::new(Value::Long(i)))));
-            }
+            let fields = record
+                .fields
+                .iter()
+                .map(|f| {
+                    let value = match f.name.as_str() {
+                        "symbol" => Value::String(format!("S{}", i % 3)),
+                        "at" => Value::TimestampMicros(i),
+                        _ => Value::Union(1, Box::new(Value::Long(i))),
+                    };
+                    (f.name.clone(), value)
+                })
+                .collect();
             file.append(&writer.write_value_to_vec(Value::Record(fields)).unwrap())
                 .unwrap();
         }
@@ -290,8 +304,63 @@ mod tests {
             ("tickflow.offsets", format!("{first}-{}", first + n - 1)),
             ("tickflow.schema_id", "1".to_string()),
         ];
-        let avro = file.finish(schema, &metadata).unwrap();
+        (file.finish(schema, &metadata).unwrap(), metadata)
+    }
+
+    /// A Parquet lake file of `n` records of `schema`, starting at offset `first`.
+    fn parquet(schema: &apache_avro::Schema, first: i64, n: i64) -> Vec<u8> {
+        let (avro, metadata) = avro(schema, first, n);
         columnar::encode(avro, LakeCodec::Snappy, &metadata).unwrap()
+    }
+
+    /// A field inserted mid-record (MID after OLD) goes to the end of the table's columns,
+    /// where Athena's by-position match of the old partitions expects it, and the engine
+    /// reads files of both schemas by name.
+    #[tokio::test]
+    async fn a_field_inserted_mid_record_goes_last_and_both_files_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let store = LakeStore::open(&url, &Default::default()).await.unwrap();
+        let spec: LakeSpec =
+            serde_yaml::from_str(&format!("url: {url}\ntopics: [{{topic: t}}]")).unwrap();
+        let catalog = Catalog::Local(LocalCatalog::new(store.clone()));
+        for (id, json, hour, first, n) in [(1, OLD, "08", 0, 40), (2, MID, "09", 40, 25)] {
+            let schema = apache_avro::Schema::parse_str(json).unwrap();
+            let dir = format!("t/dt=2026-03-02/hour={hour}");
+            let bytes = avro(&schema, first, n).0;
+            store
+                .put_new(&format!("{dir}/t+0+{first:010}.avro"), bytes)
+                .await
+                .unwrap();
+            let fresh = TableDef::of(&spec, &spec.topics[0], store.location("t"), (id, &schema));
+            let def = catalog.ensure_table(&fresh.unwrap()).await.unwrap();
+            let partition = PartitionDef {
+                values: vec!["2026-03-02".into(), hour.into()],
+                location: store.location(&dir),
+            };
+            catalog.add_partitions(&def, &[partition]).await.unwrap();
+        }
+        let def = catalog.table_def("tickflow", "t").await.unwrap().unwrap();
+        let columns: Vec<&str> = def.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(columns, ["symbol", "at", "seq"]);
+        let engine = LocalEngine::open(&store, &catalog, "tickflow", &["t".into()])
+            .await
+            .unwrap();
+        let rows = engine
+            .query("SELECT count(*), count(seq), sum(seq), max(at) FROM t")
+            .await
+            .unwrap()
+            .rows;
+        let want: Vec<Option<String>> = [
+            "65",
+            "25",
+            &(40..65).sum::<i64>().to_string(),
+            "1970-01-01 00:00:00.000",
+        ]
+        .iter()
+        .map(|s| Some(s.to_string()))
+        .collect();
+        assert_eq!(rows, [want]);
     }
 
     /// Parquet files of an older schema and of a newer one (a new optional field) answer

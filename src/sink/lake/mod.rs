@@ -125,8 +125,9 @@ struct Table {
     name: String,
     /// Registry id and schema of the table's definition (the newest seen), once known.
     schema_id: Option<u32>,
-    /// Whether the catalog has the current definition.
-    registered: bool,
+    /// The catalog's definition of the table (the current schema, columns in the table's
+    /// order), once registered: the one partitions are registered with.
+    registered: Option<TableDef>,
 }
 
 /// Lands records into files and registers them: everything the consumer loop and the
@@ -293,7 +294,7 @@ impl LakeWriter {
         let datum = rewritten.as_deref().unwrap_or(datum);
         if table.schema_id.is_none_or(|known| id > known) {
             let t = self.tables.get_mut(m.topic()).expect("known topic");
-            (t.schema_id, t.registered) = (Some(id), false);
+            (t.schema_id, t.registered) = (Some(id), None);
         }
         let key = (m.topic().to_string(), m.partition());
         self.recover(&key, &partition)?;
@@ -456,19 +457,23 @@ impl LakeWriter {
         for topic in topics {
             let has_partitions = self.unregistered.iter().any(|(t, _)| *t == topic);
             let t = &self.tables[&topic];
-            if t.registered && !has_partitions {
+            if t.registered.is_some() && !has_partitions {
                 continue;
             }
             let Some(id) = t.schema_id else {
                 continue;
             };
-            let def = self.table_def(&topic, id)?;
-            if !self.tables[&topic].registered {
-                let done = self.runtime.block_on(self.catalog.ensure_table(&def));
-                self.count_call("ensure_table", done.is_ok());
-                done?;
-                self.tables.get_mut(&topic).expect("known").registered = true;
-            }
+            let def = match t.registered.clone() {
+                Some(def) => def,
+                None => {
+                    let fresh = self.table_def(&topic, id)?;
+                    let done = self.runtime.block_on(self.catalog.ensure_table(&fresh));
+                    self.count_call("ensure_table", done.is_ok());
+                    let def = done?;
+                    self.tables.get_mut(&topic).expect("known").registered = Some(def.clone());
+                    def
+                }
+            };
             let parts: Vec<PartitionDef> = self
                 .unregistered
                 .iter()
@@ -671,7 +676,7 @@ impl LakeWriter {
                     spec: t.clone(),
                     name: t.table_name(),
                     schema_id: None,
-                    registered: false,
+                    registered: None,
                 };
                 (t.topic.clone(), table)
             })

@@ -99,6 +99,22 @@ pub struct KafkaConfig {
     /// Region of the MSK cluster, for IAM tokens [default: from the bootstrap host names,
     /// else `AWS_REGION`].
     pub aws_iam_region: Option<String>,
+    /// How the topics tickflow creates when they are missing are made (outputs, dead letters,
+    /// late ticks, repartition, changelogs, the simulator's): replicas and topic configs.
+    pub topics: TopicSettings,
+}
+
+/// Settings of the topics tickflow creates. A topic that exists is used as it is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicSettings {
+    /// Replicas of each partition [default: the broker's `default.replication.factor`]; 3 on
+    /// a three-broker MSK cluster.
+    pub replication_factor: Option<std::num::NonZeroU16>,
+    /// Topic configs of every topic created (`min.insync.replicas: 2`, `retention.ms:
+    /// 604800000`). A topic's own settings win: changelogs stay `cleanup.policy: compact`.
+    #[serde(deserialize_with = "scalar_texts")]
+    pub configs: BTreeMap<String, String>,
 }
 
 /// A map whose values may be written as strings, numbers or booleans, kept as text.
@@ -170,6 +186,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("aws_iam", &self.aws_iam)
             .field("aws_iam_region", &self.aws_iam_region)
+            .field("topics", &self.topics)
             .finish()
     }
 }
@@ -182,6 +199,7 @@ impl Default for KafkaConfig {
             connect_timeout: Duration::from_secs(10),
             aws_iam: false,
             aws_iam_region: None,
+            topics: TopicSettings::default(),
         }
     }
 }
@@ -592,6 +610,29 @@ mod tests {
             .to_string();
         assert!(
             msg.starts_with("c.yaml:2:20: kafka.connect_timeout: "),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn topic_settings_parse_and_a_zero_replication_factor_is_located() {
+        let text = "kafka:\n  topics:\n    replication_factor: 3\n    configs: {min.insync.replicas: 2, retention.ms: 604800000}\n";
+        let c = AppConfig::from_yaml("c.yaml", text, no_env()).unwrap();
+        assert_eq!(c.kafka.topics.replication_factor.map(|n| n.get()), Some(3));
+        assert_eq!(c.kafka.topics.configs["min.insync.replicas"], "2");
+        assert_eq!(c.kafka.topics.configs["retention.ms"], "604800000");
+        let env = vec![(
+            "TICKFLOW_KAFKA__TOPICS__REPLICATION_FACTOR".to_string(),
+            "2".to_string(),
+        )];
+        let c = AppConfig::from_yaml("c.yaml", "", env).unwrap();
+        assert_eq!(c.kafka.topics.replication_factor.map(|n| n.get()), Some(2));
+        let text = "kafka:\n  topics:\n    replication_factor: 0\n";
+        let msg = AppConfig::from_yaml("c.yaml", text, no_env())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("c.yaml:3:25: kafka.topics.replication_factor: "),
             "{msg}"
         );
     }

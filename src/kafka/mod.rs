@@ -1,12 +1,14 @@
 //! The Kafka edge, shared by every stage: client configuration and authentication, a
 //! reachability check that fails fast, topic creation, partition ends and lag, and producing
-//! records with their delivery accounted for ([`KafkaSink`]).
+//! records with their delivery accounted for ([`KafkaSink`]), and consumer groups seen from
+//! outside ([`group`]).
 
 pub mod auth;
 mod error_log;
+pub mod group;
 mod producer;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
@@ -172,14 +174,20 @@ async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(
     let admin: AdminClient<AuthContext> =
         client_config(cfg).create_with_context(AuthContext { auth: auth.clone() })?;
     auth.prime(admin.inner().native_client())?;
+    let replicas = cfg
+        .topics
+        .replication_factor
+        .map_or(-1, |n| i32::from(n.get()));
+    let configs: Vec<BTreeMap<&str, &str>> = topics
+        .iter()
+        .map(|t| topic_configs(&cfg.topics.configs, t.configs))
+        .collect();
     let new: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|t| {
-            let replication = TopicReplication::Fixed(-1);
-            let topic = NewTopic::new(t.name, t.partitions, replication);
-            t.configs
-                .iter()
-                .fold(topic, |topic, (k, v)| topic.set(k, v))
+        .zip(&configs)
+        .map(|(t, configs)| {
+            let topic = NewTopic::new(t.name, t.partitions, TopicReplication::Fixed(replicas));
+            configs.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
         })
         .collect();
     let opts = AdminOptions::new().operation_timeout(Some(cfg.connect_timeout));
@@ -197,10 +205,24 @@ async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(
     Ok(())
 }
 
+/// The configs a created topic gets: `defaults` (`kafka.topics.configs`), then the topic's
+/// own (a changelog's `cleanup.policy`), which win.
+fn topic_configs<'a>(
+    defaults: &'a BTreeMap<String, String>,
+    own: &'a [(&'a str, &'a str)],
+) -> BTreeMap<&'a str, &'a str> {
+    let mut all: BTreeMap<&str, &str> = defaults
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    all.extend(own.iter().copied());
+    all
+}
+
 /// The partition counts of the topics in the broker's metadata now (none if it cannot be
 /// fetched: creating them then reports the error). It asks for every topic: a request naming
 /// a topic could make a broker that auto-creates topics create it with its defaults.
-fn existing_topics(cfg: &KafkaConfig) -> HashMap<String, i32> {
+pub fn existing_topics(cfg: &KafkaConfig) -> HashMap<String, i32> {
     let fetched = consumer(cfg, &client_config(cfg))
         .ok()
         .and_then(|c| c.fetch_metadata(None, cfg.connect_timeout).ok());
@@ -429,4 +451,32 @@ pub fn high_watermarks(
             Ok(((topic.clone(), *p), high))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_topic_gets_the_default_configs_and_its_own_win() {
+        let defaults: BTreeMap<String, String> = [
+            ("min.insync.replicas", "2"),
+            ("cleanup.policy", "delete"),
+            ("retention.ms", "604800000"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let own = [("cleanup.policy", "compact")];
+        let got = topic_configs(&defaults, &own);
+        let want: BTreeMap<&str, &str> = [
+            ("cleanup.policy", "compact"),
+            ("min.insync.replicas", "2"),
+            ("retention.ms", "604800000"),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(got, want);
+        assert_eq!(topic_configs(&BTreeMap::new(), &[]), BTreeMap::new());
+    }
 }

@@ -16,6 +16,7 @@ mod kafka_roundtrip;
 mod kafka_tls;
 mod lake;
 mod lake_s3;
+mod ops;
 mod query;
 mod registry_api;
 mod topology_golden;

@@ -159,6 +159,46 @@ fn last_record(log: &dyn ChangelogLog) -> Result<Option<Option<Seal>>, StateErro
     }
 }
 
+/// What a task's last commit says, read from the end of its changelog partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastCommit {
+    /// The commit's seal: the input offset the task resumes at, whether it released the
+    /// partition, and the writer (state directory) that made it.
+    pub seal: Seal,
+    /// The task's stream time at that commit (UTC microseconds), if one was recorded.
+    pub stream_time: Option<i64>,
+}
+
+/// The partition's last sealed commit, if it has one (for `tickflow status`). Reads back
+/// from the end, a wider span each time, until a seal after a stream time is found.
+pub fn last_commit(log: &dyn ChangelogLog) -> Result<Option<LastCommit>, StateError> {
+    let end = log.end()?;
+    let mut span = 64;
+    loop {
+        let start = (end - span).max(0);
+        let mut time = None;
+        let mut found = None;
+        log.read(start, end, &mut |_, key, value| {
+            if key == Some(SEALED_KEY) {
+                if let Some(seal) = value.and_then(Seal::decode) {
+                    found = Some(LastCommit {
+                        seal,
+                        stream_time: time,
+                    });
+                }
+            } else if key == Some(super::STREAM_TIME) {
+                time = value.and_then(|v| Some(i64::from_be_bytes(v.try_into().ok()?)));
+            }
+            Ok(true)
+        })?;
+        let complete = found.as_ref().is_some_and(|c| c.stream_time.is_some());
+        if complete || start == 0 {
+            return Ok(found);
+        }
+        span = span.saturating_mul(8);
+    }
+}
+
 /// Brings `store` up to date: reads the partition from where the store is current (from
 /// the start, after clearing the store, if it never saw the changelog) to its end, applies
 /// every sealed commit, and reports the keys of an interrupted one. A store behind commits
@@ -379,6 +419,82 @@ mod tests {
             (77, false, "")
         );
         assert_eq!(Seal::decode(b"short"), None);
+    }
+
+    /// A changelog partition held in memory.
+    struct Log(Vec<(Vec<u8>, Option<Vec<u8>>)>);
+
+    impl ChangelogLog for Log {
+        fn topic(&self) -> &str {
+            "app-window-changelog"
+        }
+        fn partition(&self) -> i32 {
+            0
+        }
+        fn end(&self) -> Result<i64, StateError> {
+            Ok(self.0.len() as i64)
+        }
+        fn read(&self, start: i64, end: i64, each: &mut ReadEach<'_>) -> Result<(), StateError> {
+            for offset in start..end {
+                let (k, v) = &self.0[offset as usize];
+                if !each(offset, Some(k), v.as_deref())? {
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn commit(log: &mut Log, next: i64, time: i64, windows: usize, writer: &str) {
+        for i in 0..windows {
+            log.0
+                .push((format!("w/{i}").into_bytes(), Some(vec![1; 8])));
+        }
+        log.0.extend(super::super::entries(&[], next, time, &[]));
+        let seal = Seal {
+            next_offset: next,
+            release: false,
+            writer: writer.into(),
+        };
+        log.0.push((SEALED_KEY.to_vec(), Some(seal.encode())));
+    }
+
+    #[test]
+    fn the_last_commit_is_the_last_seal_with_its_stream_time() {
+        let mut log = Log(Vec::new());
+        assert_eq!(last_commit(&log).unwrap(), None);
+        commit(&mut log, 10, 1_000, 3, "a");
+        // A big commit: its stream time lies more than the first span before the end.
+        commit(&mut log, 5_000, 2_000, 4_000, "b");
+        // An interrupted commit after it counts for nothing.
+        log.0.extend(super::super::entries(&[], 6_000, 3_000, &[]));
+        let last = last_commit(&log).unwrap().unwrap();
+        assert_eq!(
+            (
+                last.seal.next_offset,
+                last.seal.writer.as_str(),
+                last.stream_time
+            ),
+            (5_000, "b", Some(2_000))
+        );
+        // A seal makes the entries before it its commit's.
+        let release = Seal {
+            next_offset: 6_000,
+            release: true,
+            writer: "b".into(),
+        };
+        log.0.push((SEALED_KEY.to_vec(), Some(release.encode())));
+        let last = last_commit(&log).unwrap().unwrap();
+        assert_eq!(
+            (last.seal, last.stream_time),
+            (release.clone(), Some(3_000))
+        );
+        // A commit that records no stream time keeps the one before, however far back.
+        for _ in 0..100 {
+            log.0.push((b"m/outputs".to_vec(), Some(vec![0; 4])));
+        }
+        log.0.push((SEALED_KEY.to_vec(), Some(release.encode())));
+        assert_eq!(last_commit(&log).unwrap().unwrap().stream_time, Some(3_000));
     }
 
     proptest::proptest! {

@@ -181,6 +181,17 @@ impl Plan {
             .collect()
     }
 
+    /// The topics the engine's tasks consume, each with its tasks' changelog: the source
+    /// topic, then a `group_by`'s repartition topic. A task is one partition of one of them.
+    pub fn task_inputs(&self) -> Vec<(String, String)> {
+        let changelog = |forwarding| changelog_topic(&self.application, self.store_of(forwarding));
+        let mut out = vec![(self.input_topic.clone(), changelog(self.group_by.is_some()))];
+        if let Some(g) = &self.group_by {
+            out.push((g.topic.clone(), changelog(false)));
+        }
+        out
+    }
+
     /// Every topic the application writes results to (not the repartition topic).
     pub fn output_topics(&self) -> Vec<String> {
         let mut t: Vec<String> = self.bar_topics.iter().flatten().cloned().collect();

@@ -36,7 +36,7 @@ fn help_lists_every_command() {
     assert!(out.status.success());
     for cmd in [
         "demo", "run", "simulate", "validate", "graph", "test", "tail", "catalog", "registry",
-        "broker",
+        "broker", "status",
     ] {
         assert!(
             stdout.contains(&format!("  {cmd} ")),
@@ -327,4 +327,22 @@ fn json_logs_are_one_object_per_line_and_text_logs_have_no_colour() {
     let (_, stderr) = text(&plain);
     assert!(stderr.contains("serving /metrics"), "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "colour codes in: {stderr}");
+}
+
+/// A command asked for what its topology cannot give (here: SQL over a topology without a
+/// lake) is the user's to fix: exit code 2, saying what is missing.
+#[test]
+fn a_usage_error_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = dir.path().join("t.yaml");
+    std::fs::write(
+        &topology,
+        "application: nolake\nsources:\n  ticks: { topic: t }\noperators:\n  - window: { id: bars, input: ticks, tumbling: [1m], aggregates: [open, close] }\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n",
+    )
+    .unwrap();
+    let t = topology.to_str().unwrap();
+    let out = tickflow(dir.path(), &["query", "-t", t, "SELECT 1"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has no `lake:` section"), "{stderr}");
 }

@@ -64,7 +64,7 @@ pub async fn lake_of(spec: &TopologySpec, app: &AppConfig) -> anyhow::Result<(La
     let lake = spec
         .lake
         .as_ref()
-        .context("the topology has no `lake:` section")?;
+        .ok_or_else(|| super::usage("the topology has no `lake:` section".into()))?;
     let store = LakeStore::open(&lake.url, &app.aws).await?;
     store.check().await?;
     let catalog = match lake.catalog_kind() {

@@ -253,10 +253,10 @@ fn clear_demo_lake(dir: &std::path::Path) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .with_context(|| format!("reading {}", dir.display()))?;
     if !entries.is_empty() && !dir.join("_catalog").exists() {
-        bail!(
+        return Err(super::usage(format!(
             "{} exists and is not a tickflow lake; move it away or run the demo elsewhere",
             dir.display()
-        );
+        )));
     }
     for entry in entries {
         let path = entry.path();
@@ -407,7 +407,9 @@ async fn read_topic(
 /// Without the embedded broker there is nothing to run the demo on.
 #[cfg(not(feature = "embedded-broker"))]
 pub async fn run(_: DemoArgs, _: AppConfig) -> anyhow::Result<()> {
-    bail!("this build has no embedded broker (built without the `embedded-broker` feature)")
+    Err(super::usage(
+        "this build has no embedded broker (built without the `embedded-broker` feature)".into(),
+    ))
 }
 
 /// Consumes `count` ticks back with a fresh consumer group and decodes them.

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod demo;
+mod ops;
 mod query;
 mod run;
 mod serve;
@@ -75,6 +76,9 @@ pub enum Command {
     Reconcile(query::ReconcileArgs),
     /// Draw a candlestick chart (with volume) of a symbol's bars from the lake, as SVG or PNG.
     Chart(query::ChartArgs),
+    /// Show an application's tasks as the broker sees them: owner, positions, lag, stream
+    /// time and event-time lag per input partition.
+    Status(ops::StatusArgs),
     /// Manage the lake's tables in the catalog (`catalog sync`).
     Catalog(catalog::CatalogArgs),
     /// Serve the built-in Confluent-compatible schema registry.
@@ -115,6 +119,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         };
     }
     first_of!(
+        UsageError,
         crate::config::ConfigError,
         crate::config::topology::ValidationErrors,
         crate::operators::OpError,
@@ -172,12 +177,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Query(args) => query::run(args, load_config(&cli.config)?).await,
             Command::Reconcile(args) => query::reconcile(args, load_config(&cli.config)?).await,
             Command::Chart(args) => query::chart(args, load_config(&cli.config)?).await,
+            Command::Status(args) => ops::status(args, load_config(&cli.config)?).await,
             Command::Catalog(args) => catalog::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]
             Command::Broker(args) => serve::broker(args).await,
         }
     })
+}
+
+/// A command asked for what its arguments or topology cannot give (a missing flag, a
+/// topology without the section it needs): the user's to fix, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+impl Classified for UsageError {
+    fn class(&self) -> ErrorClass {
+        ErrorClass::User
+    }
+}
+
+/// A [`UsageError`] saying `message`.
+fn usage(message: String) -> anyhow::Error {
+    UsageError(message).into()
 }
 
 fn load_config(path: &Option<PathBuf>) -> anyhow::Result<AppConfig> {
@@ -224,5 +247,7 @@ mod tests {
         let e = anyhow::Error::from(RuntimeError::Crashed(CommitStep::AfterFlush));
         assert_eq!(class_of(&e).map(ErrorClass::exit_code), Some(70));
         assert_eq!(class_of(&anyhow::anyhow!("3 bars differ")), None);
+        let e = usage("give the SQL or --file".into()).context("tickflow query");
+        assert_eq!(class_of(&e).map(ErrorClass::exit_code), Some(2));
     }
 }

@@ -112,16 +112,16 @@ pub async fn run(args: QueryArgs, app: AppConfig) -> anyhow::Result<()> {
 /// The answer to `args`' query, on the engine it names.
 pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultSet> {
     let spec = TopologySpec::load(&args.topology)?;
-    let lake = spec.lake.as_ref().with_context(|| {
-        format!(
+    let lake = spec.lake.as_ref().ok_or_else(|| {
+        super::usage(format!(
             "{}: the topology has no `lake:` section",
             args.topology.display()
-        )
+        ))
     })?;
     let (origin, text) = match (&args.file, &args.sql) {
         (Some(path), _) => (path.display().to_string(), saved::load(path)?),
         (None, Some(sql)) => ("the query".to_string(), sql.clone()),
-        (None, None) => bail!("give the SQL or --file"),
+        (None, None) => return Err(super::usage("give the SQL or --file".into())),
     };
     let params: BTreeMap<String, String> = args.params.iter().cloned().collect();
     let engine = args.engine.unwrap_or(if lake.url.starts_with("s3://") {
@@ -131,9 +131,10 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
     });
     if engine == EngineKind::Athena {
         if lake.catalog_kind() != CatalogKind::Glue {
-            bail!(
+            return Err(super::usage(
                 "Athena reads the Glue Data Catalog, and this lake's catalog is local: use --engine local"
-            );
+                    .into(),
+            ));
         }
         let catalog = Catalog::Glue(GlueCatalog::connect(&app.aws).await?);
         let store = LakeStore::open(&lake.url, &app.aws).await?;
@@ -294,7 +295,7 @@ pub async fn chart(args: ChartArgs, app: AppConfig) -> anyhow::Result<()> {
         .find(|d| d.name == args.resolution)
         .map_or(0, |d| d.size);
     if args.symbol.contains(['\'', '"', ';']) {
-        bail!("`{}` is not a symbol", args.symbol);
+        return Err(super::usage(format!("`{}` is not a symbol", args.symbol)));
     }
     let mut sql = format!(
         "SELECT window_start, open, high, low, close, volume FROM {table} WHERE symbol = '{}'",

@@ -66,10 +66,12 @@ pub async fn run(args: RunArgs, app: AppConfig) -> anyhow::Result<()> {
     // The lake sink of `--stage all` is not idle while the engine still runs.
     let engine_running = Arc::new(AtomicBool::new(args.stage != Stage::Lake));
     let lake = match (args.stage, &spec.lake) {
-        (Stage::Lake, None) => anyhow::bail!(
-            "{}: the topology has no `lake:` section",
-            args.topology.display()
-        ),
+        (Stage::Lake, None) => {
+            return Err(super::usage(format!(
+                "{}: the topology has no `lake:` section",
+                args.topology.display()
+            )));
+        }
         (Stage::Engine, _) | (_, None) => None,
         (_, Some(_)) => {
             let options = LakeOptions {

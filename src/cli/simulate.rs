@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -106,7 +106,7 @@ impl SimulateArgs {
             return Ok(Box::new(ticks.into_iter().take(n)));
         }
         if self.count.is_none() && self.duration.is_none() {
-            bail!("give --count or --duration (or both)");
+            return Err(super::usage("give --count or --duration (or both)".into()));
         }
         let universe = sim::universe(cfg.symbols_file.as_deref(), cfg.symbols)?;
         let start = match &self.start_time {

@@ -108,8 +108,8 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TopicSettings {
-    /// Replicas of each partition [default: the broker's `default.replication.factor`]; 3 on
-    /// a three-broker MSK cluster.
+    /// Replicas of each partition [default: the broker's `default.replication.factor`, which
+    /// MSK sets to 3 on clusters in three Availability Zones].
     pub replication_factor: Option<std::num::NonZeroU16>,
     /// Topic configs of every topic created (`min.insync.replicas: 2`, `retention.ms:
     /// 604800000`). A topic's own settings win: changelogs stay `cleanup.policy: compact`.

@@ -307,6 +307,11 @@ mod tests {
         (file.finish(schema, &metadata).unwrap(), metadata)
     }
 
+    /// A result row of non-null cells.
+    fn row(cells: &[&str]) -> Vec<Option<String>> {
+        cells.iter().map(|s| Some(s.to_string())).collect()
+    }
+
     /// A Parquet lake file of `n` records of `schema`, starting at offset `first`.
     fn parquet(schema: &apache_avro::Schema, first: i64, n: i64) -> Vec<u8> {
         let (avro, metadata) = avro(schema, first, n);
@@ -351,16 +356,8 @@ mod tests {
             .await
             .unwrap()
             .rows;
-        let want: Vec<Option<String>> = [
-            "65",
-            "25",
-            &(40..65).sum::<i64>().to_string(),
-            "1970-01-01 00:00:00.000",
-        ]
-        .iter()
-        .map(|s| Some(s.to_string()))
-        .collect();
-        assert_eq!(rows, [want]);
+        let sum = (40..65).sum::<i64>().to_string();
+        assert_eq!(rows, [row(&["65", "25", &sum, "1970-01-01 00:00:00.000"])]);
     }
 
     /// Parquet files of an older schema and of a newer one (a new optional field) answer
@@ -400,16 +397,10 @@ mod tests {
             .await
             .unwrap()
             .rows;
-        let want: Vec<Option<String>> = [
-            "65",
-            "25",
-            &(40..65).sum::<i64>().to_string(),
-            "1970-01-01 00:00:00.000",
-            "09",
-        ]
-        .iter()
-        .map(|s| Some(s.to_string()))
-        .collect();
-        assert_eq!(rows, [want]);
+        let sum = (40..65).sum::<i64>().to_string();
+        assert_eq!(
+            rows,
+            [row(&["65", "25", &sum, "1970-01-01 00:00:00.000", "09"])]
+        );
     }
 }

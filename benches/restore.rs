@@ -59,12 +59,7 @@ fn main() {
         "wrote {ENTRIES} entries to {topic} in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    let part = ChangelogPartition {
-        kafka,
-        topic,
-        partition: 0,
-        transactional: false,
-    };
+    let part = ChangelogPartition::new(&kafka, &topic, 0, false);
     let mut seconds = Vec::new();
     for run in 0..RUNS {
         let dir = tempfile::tempdir().unwrap();

@@ -33,12 +33,7 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
     sink.flush(Duration::from_secs(30)).unwrap();
 
     let dir = tempfile::tempdir().unwrap();
-    let part = ChangelogPartition {
-        kafka: kafka.clone(),
-        topic: topic.clone(),
-        partition: 1,
-        transactional: false,
-    };
+    let part = ChangelogPartition::new(&kafka, &topic, 1, false);
     let metrics = Metrics::new();
     let (p, store) = (part.clone(), WindowStore::open(dir.path()).unwrap());
     let (restored, store) = tokio::task::spawn_blocking(move || {

@@ -109,12 +109,8 @@ fn tasks_of(
                 .flatten()
                 .find(|m| m.partitions.contains(&(topic.clone(), p)))
                 .map(|m| format!("{}@{}", m.client_id, m.host));
-            let log = ChangelogPartition {
-                kafka: kafka.clone(),
-                topic: changelog.clone(),
-                partition: p,
-                transactional: plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
-            };
+            let transactional = plan.guarantee == ProcessingGuarantee::ExactlyOnceV2;
+            let log = ChangelogPartition::new(kafka, &changelog, p, transactional);
             let last = match topics.contains_key(&changelog) {
                 true => last_commit(&log)?,
                 false => None,

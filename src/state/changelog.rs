@@ -9,6 +9,7 @@
 //! record per key, never keeps an interrupted commit's value. The local store remembers the
 //! changelog offset it is current to; a restart whose local store is current reads nothing.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -292,7 +293,8 @@ fn replay(
     Ok(Some(restored))
 }
 
-/// A task's changelog partition in Kafka.
+/// A task's changelog partition in Kafka. It reads through one consumer, created at its
+/// first use (the hand-over wait asks for the partition's end every 200 ms).
 #[derive(Debug, Clone)]
 pub struct ChangelogPartition {
     /// Kafka settings.
@@ -305,9 +307,38 @@ pub struct ChangelogPartition {
     /// and aborted records are never read, so a restore ends at the end of what is
     /// committed; and fencing replaces the wait for a previous owner's release.
     pub transactional: bool,
+    reader: ReaderCache,
+}
+
+/// The consumer of a [`ChangelogPartition`], once created; a clone starts without one.
+#[derive(Default)]
+struct ReaderCache(OnceLock<BaseConsumer<AuthContext>>);
+
+impl Clone for ReaderCache {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for ReaderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.0.get().is_some() { "open" } else { "none" };
+        f.write_str(state)
+    }
 }
 
 impl ChangelogPartition {
+    /// Partition `partition` of the changelog `topic`, on the cluster of `kafka`.
+    pub fn new(kafka: &KafkaConfig, topic: &str, partition: i32, transactional: bool) -> Self {
+        Self {
+            kafka: kafka.clone(),
+            topic: topic.into(),
+            partition,
+            transactional,
+            reader: ReaderCache::default(),
+        }
+    }
+
     fn err(&self, message: impl std::fmt::Display) -> StateError {
         changelog_err(self, message)
     }
@@ -331,7 +362,15 @@ impl ChangelogPartition {
         restore(self, store, writer, progress)
     }
 
-    fn reader(&self) -> Result<BaseConsumer<AuthContext>, StateError> {
+    fn reader(&self) -> Result<&BaseConsumer<AuthContext>, StateError> {
+        if let Some(consumer) = self.reader.0.get() {
+            return Ok(consumer);
+        }
+        let consumer = self.new_reader()?;
+        Ok(self.reader.0.get_or_init(|| consumer))
+    }
+
+    fn new_reader(&self) -> Result<BaseConsumer<AuthContext>, StateError> {
         let config = client_config_with(
             &self.kafka,
             &[
@@ -393,6 +432,8 @@ impl ChangelogLog for ChangelogPartition {
                 break;
             }
         }
+        // The next read assigns its own start; nothing of this one may be delivered to it.
+        consumer.unassign().map_err(|e| self.err(e))?;
         Ok(())
     }
 }

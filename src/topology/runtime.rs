@@ -353,12 +353,13 @@ impl Cluster for KafkaCluster {
     }
 
     fn changelog(&self, topic: &str, partition: i32) -> Box<dyn ChangelogLog> {
-        Box::new(ChangelogPartition {
-            kafka: self.kafka.clone(),
-            topic: topic.into(),
+        let transactional = self.changelogs.is_none();
+        Box::new(ChangelogPartition::new(
+            &self.kafka,
+            topic,
             partition,
-            transactional: self.changelogs.is_none(),
-        })
+            transactional,
+        ))
     }
 
     fn commit_transaction(

@@ -85,6 +85,7 @@ async fn sealed_commits_restore_and_interrupted_ones_are_repaired() {
         next_offset: 40,
         release: true,
         writer: "host-b".into(),
+        at: None,
     };
     send(b"w/a", Some(b"3"));
     send(b"w/d", Some(b"3"));

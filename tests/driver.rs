@@ -23,6 +23,7 @@ use tickflow::lake::store::LakeStore;
 use tickflow::query::LocalEngine;
 use tickflow::sim::{SimConfig, TickStream, universe};
 use tickflow::source::RawRecord;
+use tickflow::state::changelog::{SEALED_KEY, Seal};
 use tickflow::topology::driver::{Restart, TopologyTestDriver};
 use tickflow::topology::edge::partition_of;
 use tickflow::topology::engine::CommitStep;
@@ -396,6 +397,101 @@ fn twenty_crashes_of_a_group_by_with_updates_change_no_output() {
     let crashes = random_crashes(7, 20, 60, true);
     assert_eq!(crashes.len(), 20);
     soak(yaml, (&ticks, 60), &crashes, &tables, 7);
+}
+
+/// Fencing a zombie under `at_least_once` (issue 14). Instance A commits, processes more
+/// without committing, and its partitions move to B (A is not told). A goes on: it emits the
+/// outputs of new ticks and tries to commit, and finds B's claim: it stops and writes nothing
+/// to the changelogs. Then a zombie's commit that landed after B's claim (one that checked the
+/// end just before the claim) is planted in a changelog: B finds it at its next commit and
+/// stops; its restart restores around it. C takes over from B and closes every window. The
+/// outputs equal an uninterrupted run's plus exactly the zombie's outputs after B's claim
+/// (no broker transaction can take those back; the documented limit), and every state,
+/// restored by B and rebuilt by C from the changelogs, is the uninterrupted one.
+#[test]
+fn a_zombie_cannot_commit_after_its_partitions_moved() {
+    let yaml = "application: zombie\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1s, 1m, 5m]\n      grace: 5s\n      aggregates: [open, high, low, close, volume, vwap, trade_count]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+    let topics: Vec<String> = ["bars.1s", "bars.1m", "bars.5m", "late"]
+        .map(String::from)
+        .into();
+    let ticks = simulated(common::scaled(100_000), 40, 0.002, 50.0);
+    let end = ticks.last().unwrap().event_time + 86_400 * S;
+    let parts: Vec<&[Tick]> = ticks.chunks(ticks.len().div_ceil(4)).collect();
+    let mut want = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
+    for part in &parts {
+        want.pipe_ticks(part).unwrap();
+    }
+    want.pipe_watermark(end).unwrap();
+    let want = outputs(&want, &topics);
+
+    let mut a = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
+    a.pipe_ticks(parts[0]).unwrap();
+    a.set_auto_commit(false);
+    a.pipe_ticks(parts[1]).unwrap();
+    let mut b = a.another_instance().unwrap();
+    // The zombie goes on.
+    let before = outputs(&a, &topics);
+    a.pipe_ticks(parts[2]).unwrap();
+    let zombie = difference(&outputs(&a, &topics), &before);
+    assert!(zombie.values().sum::<usize>() > 100, "{zombie:?}");
+    let log = a.log();
+    let changelog = &a.changelog_topics()[0];
+    let ends = |log: &tickflow::topology::memory::MemoryLog| {
+        (0..PARTITIONS)
+            .map(|p| log.end(changelog, p))
+            .collect::<Vec<_>>()
+    };
+    let claimed = ends(&log);
+    let err = a.commit().unwrap_err().to_string();
+    assert!(err.contains("written by another instance"), "{err}");
+    assert_eq!(
+        ends(&log),
+        claimed,
+        "the zombie wrote nothing to the changelogs"
+    );
+
+    // B goes on, and a zombie's commit lands after B's: stale copies of A's first commit.
+    b.set_auto_commit(true);
+    b.run().unwrap();
+    let records = log.read(changelog, 0, 0);
+    let first_commit = records
+        .split(|r| r.key.as_deref() == Some(SEALED_KEY))
+        .find(|commit| commit.len() > 10)
+        .expect("a commit of A with windows");
+    for r in first_commit {
+        log.append(changelog, 0, r.key.as_deref(), r.value.as_deref(), 0);
+    }
+    let seal = Seal {
+        next_offset: 1,
+        release: false,
+        writer: "zombie".into(),
+        at: Some(first_commit.len() as i64),
+    };
+    log.append(changelog, 0, Some(SEALED_KEY), Some(&seal.encode()), 0);
+    let err = b.pipe_ticks(parts[3]).unwrap_err().to_string();
+    assert!(err.contains("written by another instance"), "{err}");
+    b.restart(Restart::default()).unwrap();
+
+    // C takes over from B (B, idle, never commits again) and rebuilds from the changelogs.
+    let mut c = b.another_instance().unwrap();
+    c.pipe_watermark(end).unwrap();
+    let got = outputs(&c, &topics);
+    let mut expected = want.clone();
+    for (k, n) in zombie {
+        *expected.entry(k).or_default() += n;
+    }
+    assert_same(&got, &expected, "zombie, fenced");
+}
+
+/// The records of `after` that `before` does not hold (as many copies as it holds more).
+fn difference(after: &Outputs, before: &Outputs) -> Outputs {
+    after
+        .iter()
+        .filter_map(|(k, n)| {
+            let extra = n - before.get(k).copied().unwrap_or(0);
+            (extra > 0).then(|| (k.clone(), extra))
+        })
+        .collect()
 }
 
 /// Runs `yaml` over `ticks` in `commits` commits, uninterrupted and with `crashes`, and

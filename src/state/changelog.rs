@@ -24,7 +24,8 @@ use crate::kafka::{self, AuthContext, client_config_with};
 pub const SEALED_KEY: &[u8] = b"m/sealed";
 
 /// The value of a seal record: the input position of the commit, whether it is the writer's
-/// last commit before handing the partition over, and who wrote it.
+/// last commit before handing the partition over, who wrote it, and where the writer
+/// expected it to land.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seal {
     /// Next input offset of the task at the commit (-1 before its first record).
@@ -33,27 +34,58 @@ pub struct Seal {
     pub release: bool,
     /// Identity of the writing instance (its state directory's writer id).
     pub writer: String,
+    /// The offset the writer expected this seal at: the end of the partition after its
+    /// previous seal (or after its restore) plus the records of this commit. A seal found
+    /// elsewhere has another writer's records inside its commit, and the commit counts for
+    /// nothing (see [`restore`]). `None` under transactions, whose markers take offsets.
+    pub at: Option<i64>,
 }
 
+/// Flag bits of a seal's fifth field.
+const RELEASE: u8 = 1;
+const HAS_AT: u8 = 4;
+
 impl Seal {
-    /// `[next offset: 8 bytes big-endian][release: 1 byte][writer: UTF-8]`.
+    /// `[next offset: 8 bytes big-endian][flags: 1 byte][at: 8 bytes big-endian, if flagged]
+    /// [writer: UTF-8]`; flags: 1 release, 4 `at` present.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(9 + self.writer.len());
+        let mut v = Vec::with_capacity(17 + self.writer.len());
         v.extend_from_slice(&self.next_offset.to_be_bytes());
-        v.push(u8::from(self.release));
+        let flags =
+            if self.release { RELEASE } else { 0 } | if self.at.is_some() { HAS_AT } else { 0 };
+        v.push(flags);
+        if let Some(at) = self.at {
+            v.extend_from_slice(&at.to_be_bytes());
+        }
         v.extend_from_slice(self.writer.as_bytes());
         v
     }
 
     /// Reads a seal value; seals of earlier versions (the offset alone) have no writer and no
-    /// release.
+    /// release, and those before `at` have no expected offset.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let next_offset = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+        let flags = bytes.get(8).copied().unwrap_or(0);
+        let (at, writer_from) = if flags & HAS_AT != 0 {
+            (
+                Some(i64::from_be_bytes(bytes.get(9..17)?.try_into().ok()?)),
+                17,
+            )
+        } else {
+            (None, 9)
+        };
         Some(Self {
             next_offset,
-            release: bytes.get(8).is_some_and(|b| *b == 1),
-            writer: String::from_utf8_lossy(bytes.get(9..).unwrap_or_default()).into_owned(),
+            release: flags & RELEASE != 0,
+            writer: String::from_utf8_lossy(bytes.get(writer_from..).unwrap_or_default())
+                .into_owned(),
+            at,
         })
+    }
+
+    /// Whether this seal, read at `offset`, closes a commit of its writer's records alone.
+    pub fn intact_at(&self, offset: i64) -> bool {
+        self.at.is_none_or(|at| at == offset)
     }
 }
 
@@ -67,9 +99,15 @@ pub fn changelog_topic(application: &str, store: &str) -> String {
 pub struct Restored {
     /// Changelog records read.
     pub records: u64,
-    /// Keys of entries after the last seal (an interrupted commit), to write again with their
-    /// committed values in the next commit.
+    /// Keys of entries after the last seal (an interrupted commit) and of commits whose seal
+    /// was not where its writer expected it (another writer's records inside), to write again
+    /// with their committed values in the next commit.
     pub repair: Vec<Vec<u8>>,
+    /// Commits not applied because another writer's records were inside them.
+    pub broken: u64,
+    /// The partition's end when the restore began: where the task's next writes will start,
+    /// unless another writer is still writing.
+    pub end: i64,
 }
 
 /// Read access to one changelog partition, all that restoring a store and handing a
@@ -223,7 +261,10 @@ pub fn restore(
                     "local state is ahead of its changelog (was the topic recreated?); keeping the local state"
                 );
             }
-            return Ok(Restored::default());
+            return Ok(Restored {
+                end,
+                ..Restored::default()
+            });
         }
         Some(next) => next,
         None => {
@@ -237,7 +278,7 @@ pub fn restore(
     // windows that closed there: catching up could resurrect them, so rebuild instead.
     let own = (start > 0).then_some(writer);
     if let Some(restored) = replay(log, store, start, end, own, &mut progress)? {
-        return Ok(restored);
+        return Ok(Restored { end, ..restored });
     }
     tracing::info!(
         topic = log.topic(),
@@ -246,11 +287,19 @@ pub fn restore(
     );
     store.clear()?;
     let rebuilt = replay(log, store, 0, end, None, &mut progress)?;
-    Ok(rebuilt.expect("a replay that accepts every writer finishes"))
+    let rebuilt = rebuilt.expect("a replay that accepts every writer finishes");
+    Ok(Restored { end, ..rebuilt })
 }
 
 /// Applies records `start..end`, sealed commit by sealed commit. With `only_writer`, stops at
 /// the first seal of another writer and returns `None`.
+///
+/// A commit whose seal is not at the offset its writer expected has records of another
+/// writer inside it (a zombie: an instance that kept writing after its partition moved, or
+/// the new owner that claimed it meanwhile). Nothing of it is applied, and its keys are
+/// repaired like an interrupted commit's. From the first such commit on, the store's
+/// changelog offset stays before it, so that a restore interrupted before the repair was
+/// written finds it again.
 fn replay(
     log: &dyn ChangelogLog,
     store: &WindowStore,
@@ -260,6 +309,7 @@ fn replay(
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Option<Restored>, StateError> {
     let (mut pending, mut restored): (Vec<Entry>, Restored) = (Vec::new(), Restored::default());
+    let mut broken_keys: Vec<Vec<u8>> = Vec::new();
     let mut other_writer = false;
     log.read(start, end, &mut |offset, key, value| {
         restored.records += 1;
@@ -273,8 +323,14 @@ fn replay(
                 other_writer = true;
                 return Ok(false);
             }
-            store.write(&pending, Some(offset + 1))?;
-            pending.clear();
+            if seal.as_ref().is_some_and(|s| !s.intact_at(offset)) {
+                restored.broken += 1;
+                broken_keys.extend(pending.drain(..).map(|(k, _)| k));
+            } else {
+                let current_to = broken_keys.is_empty().then_some(offset + 1);
+                store.write(&pending, current_to)?;
+                pending.clear();
+            }
         } else {
             pending.push((key.to_vec(), value.map(<[u8]>::to_vec)));
         }
@@ -289,7 +345,10 @@ fn replay(
     if restored.records > 0 {
         progress(restored.records, 0);
     }
-    restored.repair = pending.into_iter().map(|(k, _)| k).collect();
+    broken_keys.extend(pending.into_iter().map(|(k, _)| k));
+    broken_keys.sort();
+    broken_keys.dedup();
+    restored.repair = broken_keys;
     Ok(Some(restored))
 }
 
@@ -322,7 +381,11 @@ impl Clone for ReaderCache {
 
 impl std::fmt::Debug for ReaderCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.0.get().is_some() { "open" } else { "none" };
+        let state = if self.0.get().is_some() {
+            "open"
+        } else {
+            "none"
+        };
         f.write_str(state)
     }
 }
@@ -452,6 +515,7 @@ mod tests {
             next_offset: 1234,
             release: true,
             writer: "host-a".into(),
+            at: Some(99),
         };
         assert_eq!(Seal::decode(&seal.encode()), Some(seal));
         let old = Seal::decode(&77i64.to_be_bytes()).unwrap();
@@ -496,6 +560,7 @@ mod tests {
             next_offset: next,
             release: false,
             writer: writer.into(),
+            at: None,
         };
         log.0.push((SEALED_KEY.to_vec(), Some(seal.encode())));
     }
@@ -523,6 +588,7 @@ mod tests {
             next_offset: 6_000,
             release: true,
             writer: "b".into(),
+            at: None,
         };
         log.0.push((SEALED_KEY.to_vec(), Some(release.encode())));
         let last = last_commit(&log).unwrap().unwrap();
@@ -538,10 +604,74 @@ mod tests {
         assert_eq!(last_commit(&log).unwrap().unwrap().stream_time, Some(3_000));
     }
 
+    /// Appends a commit of `entries` by `writer`, sealed where the writer expects it:
+    /// `expected_start` is where it believes its commit begins.
+    fn commit_at(log: &mut Log, entries: &[(&str, &str)], writer: &str, expected_start: i64) {
+        for (k, v) in entries {
+            log.0
+                .push((k.as_bytes().to_vec(), Some(v.as_bytes().to_vec())));
+        }
+        let seal = Seal {
+            next_offset: 1,
+            release: false,
+            writer: writer.into(),
+            at: Some(expected_start + entries.len() as i64),
+        };
+        log.0.push((SEALED_KEY.to_vec(), Some(seal.encode())));
+    }
+
+    #[test]
+    fn a_commit_with_another_writers_records_inside_is_not_restored_and_its_keys_are_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = WindowStore::open(dir.path()).unwrap();
+        let mut log = Log(Vec::new());
+        // A commits, B restores (end 3) and claims, then A, a zombie that checked the end
+        // before B's claim landed, writes its commit where it expected the end to be.
+        commit_at(&mut log, &[("w/1", "a1"), ("w/2", "a1")], "a", 0);
+        commit_at(&mut log, &[("m/outputs", "b")], "b", 3);
+        let zombie_start = log.0.len() as i64;
+        commit_at(&mut log, &[("w/1", "stale"), ("w/3", "stale")], "a", 3);
+        // B finds the zombie's records before its next commit, stops, restarts and claims again.
+        let end = log.0.len() as i64;
+        commit_at(&mut log, &[("w/2", "b2")], "b", end);
+        let restored = restore(&log, &store, "b", |_, _| {}).unwrap();
+        assert_eq!(restored.broken, 1);
+        assert_eq!(restored.repair, vec![b"w/1".to_vec(), b"w/3".to_vec()]);
+        assert_eq!(get_of(&store, b"w/1").as_deref(), Some("a1"));
+        assert_eq!(get_of(&store, b"w/2").as_deref(), Some("b2"));
+        assert_eq!(get_of(&store, b"w/3"), None);
+        // Until the repair is written, the store is current only to before the broken commit,
+        // so a restore interrupted now finds it again.
+        assert_eq!(store.changelog_next().unwrap(), Some(zombie_start));
+        let again = restore(&log, &store, "b", |_, _| {}).unwrap();
+        assert_eq!((again.broken, again.repair.len()), (1, 2));
+
+        // A commit whose writer's records are interleaved with another's is broken too, and
+        // so is one pushed later by a record that came between the writer's check and its
+        // records.
+        let mut log = Log(Vec::new());
+        commit_at(&mut log, &[("w/1", "a1")], "a", 0);
+        log.0.push((b"w/9".to_vec(), Some(b"zombie".to_vec())));
+        commit_at(&mut log, &[("w/1", "a2")], "a", 2);
+        let other = tempfile::tempdir().unwrap();
+        let store = WindowStore::open(other.path()).unwrap();
+        let restored = restore(&log, &store, "c", |_, _| {}).unwrap();
+        assert_eq!((restored.broken, restored.end), (1, 5));
+        assert_eq!(restored.repair, vec![b"w/1".to_vec(), b"w/9".to_vec()]);
+        assert_eq!(get_of(&store, b"w/1").as_deref(), Some("a1"));
+    }
+
+    fn get_of(store: &WindowStore, key: &[u8]) -> Option<String> {
+        store
+            .get(key)
+            .unwrap()
+            .map(|v| String::from_utf8(v).unwrap())
+    }
+
     proptest::proptest! {
         #[test]
-        fn any_seal_round_trips(next_offset: i64, release: bool, writer: String) {
-            let seal = Seal { next_offset, release, writer };
+        fn any_seal_round_trips(next_offset: i64, release: bool, writer: String, at: Option<i64>) {
+            let seal = Seal { next_offset, release, writer, at };
             proptest::prop_assert_eq!(Seal::decode(&seal.encode()), Some(seal));
         }
 

@@ -161,6 +161,40 @@ impl TopologyTestDriver {
         Ok(driver)
     }
 
+    /// A second instance of the application on the same log, with a state directory of its
+    /// own, assigned every input partition, as when the consumer group gave this instance's
+    /// partitions to another while this one did not notice (a zombie: paused for longer than
+    /// its session timeout). It restores the last commits, reads back what was written since,
+    /// and claims each changelog partition; this instance, if it goes on, finds the claim at
+    /// its next commit and stops with [`RuntimeError::Fenced`]. Both can be driven.
+    pub fn another_instance(&self) -> Result<Self, DriverError> {
+        let mut other = Self {
+            plan: self.plan.clone(),
+            log: self.log.clone(),
+            partitions: self.partitions,
+            engine: None,
+            positions: Vec::new(),
+            state_dir: std::env::temp_dir()
+                .join(format!("tickflow-driver-{}", uuid::Uuid::new_v4())),
+            ticks: Encoder::new(RecordKind::Tick, TICK_ID),
+            auto_commit: self.auto_commit,
+            earlier: RunStats::default(),
+        };
+        other.start()?;
+        Ok(other)
+    }
+
+    /// The changelog topics of the topology's state stores.
+    pub fn changelog_topics(&self) -> Vec<String> {
+        self.plan.changelog_topics()
+    }
+
+    /// The in-memory log every topic lives in: to read any topic, or to append to one as
+    /// another writer would.
+    pub fn log(&self) -> Arc<MemoryLog> {
+        self.log.clone()
+    }
+
     /// Whether each pipe call ends with a commit (the default).
     pub fn set_auto_commit(&mut self, on: bool) {
         self.auto_commit = on;

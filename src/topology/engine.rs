@@ -55,6 +55,23 @@ pub enum RuntimeError {
     /// The consumer failed.
     #[error("consumer: {0}")]
     Consumer(String),
+    /// Another instance wrote to a task's changelog partition after this one's last commit
+    /// there (under `at_least_once`): the partition has moved while this instance kept it (a
+    /// zombie), or a zombie wrote after this instance claimed it. The run stops without
+    /// committing; a restart restores the last intact commit (see `docs/delivery.md`).
+    #[error(
+        "changelog {topic}-{partition} was written by another instance (expected it to end at {expected}, found {found}); stopping without committing"
+    )]
+    Fenced {
+        /// The changelog topic.
+        topic: String,
+        /// The task's partition.
+        partition: i32,
+        /// Where this instance's last commit left the partition's end.
+        expected: i64,
+        /// The end found.
+        found: i64,
+    },
     /// A test made the engine crash at this step of a commit (see [`CommitStep`]).
     #[error("crashed on purpose at commit step {0:?}")]
     Crashed(CommitStep),
@@ -363,31 +380,32 @@ impl Engine {
                 .set(self.tasks.len() as i64);
         }
         self.find_replayed(&opened)?;
-        self.store_first_positions(&opened)?;
+        self.claim(&opened)?;
         Ok(resume)
     }
 
-    /// Stores, for each task of `opened` that has no output positions yet, where its outputs
-    /// will begin, before it processes anything: a crash before its first commit then still
-    /// finds everything it wrote.
-    fn store_first_positions(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
+    /// Under `at_least_once`, each task of `opened` claims its changelog partition before it
+    /// processes anything: a commit (the repaired keys, and for a task without output
+    /// positions yet, where its outputs will begin), sealed at the offset the restore ended
+    /// at. A previous owner still writing (a zombie) finds the claim at its next commit and
+    /// stops; if the zombie wrote after the restore, the claim is not where it was expected,
+    /// and this instance stops instead (a restart restores what the zombie committed). A
+    /// crash before the first processed commit still finds the stored positions.
+    fn claim(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
         let Some(outputs) = self.output_positions() else {
             return Ok(());
         };
-        let mut new = Vec::new();
-        for key in opened {
-            let task = self.tasks.get_mut(key).expect("opened above");
-            if task.stored_outputs.is_none() {
-                task.write_changelog(self.cluster.changelogs(), false, Some(&outputs))?;
-                new.push(*key);
-            }
-        }
-        if new.is_empty() {
+        if opened.is_empty() {
             return Ok(());
         }
+        for key in opened {
+            let task = self.tasks.get_mut(key).expect("opened above");
+            let first = task.stored_outputs.is_none().then_some(outputs.as_slice());
+            task.write_changelog(self.cluster.changelogs(), false, true, first)?;
+        }
         self.cluster.changelogs().flush()?;
-        for key in new {
-            let task = self.tasks.get_mut(&key).expect("opened above");
+        for key in opened {
+            let task = self.tasks.get_mut(key).expect("opened above");
             task.write_local(self.cluster.changelogs())?;
         }
         Ok(())
@@ -568,6 +586,9 @@ impl Engine {
         crash_point(&mut self.crash_at, CommitStep::BeforeFlush)?;
         self.cluster.outputs().flush()?;
         crash_point(&mut self.crash_at, CommitStep::AfterFlush)?;
+        for task in self.tasks.values() {
+            task.check_owner()?;
+        }
         let outputs = self.output_positions();
         for (key, task) in &mut self.tasks {
             // A replaying task keeps the positions it was reopened with: outputs of the
@@ -576,7 +597,7 @@ impl Engine {
             let replaying = (self.replays.as_ref()).is_some_and(|r| r.replaying.contains_key(key));
             let positions = if replaying { None } else { outputs.as_deref() };
             let changelogs = self.cluster.changelogs();
-            task.write_changelog(changelogs, released.contains(key), positions)?;
+            task.write_changelog(changelogs, released.contains(key), false, positions)?;
             crash_point(&mut self.crash_at, CommitStep::MidChangelog)?;
         }
         self.cluster.changelogs().flush()?;

@@ -50,8 +50,13 @@ pub struct Task {
     /// Keys an interrupted commit left in the changelog, to write again with their committed
     /// values in the next commit.
     repair: Vec<Vec<u8>>,
-    /// Entries of the commit in progress, between the changelog write and the local write.
-    committing: Option<Vec<Entry>>,
+    /// Entries of the commit in progress, between the changelog write and the local write,
+    /// and the offset its seal should land at.
+    committing: Option<(Vec<Entry>, Option<i64>)>,
+    /// The end of the changelog partition after this task's last seal (or its restore):
+    /// where its next commit begins, unless another writer wrote meanwhile. `None` under
+    /// transactions, where the producer is fenced instead.
+    expected_end: Option<i64>,
     /// This instance's writer id, written into every seal.
     writer: Arc<str>,
     /// Output positions stored with the last commit (encoded, see `identity`).
@@ -109,6 +114,14 @@ impl Task {
         if restored.records > 0 {
             tracing::info!(topic, partition, records = restored.records, interrupted_keys = restored.repair.len(), took = ?started.elapsed(), "restored from changelog");
         }
+        if restored.broken > 0 {
+            tracing::warn!(
+                topic,
+                partition,
+                commits = restored.broken,
+                "commits with another writer's records inside were not restored (an instance kept writing after its partition moved); their keys are written again"
+            );
+        }
         let snap = store.load()?;
         let work = match stage {
             Stage::Forward => Work::Forward {
@@ -141,6 +154,7 @@ impl Task {
             changelog,
             repair: restored.repair,
             committing: None,
+            expected_end: (!handover.fenced).then_some(restored.end),
             writer: handover.writer.clone(),
             stored_outputs: snap.outputs,
         })
@@ -148,47 +162,85 @@ impl Task {
 
     /// First half of a commit: takes the changes since the last commit (preceded by the
     /// committed values of keys to repair) and writes them, sealed, to the changelog. With
-    /// `release` the seal says this instance hands the partition over and writes no more.
-    /// `outputs` (encoded output positions) are stored with the commit when they changed.
+    /// `release` the seal says this instance hands the partition over and writes no more;
+    /// `claim` (when the task opens) writes a seal even if nothing changed, so that a previous
+    /// owner still writing finds it. `outputs` (encoded output positions) are stored with the
+    /// commit when they changed.
     pub fn write_changelog(
         &mut self,
         sink: &dyn Producer,
         release: bool,
+        claim: bool,
         outputs: Option<&[u8]>,
     ) -> Result<(), RuntimeError> {
+        let mut batch = self.repairs()?;
         // A task that has processed nothing stores only where its outputs will begin (so
         // that a crash before its first processed commit finds what it wrote), and a release.
-        let (next, mut batch) = match self.next_offset {
-            Some(next) => (next, self.entries_of_commit(next)?),
-            None => (-1, Vec::new()),
+        let next = match self.next_offset {
+            Some(next) => {
+                batch.extend(self.changes_of_commit(next));
+                next
+            }
+            None => -1,
         };
         batch.extend(self.changed_outputs(outputs));
-        if self.next_offset.is_none() && batch.is_empty() && !release {
+        if self.next_offset.is_none() && batch.is_empty() && !release && !claim {
             return Ok(());
         }
         let (topic, p) = (self.changelog.topic(), self.changelog.partition());
         for (k, v) in &batch {
             sink.send(topic, Some(p), k, v.as_deref())?;
         }
+        let at = self.expected_end.map(|end| end + batch.len() as i64);
         let seal = Seal {
             next_offset: next,
             release,
             writer: self.writer.to_string(),
+            at,
         };
         sink.send(topic, Some(p), SEALED_KEY, Some(&seal.encode()))?;
-        self.committing = Some(batch);
+        self.committing = Some((batch, at));
         Ok(())
     }
 
-    /// The entries of a commit at input offset `next`: the committed values of keys to
-    /// repair, then the window changes, source marks, next offset and stream time.
-    fn entries_of_commit(&mut self, next: i64) -> Result<Vec<Entry>, RuntimeError> {
+    /// Fails with [`RuntimeError::Fenced`] if the changelog partition does not end where this
+    /// task's last seal left it: another instance wrote there, so the partition has moved on
+    /// (or a zombie wrote after this task claimed it), and committing here could mix two
+    /// writers' state. Checked before each commit is written.
+    pub fn check_owner(&self) -> Result<(), RuntimeError> {
+        let Some(expected) = self.expected_end else {
+            return Ok(());
+        };
+        let found = self.changelog.end()?;
+        if found != expected {
+            return Err(self.fenced(expected, found));
+        }
+        Ok(())
+    }
+
+    fn fenced(&self, expected: i64, found: i64) -> RuntimeError {
+        RuntimeError::Fenced {
+            topic: self.changelog.topic().to_string(),
+            partition: self.changelog.partition(),
+            expected,
+            found,
+        }
+    }
+
+    /// The committed values of the keys to repair, first in the next commit.
+    fn repairs(&mut self) -> Result<Vec<Entry>, RuntimeError> {
         let mut batch: Vec<Entry> = Vec::with_capacity(self.repair.len());
         for key in std::mem::take(&mut self.repair) {
             let value = self.store.get(&key)?;
             batch.push((key, value));
         }
-        batch.extend(match &mut self.work {
+        Ok(batch)
+    }
+
+    /// The entries of a commit at input offset `next`: the window changes, source marks,
+    /// next offset and stream time.
+    fn changes_of_commit(&mut self, next: i64) -> Vec<Entry> {
+        match &mut self.work {
             Work::Forward { stream_time, .. } => entries(&[], next, *stream_time, &[]),
             Work::Window { op, sources } => {
                 let marks: Vec<(i32, SourceMark)> = sources
@@ -199,8 +251,7 @@ impl Task {
                     .collect();
                 entries(&op.take_changes(), next, op.stream_time(), &marks)
             }
-        });
-        Ok(batch)
+        }
     }
 
     /// The entry storing output positions `outputs`, if they differ from the stored ones.
@@ -210,17 +261,27 @@ impl Task {
         Some(outputs_entry(encoded.to_vec()))
     }
 
-    /// Second half, once the changelog is acknowledged: writes the same entries, and the
-    /// changelog offset they are current to, in one synced local batch.
+    /// Second half, once the changelog is acknowledged: checks that the seal landed where
+    /// expected (no other writer's record inside the commit, else [`RuntimeError::Fenced`]
+    /// and nothing is written), then writes the same entries, and the changelog offset they
+    /// are current to, in one synced local batch.
     pub fn write_local(&mut self, sink: &dyn Producer) -> Result<(), RuntimeError> {
-        let Some(batch) = self.committing.take() else {
+        let Some((batch, at)) = self.committing.take() else {
             return Ok(());
         };
         let (topic, p) = (self.changelog.topic(), self.changelog.partition());
         let sealed_at = sink.last_offset(topic, p).ok_or_else(|| {
             RuntimeError::Consumer(format!("no acknowledged offset for changelog {topic}-{p}"))
         })?;
+        if let Some(at) = at
+            && sealed_at != at
+        {
+            return Err(self.fenced(at + 1, sealed_at + 1));
+        }
         self.store.write(&batch, Some(sealed_at + 1))?;
+        if self.expected_end.is_some() {
+            self.expected_end = Some(sealed_at + 1);
+        }
         Ok(())
     }
 

@@ -108,6 +108,11 @@ pub struct Metrics {
     /// Records between a consumer's position and the partition's end, per consumer
     /// (`engine`, `lake`), topic and partition.
     pub consumer_lag: IntGaugeVec,
+    /// Windows open in each task's store, per input topic and partition.
+    pub open_windows: IntGaugeVec,
+    /// Bytes of each task's RocksDB store (SST files and memtables), per input topic and
+    /// partition.
+    pub state_bytes: IntGaugeVec,
     /// Seconds a lake file's upload took (conditional put, or multipart and copy).
     pub lake_upload_seconds: Histogram,
     /// Seconds from consuming a file's first record to the file being durable.
@@ -160,6 +165,12 @@ const REVISION: &str = match option_env!("TICKFLOW_GIT_REVISION") {
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
     registered(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+/// A gauge per engine task: labels `topic` and `partition`.
+fn task_gauge(registry: &Registry, name: &str, help: &str) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), &["topic", "partition"]).expect("valid metric");
+    registered(registry, g)
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -270,6 +281,16 @@ impl Metrics {
                     &["topic", "partition"],
                 )
                 .expect("valid metric"),
+            ),
+            open_windows: task_gauge(
+                &registry,
+                "tickflow_open_windows",
+                "Windows open in a task's store, per input partition",
+            ),
+            state_bytes: task_gauge(
+                &registry,
+                "tickflow_state_store_bytes",
+                "Bytes of a task's RocksDB store (SST files and memtables), per input partition",
             ),
             consumer_lag: registered(
                 &registry,

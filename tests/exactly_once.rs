@@ -31,29 +31,6 @@ const EOS: &str = "processing_guarantee: exactly_once_v2\n";
 const COMMITTED: &str = "tickflow_commits_total{outcome=\"committed\"}";
 const RESTORED: &str = "tickflow_restore_records_total";
 
-/// A mock cluster with every topic of `symbol_bars_topology(id, …)` created (the mock has no
-/// CreateTopics; the engine uses topics that exist).
-fn mock_cluster(id: &str) -> (MockCluster<'static, DefaultProducerContext>, KafkaConfig) {
-    let cluster = MockCluster::new(3).unwrap();
-    let topics = [
-        format!("{id}.ticks"),
-        format!("{id}-bars-changelog"),
-        format!("{id}.bars.1s"),
-        format!("{id}.bars.1m"),
-        format!("{id}.late"),
-        format!("{id}.dlq"),
-    ];
-    for t in &topics {
-        cluster.create_topic(t, 8, 3).unwrap();
-    }
-    let kafka = KafkaConfig {
-        bootstrap_servers: cluster.bootstrap_servers(),
-        connect_timeout: Duration::from_secs(10),
-        ..KafkaConfig::default()
-    };
-    (cluster, kafka)
-}
-
 /// A mock cluster holding `count` simulated ticks (and the end-of-input watermarks) in
 /// `{id}.ticks`, a registry, and the topology file of `symbol_bars_topology` under
 /// `exactly_once_v2`.
@@ -69,7 +46,7 @@ struct Setup {
 impl Setup {
     async fn new(prefix: &str, count: u64) -> Self {
         let id = common::unique(prefix);
-        let (cluster, kafka) = mock_cluster(&id);
+        let (cluster, kafka) = common::mock_cluster(&id);
         let registry = common::TestRegistry::start().await;
         let client = RegistryClient::new(&registry.url).unwrap();
         let input = format!("{id}.ticks");

@@ -1,40 +1,79 @@
 //! Two instances share the partitions of one topology through the consumer group, each with
-//! its own state directory (two hosts). One is stopped mid-run (SIGTERM: it commits and leaves
-//! the group), so the other takes its tasks over and restores their state from the
-//! changelogs; then it is restarted and takes some back. The final bars equal the brute-force
-//! ones.
+//! its own state directory (two hosts).
+//! - On the test broker, one is stopped mid-run (SIGTERM: it commits and leaves the group),
+//!   so the other takes its tasks over and restores their state from the changelogs; then it
+//!   is restarted and takes some back. The final bars equal the brute-force ones.
+//! - On librdkafka's mock cluster, which expires a dead member after its session timeout
+//!   (Tansu 0.6 keeps it as the group's leader), one is SIGKILLed mid-run and another host
+//!   takes every task over: each bar and late tick is in its topic exactly once.
 
 use crate::common;
 
+use common::golden::assert_outputs_once;
 use common::golden::{
     assert_bars_equal, bars_of, expected_with, late_of, read_all, read_at_least, simulate_into,
     symbol_bars_rules, symbol_bars_topology, tick_log,
 };
 use common::process::{
-    engine_env, records_processed, start_engine, wait_for_metric, wait_for_records,
+    engine_env, records_processed, start_engine, start_engine_with, wait_for_metric,
+    wait_for_records,
 };
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
 const COUNT: u64 = 1_000_000;
 const PARTITIONS: &str = "tickflow_assigned_partitions";
+const COMMITTED: &str = "tickflow_commits_total{outcome=\"committed\"}";
+
+/// A registry, `count` simulated ticks of `symbols` symbols (0.5 % late) in `{id}.ticks`, and
+/// the topology file of `symbol_bars_topology` in a temporary directory.
+struct Setup {
+    registry: common::TestRegistry,
+    client: RegistryClient,
+    input: String,
+    dir: tempfile::TempDir,
+    topology: std::path::PathBuf,
+}
+
+impl Setup {
+    async fn new(
+        kafka: &tickflow::config::KafkaConfig,
+        id: &str,
+        symbols: usize,
+        count: u64,
+    ) -> Self {
+        let registry = common::TestRegistry::start().await;
+        let client = RegistryClient::new(&registry.url).unwrap();
+        let input = format!("{id}.ticks");
+        let cfg = SimConfig {
+            late_fraction: 0.005,
+            ..SimConfig::default()
+        };
+        simulate_into(kafka, &client, &input, cfg, symbols, count).await;
+        let dir = tempfile::tempdir().unwrap();
+        let topology = dir.path().join("t.yaml");
+        std::fs::write(&topology, symbol_bars_topology(id, &input, "")).unwrap();
+        Self {
+            registry,
+            client,
+            input,
+            dir,
+            topology,
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
     let kafka = common::kafka();
-    let registry = common::TestRegistry::start().await;
-    let client = RegistryClient::new(&registry.url).unwrap();
     let id = common::unique("failover");
-    let input = format!("{id}.ticks");
-    let cfg = SimConfig {
-        late_fraction: 0.005,
-        ..SimConfig::default()
-    };
-    simulate_into(&kafka, &client, &input, cfg, 100, COUNT).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let topology = dir.path().join("t.yaml");
-    std::fs::write(&topology, symbol_bars_topology(&id, &input, "")).unwrap();
+    let Setup {
+        registry,
+        client,
+        input,
+        dir,
+        topology,
+    } = Setup::new(&kafka, &id, 100, COUNT).await;
     let servers = kafka.bootstrap_servers.clone();
     let env_a = engine_env(&servers, &registry.url, &dir.path().join("host-a"));
     let env_b = engine_env(&servers, &registry.url, &dir.path().join("host-b"));
@@ -83,4 +122,57 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
         .await
         .unwrap();
     assert_eq!(late_of(&late_records, &client).await, want_late);
+}
+
+/// A SIGKILL, then failover to a different instance (its own state directory, never the
+/// killed one's), on a broker that expires the dead member: the new owner waits for the
+/// group to drop the killed instance (6 s session timeout) and for the hand-over (the killed
+/// instance never released its partitions: 5 s), restores their last commits from the
+/// changelogs, reads back what was written since, and finishes. Every bar and late tick is
+/// in its topic once (counted record by record) and equals the brute-force recomputation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_fails_over_to_another_with_each_bar_once() {
+    const COUNT: u64 = 200_000;
+    let id = common::unique("failover-kill");
+    let (_cluster, kafka) = common::mock_cluster(&id);
+    let Setup {
+        registry,
+        client,
+        input,
+        dir,
+        topology,
+    } = Setup::new(&kafka, &id, 50, COUNT).await;
+    let env = |host: &str| {
+        let mut env = engine_env(
+            &kafka.bootstrap_servers,
+            &registry.url,
+            &dir.path().join(host),
+        );
+        env.push((
+            "TICKFLOW_KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(),
+            "6000".into(),
+        ));
+        env.push(("TICKFLOW_STATE__HANDOVER_TIMEOUT".into(), "5s".into()));
+        env
+    };
+    let (env_a, env_b) = (env("host-a"), env("host-b"));
+    let t = topology.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut a = start_engine(&t, &env_a, None);
+        wait_for_metric(&mut a, COMMITTED, |n| n >= 3, "three commits");
+        let killed = records_processed(a.metrics_port).unwrap_or(0);
+        assert!(killed < COUNT, "A is killed mid-stream ({killed} records)");
+        std::process::Command::new("kill")
+            .args(["-KILL", &a.child.id().to_string()])
+            .status()
+            .unwrap();
+        a.child.wait().unwrap();
+        let mut b = start_engine_with(&t, &env_b, &["--stop-when-idle", "5s"]);
+        assert!(b.child.wait().unwrap().success(), "B finishes");
+    })
+    .await
+    .unwrap();
+
+    let rules = symbol_bars_rules();
+    assert_outputs_once(&kafka, &client, &id, (&input, COUNT as usize + 8), &rules).await;
 }

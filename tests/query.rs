@@ -237,6 +237,8 @@ fn check_metrics(scrape: &str) {
         "tickflow_event_time_lag_seconds{",
         "tickflow_consumer_lag_records{consumer=\"engine\"",
         "tickflow_consumer_lag_records{consumer=\"lake\"",
+        "tickflow_open_windows{",
+        "tickflow_state_store_bytes{",
     ] {
         assert!(
             scrape.lines().any(|l| l.starts_with(labelled)),

@@ -9,13 +9,9 @@
 
 use crate::common;
 
-use std::collections::BTreeSet;
 use std::time::Instant;
 
-use common::golden::{
-    Rules, assert_bars_equal, assert_each_once, bar_ids, bar_map, bars_each, expected_with,
-    late_each, read_all, read_everything, simulate_into, symbol_bars_rules, tick_log,
-};
+use common::golden::{Rules, assert_outputs_once, simulate_into, symbol_bars_rules};
 use common::process::{engine_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
@@ -98,34 +94,7 @@ async fn restart_scenario(
     .unwrap();
     eprintln!("{prefix}: {runs} engine runs took {:?}", started.elapsed());
 
-    let (k, i) = (kafka.clone(), input.clone());
-    let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], count as usize + 8))
-        .await
-        .unwrap();
-    let log = tick_log(&records, &client).await;
-    let (want_bars, want_late) = expected_with(&log, &rules);
-    let bar_topics: Vec<String> = rules
-        .windows
-        .iter()
-        .map(|(r, _, _)| format!("{id}.bars.{r}"))
-        .collect();
-    let k = kafka.clone();
-    let bar_records = tokio::task::spawn_blocking(move || {
-        let topics: Vec<&str> = bar_topics.iter().map(String::as_str).collect();
-        read_everything(&k, &topics)
-    })
-    .await
-    .unwrap();
-    let bars = bars_each(&bar_records, &client).await;
-    assert_each_once("bars", &bar_records, &bar_ids(&bars));
-    assert_bars_equal(&bar_map(bars), &want_bars);
-    let (k, l) = (kafka.clone(), format!("{id}.late"));
-    let late_records = tokio::task::spawn_blocking(move || read_everything(&k, &[&l]))
-        .await
-        .unwrap();
-    let late = late_each(&late_records, &client).await;
-    assert_each_once("late ticks", &late_records, &late);
-    assert_eq!(late.into_iter().collect::<BTreeSet<_>>(), want_late);
+    assert_outputs_once(&kafka, &client, &id, (&input, count as usize + 8), &rules).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

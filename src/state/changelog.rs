@@ -249,8 +249,12 @@ pub fn restore(
     writer: &str,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Restored, StateError> {
-    let end = log.end()?;
-    let start = match store.changelog_next()? {
+    let local = store.changelog_next()?;
+    let end = match local {
+        Some(next) => end_reaching(log, next)?,
+        None => log.end()?,
+    };
+    let start = match local {
         Some(next) if next >= end => {
             if next > end {
                 tracing::warn!(
@@ -289,6 +293,21 @@ pub fn restore(
     let rebuilt = replay(log, store, 0, end, None, &mut progress)?;
     let rebuilt = rebuilt.expect("a replay that accepts every writer finishes");
     Ok(Restored { end, ..rebuilt })
+}
+
+/// The partition's end, waiting up to 2 s for it to reach `next` (where the local store's
+/// last acknowledged commit ended): a high watermark can lag an acknowledged write for a
+/// moment on some brokers (Tansu), and the task's next seal is placed after the end. One
+/// still below after that is a recreated topic, and its end is taken as it is.
+fn end_reaching(log: &dyn ChangelogLog, next: i64) -> Result<i64, StateError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let end = log.end()?;
+        if end >= next || Instant::now() >= deadline {
+            return Ok(end);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Applies records `start..end`, sealed commit by sealed commit. With `only_writer`, stops at

@@ -213,6 +213,19 @@ impl WindowStore {
         self.read_i64(CHANGELOG_NEXT)
     }
 
+    /// Bytes the store takes: its SST files on disk and its memtables.
+    pub fn size_bytes(&self) -> Result<u64, StateError> {
+        let mut total = 0;
+        for property in [
+            "rocksdb.total-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ] {
+            let value = self.db.property_int_value(property);
+            total += value.map_err(|e| self.err(e))?.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
     /// The stored value of `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         self.db.get(key).map_err(|e| self.err(e))

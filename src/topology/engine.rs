@@ -569,7 +569,7 @@ impl Engine {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.closed = committed.is_err() || (last && self.transactional());
-        self.report_event_time_lag();
+        self.report_task_gauges();
         committed
     }
 
@@ -621,19 +621,26 @@ impl Engine {
         Ok(())
     }
 
-    /// Sets each task's event-time lag (wall clock minus stream time) once it has one.
-    fn report_event_time_lag(&self) {
+    /// Sets each task's gauges: open windows, store size, and event-time lag (wall clock
+    /// minus stream time) once it has a stream time.
+    fn report_task_gauges(&self) {
         let now = now_micros();
         for ((stage, p), task) in &self.tasks {
+            let partition = p.to_string();
+            let labels = [self.topic_of(*stage), partition.as_str()];
+            let m = &self.metrics;
+            m.open_windows
+                .with_label_values(&labels)
+                .set(task.open_windows() as i64);
+            if let Ok(bytes) = task.store.size_bytes() {
+                m.state_bytes.with_label_values(&labels).set(bytes as i64);
+            }
             let stream_time = task.stream_time();
             if stream_time == i64::MIN {
                 continue;
             }
-            let (lag, partition) = (now.saturating_sub(stream_time) as f64 / 1e6, p.to_string());
-            self.metrics
-                .event_time_lag_seconds
-                .with_label_values(&[self.topic_of(*stage), partition.as_str()])
-                .set(lag);
+            let lag = now.saturating_sub(stream_time) as f64 / 1e6;
+            m.event_time_lag_seconds.with_label_values(&labels).set(lag);
         }
     }
 

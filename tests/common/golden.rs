@@ -443,6 +443,45 @@ pub async fn late_each(
     out
 }
 
+/// Checks a run's outputs strictly: the bar topics of `rules` (`{id}.bars.<resolution>`) and
+/// `{id}.late` hold each bar and late tick exactly once (every record counted), equal to the
+/// brute-force recomputation over the `input` topic's `count` records.
+pub async fn assert_outputs_once(
+    kafka: &KafkaConfig,
+    client: &RegistryClient,
+    id: &str,
+    (input, count): (&str, usize),
+    rules: &Rules<'_>,
+) {
+    let (k, i) = (kafka.clone(), input.to_string());
+    let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], count))
+        .await
+        .unwrap();
+    let (want_bars, want_late) = expected_with(&tick_log(&records, client).await, rules);
+    let bar_topics: Vec<String> = rules
+        .windows
+        .iter()
+        .map(|(r, _, _)| format!("{id}.bars.{r}"))
+        .collect();
+    let k = kafka.clone();
+    let bar_records = tokio::task::spawn_blocking(move || {
+        let topics: Vec<&str> = bar_topics.iter().map(String::as_str).collect();
+        read_everything(&k, &topics)
+    })
+    .await
+    .unwrap();
+    let bars = bars_each(&bar_records, client).await;
+    assert_each_once("bars", &bar_records, &bar_ids(&bars));
+    assert_bars_equal(&bar_map(bars), &want_bars);
+    let (k, l) = (kafka.clone(), format!("{id}.late"));
+    let late_records = tokio::task::spawn_blocking(move || read_everything(&k, &[&l]))
+        .await
+        .unwrap();
+    let late = late_each(&late_records, client).await;
+    assert_each_once("late ticks", &late_records, &late);
+    assert_eq!(late.into_iter().collect::<BTreeSet<_>>(), want_late);
+}
+
 /// Fails if two of `records` have the same identity (`ids[i]` is that of `records[i]`),
 /// naming the first few: where each copy is, and whether the copies are byte for byte equal
 /// (a replay that was not suppressed) or differ (an output that is not deterministic).

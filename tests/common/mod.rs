@@ -9,6 +9,8 @@ pub mod process;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
 use tickflow::codec::registry::SchemaRegistry;
 use tickflow::config::KafkaConfig;
 
@@ -22,6 +24,29 @@ pub fn kafka() -> KafkaConfig {
         connect_timeout: Duration::from_secs(10),
         ..KafkaConfig::default()
     }
+}
+
+/// A mock cluster with every topic of `symbol_bars_topology(id, …)` created (the mock has no
+/// CreateTopics; the engine uses topics that exist).
+pub fn mock_cluster(id: &str) -> (MockCluster<'static, DefaultProducerContext>, KafkaConfig) {
+    let cluster = MockCluster::new(3).unwrap();
+    let topics = [
+        format!("{id}.ticks"),
+        format!("{id}-bars-changelog"),
+        format!("{id}.bars.1s"),
+        format!("{id}.bars.1m"),
+        format!("{id}.late"),
+        format!("{id}.dlq"),
+    ];
+    for t in &topics {
+        cluster.create_topic(t, 8, 3).unwrap();
+    }
+    let kafka = KafkaConfig {
+        bootstrap_servers: cluster.bootstrap_servers(),
+        connect_timeout: Duration::from_secs(10),
+        ..KafkaConfig::default()
+    };
+    (cluster, kafka)
 }
 
 /// `n` in a full run (`TICKFLOW_TEST_FULL=1`), 40 % of it in the default one: the crash tests'

@@ -36,7 +36,8 @@ pub fn start_engine(
     }
 }
 
-/// Like [`start_engine`], with extra arguments for `tickflow run`.
+/// Like [`start_engine`], with extra arguments for `tickflow run` (a `--stop-when-idle`
+/// among them replaces the 60 s one).
 pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str]) -> Engine {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -46,7 +47,7 @@ pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
     cmd.args(["run", "--topology"])
         .arg(topology)
-        .args(["--commit-interval", "200ms", "--stop-when-idle", "60s"])
+        .args(["--commit-interval", "200ms"])
         .env(
             "TICKFLOW_METRICS__ADDR",
             format!("127.0.0.1:{metrics_port}"),
@@ -54,6 +55,9 @@ pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if !args.contains(&"--stop-when-idle") {
+        cmd.args(["--stop-when-idle", "60s"]);
+    }
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);

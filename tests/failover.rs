@@ -15,7 +15,7 @@ use common::golden::{
     symbol_bars_rules, symbol_bars_topology, tick_log,
 };
 use common::process::{
-    engine_env, records_processed, start_engine, start_engine_with, wait_for_metric,
+    engine_env, interrupt, records_processed, start_engine, start_engine_with, wait_for_metric,
     wait_for_records,
 };
 use tickflow::codec::RegistryClient;
@@ -61,22 +61,26 @@ impl Setup {
             topology,
         }
     }
+
+    /// The environment of `tickflow run` on `kafka` as host `host` (its own state directory).
+    fn env(&self, kafka: &tickflow::config::KafkaConfig, host: &str) -> Vec<(String, String)> {
+        let state = self.dir.path().join(host);
+        engine_env(&kafka.bootstrap_servers, &self.registry.url, &state)
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
     let kafka = common::kafka();
     let id = common::unique("failover");
+    let setup = Setup::new(&kafka, &id, 100, COUNT).await;
+    let (env_a, env_b) = (setup.env(&kafka, "host-a"), setup.env(&kafka, "host-b"));
     let Setup {
-        registry,
         client,
         input,
-        dir,
         topology,
-    } = Setup::new(&kafka, &id, 100, COUNT).await;
-    let servers = kafka.bootstrap_servers.clone();
-    let env_a = engine_env(&servers, &registry.url, &dir.path().join("host-a"));
-    let env_b = engine_env(&servers, &registry.url, &dir.path().join("host-b"));
+        ..
+    } = &setup;
     let t = topology.clone();
     tokio::task::spawn_blocking(move || {
         let mut a = start_engine(&t, &env_a, None);
@@ -110,18 +114,18 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
         .await
         .unwrap();
     let rules = symbol_bars_rules();
-    let (want_bars, want_late) = expected_with(&tick_log(&records, &client).await, &rules);
+    let (want_bars, want_late) = expected_with(&tick_log(&records, client).await, &rules);
     let (k, n) = (kafka.clone(), want_bars.len());
     let (b1, b2) = (format!("{id}.bars.1s"), format!("{id}.bars.1m"));
     let bar_records = tokio::task::spawn_blocking(move || read_at_least(&k, &[&b1, &b2], n))
         .await
         .unwrap();
-    assert_bars_equal(&bars_of(&bar_records, &client).await, &want_bars);
+    assert_bars_equal(&bars_of(&bar_records, client).await, &want_bars);
     let (k, l, n) = (kafka.clone(), format!("{id}.late"), want_late.len());
     let late_records = tokio::task::spawn_blocking(move || read_at_least(&k, &[&l], n))
         .await
         .unwrap();
-    assert_eq!(late_of(&late_records, &client).await, want_late);
+    assert_eq!(late_of(&late_records, client).await, want_late);
 }
 
 /// A SIGKILL, then failover to a different instance (its own state directory, never the
@@ -135,19 +139,9 @@ async fn a_killed_instance_fails_over_to_another_with_each_bar_once() {
     const COUNT: u64 = 200_000;
     let id = common::unique("failover-kill");
     let (_cluster, kafka) = common::mock_cluster(&id);
-    let Setup {
-        registry,
-        client,
-        input,
-        dir,
-        topology,
-    } = Setup::new(&kafka, &id, 50, COUNT).await;
+    let setup = Setup::new(&kafka, &id, 50, COUNT).await;
     let env = |host: &str| {
-        let mut env = engine_env(
-            &kafka.bootstrap_servers,
-            &registry.url,
-            &dir.path().join(host),
-        );
+        let mut env = setup.env(&kafka, host);
         env.push((
             "TICKFLOW_KAFKA__PROPERTIES__SESSION.TIMEOUT.MS".into(),
             "6000".into(),
@@ -156,17 +150,13 @@ async fn a_killed_instance_fails_over_to_another_with_each_bar_once() {
         env
     };
     let (env_a, env_b) = (env("host-a"), env("host-b"));
-    let t = topology.clone();
+    let t = setup.topology.clone();
     tokio::task::spawn_blocking(move || {
         let mut a = start_engine(&t, &env_a, None);
         wait_for_metric(&mut a, COMMITTED, |n| n >= 3, "three commits");
         let killed = records_processed(a.metrics_port).unwrap_or(0);
         assert!(killed < COUNT, "A is killed mid-stream ({killed} records)");
-        std::process::Command::new("kill")
-            .args(["-KILL", &a.child.id().to_string()])
-            .status()
-            .unwrap();
-        a.child.wait().unwrap();
+        interrupt(a, 0, "KILL");
         let mut b = start_engine_with(&t, &env_b, &["--stop-when-idle", "5s"]);
         assert!(b.child.wait().unwrap().success(), "B finishes");
     })
@@ -174,5 +164,6 @@ async fn a_killed_instance_fails_over_to_another_with_each_bar_once() {
     .unwrap();
 
     let rules = symbol_bars_rules();
-    assert_outputs_once(&kafka, &client, &id, (&input, COUNT as usize + 8), &rules).await;
+    let input = (setup.input.as_str(), COUNT as usize + 8);
+    assert_outputs_once(&kafka, &setup.client, &id, input, &rules).await;
 }

@@ -282,7 +282,7 @@ pub fn restore(
     // windows that closed there: catching up could resurrect them, so rebuild instead.
     let own = (start > 0).then_some(writer);
     if let Some(restored) = replay(log, store, start, end, own, &mut progress)? {
-        return Ok(Restored { end, ..restored });
+        return Ok(restored);
     }
     tracing::info!(
         topic = log.topic(),
@@ -291,8 +291,7 @@ pub fn restore(
     );
     store.clear()?;
     let rebuilt = replay(log, store, 0, end, None, &mut progress)?;
-    let rebuilt = rebuilt.expect("a replay that accepts every writer finishes");
-    Ok(Restored { end, ..rebuilt })
+    Ok(rebuilt.expect("a replay that accepts every writer finishes"))
 }
 
 /// The partition's end, waiting up to 2 s for it to reach `next` (where the local store's
@@ -368,6 +367,7 @@ fn replay(
     broken_keys.sort();
     broken_keys.dedup();
     restored.repair = broken_keys;
+    restored.end = end;
     Ok(Some(restored))
 }
 

@@ -144,6 +144,16 @@ impl TopologyTestDriver {
         for topic in plan.changelog_topics() {
             log.create(&topic, partitions);
         }
+        Self::started(plan, log, partitions, true)
+    }
+
+    /// A driver on `log` with a new state directory, its engine started.
+    fn started(
+        plan: Plan,
+        log: Arc<MemoryLog>,
+        partitions: i32,
+        auto_commit: bool,
+    ) -> Result<Self, DriverError> {
         let state_dir =
             std::env::temp_dir().join(format!("tickflow-driver-{}", uuid::Uuid::new_v4()));
         let mut driver = Self {
@@ -154,7 +164,7 @@ impl TopologyTestDriver {
             positions: Vec::new(),
             state_dir,
             ticks: Encoder::new(RecordKind::Tick, TICK_ID),
-            auto_commit: true,
+            auto_commit,
             earlier: RunStats::default(),
         };
         driver.start()?;
@@ -168,20 +178,8 @@ impl TopologyTestDriver {
     /// and claims each changelog partition; this instance, if it goes on, finds the claim at
     /// its next commit and stops with [`RuntimeError::Fenced`]. Both can be driven.
     pub fn another_instance(&self) -> Result<Self, DriverError> {
-        let mut other = Self {
-            plan: self.plan.clone(),
-            log: self.log.clone(),
-            partitions: self.partitions,
-            engine: None,
-            positions: Vec::new(),
-            state_dir: std::env::temp_dir()
-                .join(format!("tickflow-driver-{}", uuid::Uuid::new_v4())),
-            ticks: Encoder::new(RecordKind::Tick, TICK_ID),
-            auto_commit: self.auto_commit,
-            earlier: RunStats::default(),
-        };
-        other.start()?;
-        Ok(other)
+        let (plan, log) = (self.plan.clone(), self.log.clone());
+        Self::started(plan, log, self.partitions, self.auto_commit)
     }
 
     /// The changelog topics of the topology's state stores.

@@ -392,12 +392,12 @@ impl Engine {
     /// and this instance stops instead (a restart restores what the zombie committed). A
     /// crash before the first processed commit still finds the stored positions.
     fn claim(&mut self, opened: &[(Stage, i32)]) -> Result<(), RuntimeError> {
-        let Some(outputs) = self.output_positions() else {
-            return Ok(());
-        };
         if opened.is_empty() {
             return Ok(());
         }
+        let Some(outputs) = self.output_positions() else {
+            return Ok(());
+        };
         for key in opened {
             let task = self.tasks.get_mut(key).expect("opened above");
             let first = task.stored_outputs.is_none().then_some(outputs.as_slice());

@@ -50,9 +50,8 @@ pub struct Task {
     /// Keys an interrupted commit left in the changelog, to write again with their committed
     /// values in the next commit.
     repair: Vec<Vec<u8>>,
-    /// Entries of the commit in progress, between the changelog write and the local write,
-    /// and the offset its seal should land at.
-    committing: Option<(Vec<Entry>, Option<i64>)>,
+    /// Entries of the commit in progress, between the changelog write and the local write.
+    committing: Option<Vec<Entry>>,
     /// The end of the changelog partition after this task's last seal (or its restore):
     /// where its next commit begins, unless another writer wrote meanwhile. `None` under
     /// transactions, where the producer is fenced instead.
@@ -191,16 +190,20 @@ impl Task {
         for (k, v) in &batch {
             sink.send(topic, Some(p), k, v.as_deref())?;
         }
-        let at = self.expected_end.map(|end| end + batch.len() as i64);
         let seal = Seal {
             next_offset: next,
             release,
             writer: self.writer.to_string(),
-            at,
+            at: self.seal_offset(&batch),
         };
         sink.send(topic, Some(p), SEALED_KEY, Some(&seal.encode()))?;
-        self.committing = Some((batch, at));
+        self.committing = Some(batch);
         Ok(())
+    }
+
+    /// Where the seal of a commit of `batch` lands if no other writer writes meanwhile.
+    fn seal_offset(&self, batch: &[Entry]) -> Option<i64> {
+        self.expected_end.map(|end| end + batch.len() as i64)
     }
 
     /// Fails with [`RuntimeError::Fenced`] if the changelog partition ends after where this
@@ -269,21 +272,21 @@ impl Task {
     /// and nothing is written), then writes the same entries, and the changelog offset they
     /// are current to, in one synced local batch.
     pub fn write_local(&mut self, sink: &dyn Producer) -> Result<(), RuntimeError> {
-        let Some((batch, at)) = self.committing.take() else {
+        let Some(batch) = self.committing.take() else {
             return Ok(());
         };
         let (topic, p) = (self.changelog.topic(), self.changelog.partition());
         let sealed_at = sink.last_offset(topic, p).ok_or_else(|| {
             RuntimeError::Consumer(format!("no acknowledged offset for changelog {topic}-{p}"))
         })?;
-        if let Some(at) = at
+        if let Some(at) = self.seal_offset(&batch)
             && sealed_at != at
         {
             return Err(self.fenced(at + 1, sealed_at + 1));
         }
         self.store.write(&batch, Some(sealed_at + 1))?;
-        if self.expected_end.is_some() {
-            self.expected_end = Some(sealed_at + 1);
+        if let Some(end) = &mut self.expected_end {
+            *end = sealed_at + 1;
         }
         Ok(())
     }

@@ -28,7 +28,8 @@ libclang_found() {
   dirs+=(${TICKFLOW_LIBCLANG_DIRS-$defaults})
   local d f
   for d in "${dirs[@]}"; do
-    for f in "$d"/libclang.so* "$d"/libclang-*.so*; do
+    # libclang-14.so.1, not libclang-cpp.so.14 (a different library, which bindgen cannot use).
+    for f in "$d"/libclang.so* "$d"/libclang-[0-9]*.so*; do
       [ -e "$f" ] && return 0
     done
   done

@@ -19,6 +19,9 @@ fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 mkdir -p "$tmp/bin" "$tmp/empty"
+# libclang-cpp (LLVM's C++ library, installed with other packages) is not libclang: a fresh
+# Debian machine that had only it passed the check and then failed the RocksDB build.
+touch "$tmp/empty/libclang-cpp.so.14"
 for tool in bash dirname id cc c++ pkg-config cargo; do
   path=$(command -v "$tool") && ln -s "$path" "$tmp/bin/$tool"
 done

@@ -64,8 +64,8 @@ fn engine(runtime: &tokio::runtime::Runtime, app: &AppConfig, topic: &str, n: u6
     let handle =
         runtime.spawn(async move { run(&spec, &app, RunOptions::default(), m, s).await.unwrap() });
     let (mut first, deadline) = (None, Instant::now() + Duration::from_secs(600));
-    while metrics.records.get() < n && Instant::now() < deadline {
-        if metrics.records.get() > 0 {
+    while metrics.records_total() < n && Instant::now() < deadline {
+        if metrics.records_total() > 0 {
             first.get_or_insert_with(Instant::now);
         }
         std::thread::sleep(Duration::from_millis(2));

@@ -74,16 +74,24 @@ pub struct Metrics {
     pub sim_ticks: IntCounter,
     /// Encoded bytes the simulator handed to Kafka.
     pub sim_bytes: IntCounter,
-    /// Input records a topology processed.
-    pub records: IntCounter,
-    /// Bars a topology produced.
-    pub bars: IntCounter,
-    /// (tick, resolution) pairs routed to the late topic.
-    pub late_ticks: IntCounter,
-    /// Records sent to the dead-letter topic, by reason.
+    /// Input records the engine processed, per topic and partition (take a task's handle
+    /// with [`Metrics::records_of`]).
+    pub records: IntCounterVec,
+    /// Bars the engine produced, per output topic and resolution.
+    pub bars: IntCounterVec,
+    /// (tick, resolution) pairs routed to the late topic, per resolution.
+    pub late_ticks: IntCounterVec,
+    /// Ticks a filter dropped.
+    pub filtered: IntCounter,
+    /// Ticks a `group_by` sent to its repartition topic.
+    pub forwarded: IntCounter,
+    /// Records sent to a dead-letter topic, per stage (`engine`, `lake`) and reason.
     pub dead_letters: IntCounterVec,
     /// Changelog records read while restoring state stores.
     pub restore_records: IntCounter,
+    /// Outputs a replay recomputed and did not write again: a copy had reached the topic
+    /// before the crash or the failover (`at_least_once`).
+    pub replayed_outputs: IntCounter,
     /// Changelog records still to read by the restore in progress.
     pub restore_remaining: IntGauge,
     /// Partitions (tasks) this instance runs now.
@@ -99,6 +107,10 @@ pub struct Metrics {
     pub lake_bytes: IntCounter,
     /// Replayed records the lake sink found in files already, and skipped.
     pub lake_skipped: IntCounter,
+    /// Lake files open (being filled in memory, not yet written).
+    pub lake_open_files: IntGauge,
+    /// Bytes the open lake files hold in memory.
+    pub lake_buffered_bytes: IntGauge,
     /// Seconds an engine commit took (flushing outputs and changelogs, and the transaction).
     pub commit_seconds: Histogram,
     /// Seconds from an input record's Kafka timestamp to the bar it emitted being produced.
@@ -177,8 +189,8 @@ fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
     registered(registry, IntCounter::new(name, help).expect("valid metric"))
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, label: &str) -> IntCounterVec {
-    let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric");
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
     registered(registry, c)
 }
 
@@ -189,14 +201,14 @@ impl Metrics {
         let dead_letters = counter_vec(
             &registry,
             "tickflow_dead_letters_total",
-            "Records sent to the dead-letter topic, by reason",
-            "reason",
+            "Records sent to a dead-letter topic, per stage (engine, lake) and reason",
+            &["stage", "reason"],
         );
         let commits = counter_vec(
             &registry,
             "tickflow_commits_total",
             "Engine commits, by outcome (committed, aborted)",
-            "outcome",
+            &["outcome"],
         );
         Self {
             commits,
@@ -210,26 +222,44 @@ impl Metrics {
                 "tickflow_sim_bytes_total",
                 "Encoded tick bytes produced by the simulator",
             ),
-            records: counter(
+            records: counter_vec(
                 &registry,
                 "tickflow_records_total",
-                "Input records processed by the topology",
+                "Input records the engine processed, per topic and partition",
+                &["topic", "partition"],
             ),
-            bars: counter(
+            bars: counter_vec(
                 &registry,
                 "tickflow_bars_total",
-                "Bars produced by the topology",
+                "Bars the engine produced, per output topic and resolution",
+                &["topic", "resolution"],
             ),
-            late_ticks: counter(
+            late_ticks: counter_vec(
                 &registry,
                 "tickflow_late_ticks_total",
                 "Ticks that arrived after their window closed, per resolution",
+                &["resolution"],
+            ),
+            filtered: counter(
+                &registry,
+                "tickflow_filtered_ticks_total",
+                "Ticks a filter dropped",
+            ),
+            forwarded: counter(
+                &registry,
+                "tickflow_forwarded_ticks_total",
+                "Ticks a group_by sent to its repartition topic",
             ),
             dead_letters,
             restore_records: counter(
                 &registry,
                 "tickflow_restore_records_total",
                 "Changelog records read while restoring state stores",
+            ),
+            replayed_outputs: counter(
+                &registry,
+                "tickflow_replayed_outputs_total",
+                "Outputs a replay recomputed and did not write again (a copy reached the topic before the crash)",
             ),
             restore_remaining: gauge(
                 &registry,
@@ -255,6 +285,16 @@ impl Metrics {
                 &registry,
                 "tickflow_lake_bytes_total",
                 "Bytes of the files the lake sink wrote",
+            ),
+            lake_open_files: gauge(
+                &registry,
+                "tickflow_lake_open_files",
+                "Lake files open (being filled in memory, not yet written)",
+            ),
+            lake_buffered_bytes: gauge(
+                &registry,
+                "tickflow_lake_buffered_bytes",
+                "Bytes the open lake files hold in memory",
             ),
             lake_skipped: counter(
                 &registry,
@@ -344,8 +384,10 @@ impl Metrics {
     /// descriptors: `process_*`), and starts every known labelled series at 0 (a series
     /// that appears only with its first event hides it from `rate()` and `increase()`).
     fn with_process_metrics(self) -> Self {
-        for reason in DEAD_LETTER_REASONS {
-            self.dead_letters.with_label_values(&[reason]);
+        for stage in ["engine", "lake"] {
+            for reason in DEAD_LETTER_REASONS {
+                self.dead_letters.with_label_values(&[stage, reason]);
+            }
         }
         for outcome in ["committed", "aborted"] {
             self.commits.with_label_values(&[outcome]);
@@ -373,6 +415,21 @@ impl Metrics {
             ))
             .expect("unique metric");
         self
+    }
+
+    /// Input records the engine processed, over every task.
+    pub fn records_total(&self) -> u64 {
+        use prometheus::core::Collector;
+        let families = self.records.collect();
+        let counters = families.iter().flat_map(|f| f.get_metric());
+        counters.map(|m| m.get_counter().get_value() as u64).sum()
+    }
+
+    /// The input-record counter of one task (topic, partition), to hold instead of looking
+    /// the series up for every record.
+    pub fn records_of(&self, topic: &str, partition: i32) -> IntCounter {
+        self.records
+            .with_label_values(&[topic, &partition.to_string()])
     }
 
     /// The Prometheus text exposition of every metric.
@@ -450,7 +507,8 @@ mod tests {
         assert!(text.contains("tickflow_build_info{revision="), "{text}");
         assert!(text.contains("# TYPE process_open_fds gauge"), "{text}");
         for reason in DEAD_LETTER_REASONS {
-            let line = format!("tickflow_dead_letters_total{{reason=\"{reason}\"}} 0");
+            let line =
+                format!("tickflow_dead_letters_total{{reason=\"{reason}\",stage=\"lake\"}} 0");
             assert!(text.contains(&line), "{line}");
         }
     }

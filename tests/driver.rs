@@ -631,11 +631,83 @@ fn a_crash_at_any_commit_step_changes_no_output_under_transactions() {
     crash_anywhere(&yaml, &["bars.1s", "bars.1m", "late"], &ticks);
 }
 
+const GROUP_BY_TOPOLOGY: &str = "application: r\nsources:\n  ticks: { topic: ticks }\noperators:\n  - group_by: { id: by_venue, input: ticks, field: venue }\n  - window:\n      id: bars\n      input: by_venue\n      hopping: [{ size: 2s, advance: 1s }]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+
 #[test]
 fn a_crash_at_any_commit_step_changes_no_output_of_a_group_by() {
     let ticks = simulated(20_000, 30, 0.01, 200.0);
-    let yaml = "application: r\nsources:\n  ticks: { topic: ticks }\noperators:\n  - group_by: { id: by_venue, input: ticks, field: venue }\n  - window:\n      id: bars\n      input: by_venue\n      hopping: [{ size: 2s, advance: 1s }]\n      grace: 2s\n      aggregates: [open, high, low, close, volume, vwap]\n      late_topic: late\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
-    crash_anywhere(yaml, &["bars.2s-every-1s", "late"], &ticks);
+    crash_anywhere(GROUP_BY_TOPOLOGY, &["bars.2s-every-1s", "late"], &ticks);
+}
+
+/// Runs `yaml` over `ticks`, then resets it and runs it again, twice. Each run after a reset
+/// starts over from the beginning of the input with empty state (the first run's outputs
+/// stay in their topics) and writes every output once more: the same records as the run
+/// before it (`same_as_first`: as the first run too, which processed the input in batches;
+/// a `group_by`'s floating-point sums depend on the order its repartition topic interleaves
+/// the sources, so there only the counts are compared with it).
+fn reset_and_run_again(yaml: &str, topics: &[&str], ticks: &[Tick], same_as_first: bool) {
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let mut driver = TopologyTestDriver::new(&spec(yaml), PARTITIONS).unwrap();
+    drive(
+        &mut driver,
+        ticks,
+        ticks.last().unwrap().event_time + 86_400 * S,
+    );
+    let first = outputs(&driver, &topics);
+    let mut records = vec![driver.stats().records];
+    let mut runs = vec![first.clone()];
+    for _ in 0..2 {
+        let total = driver.stats().records;
+        let before = outputs(&driver, &topics);
+        let resets = driver.reset().unwrap();
+        assert!(resets.iter().any(|r| r.deleted() > 0));
+        for r in resets.iter().filter(|r| r.input != "ticks") {
+            let end = driver.log().end(&r.input, r.partition);
+            assert!(
+                end > 0 && r.commit.seal.next_offset == end,
+                "{} resumes at its end",
+                r.input
+            );
+        }
+        driver.run().unwrap();
+        runs.push(difference(&outputs(&driver, &topics), &before));
+        records.push(driver.stats().records - total);
+    }
+    // Records read, the repartition topic's included (whose progress broadcasts depend on
+    // how often the first run committed).
+    let again = records[1] > ticks.len() as u64 && records[2] == records[1];
+    assert!(again, "the whole input again after each reset: {records:?}");
+    assert_same(&runs[2], &runs[1], "the second reset");
+    let count = |o: &Outputs| o.values().sum::<usize>();
+    assert!(count(&first) > 500, "{} outputs", count(&first));
+    match same_as_first {
+        true => {
+            assert_eq!(records[1], records[0], "{records:?}");
+            assert_same(&runs[1], &first, "the first reset")
+        }
+        false => assert_eq!(count(&runs[1]), count(&first), "the first reset"),
+    }
+}
+
+#[test]
+fn a_reset_application_starts_over_and_writes_the_same_outputs() {
+    let ticks = simulated(20_000, 30, 0.01, 200.0);
+    let topics = ["bars.1s", "bars.1m", "late"];
+    let yaml = CRASH_TOPOLOGY.replace("{guarantee}", "");
+    reset_and_run_again(&yaml, &topics, &ticks, true);
+    let yaml = CRASH_TOPOLOGY.replace("{guarantee}", "processing_guarantee: exactly_once_v2\n");
+    reset_and_run_again(&yaml, &topics, &ticks, true);
+}
+
+#[test]
+fn a_reset_group_by_skips_what_it_repartitioned_before() {
+    let ticks = simulated(20_000, 30, 0.01, 200.0);
+    reset_and_run_again(
+        GROUP_BY_TOPOLOGY,
+        &["bars.2s-every-1s", "late"],
+        &ticks,
+        false,
+    );
 }
 
 fn tickflow_test(cases: &str) -> (bool, String) {

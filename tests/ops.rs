@@ -1,12 +1,14 @@
-//! `tickflow status` against the test broker. While a run works, its tasks show as working
-//! (running, or, where the broker cannot describe the group, not released); after it stopped,
-//! every task is at the end of its input, released, with its stream time.
+//! `tickflow status` and `tickflow reset` against the test broker. While a run works, its
+//! tasks show as working (running, or, where the broker cannot describe the group, not
+//! released); after it stopped, every task is at the end of its input, released, with its
+//! stream time. After a reset, every task shows as reset at the input's beginning, and the
+//! next run writes the first run's outputs once more.
 
 use crate::common;
 
 use std::process::{Child, Command, Output, Stdio};
 
-use common::golden::{simulate_into, symbol_bars_topology};
+use common::golden::{read_everything, simulate_into, symbol_bars_topology};
 use common::process::engine_env;
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
@@ -62,23 +64,55 @@ fn rows<'a>(text: &'a str, input: &str) -> Vec<Vec<&'a str>> {
         .collect()
 }
 
+/// An application on the test broker: `COUNT` simulated ticks of 20 symbols in its input,
+/// the `symbol_bars_topology` file, and the environment of its runs.
+struct App {
+    kafka: tickflow::config::KafkaConfig,
+    _registry: common::TestRegistry,
+    id: String,
+    input: String,
+    topology: String,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+}
+
+impl App {
+    async fn new(prefix: &str) -> Self {
+        let kafka = common::kafka();
+        let registry = common::TestRegistry::start().await;
+        let client = RegistryClient::new(&registry.url).unwrap();
+        let id = common::unique(prefix);
+        let input = format!("{id}.ticks");
+        simulate_into(&kafka, &client, &input, SimConfig::default(), 20, COUNT).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.yaml");
+        std::fs::write(&path, symbol_bars_topology(&id, &input, "")).unwrap();
+        let state = dir.path().join("state");
+        let env = engine_env(&kafka.bootstrap_servers, &registry.url, &state);
+        Self {
+            kafka,
+            _registry: registry,
+            id,
+            input,
+            topology: path.display().to_string(),
+            env,
+            dir,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_shows_each_task_while_running_and_after() {
-    let kafka = common::kafka();
-    let registry = common::TestRegistry::start().await;
-    let client = RegistryClient::new(&registry.url).unwrap();
-    let id = common::unique("ops");
-    let input = format!("{id}.ticks");
-    simulate_into(&kafka, &client, &input, SimConfig::default(), 20, COUNT).await;
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.yaml");
-    std::fs::write(&path, symbol_bars_topology(&id, &input, "")).unwrap();
-    let topology = path.display().to_string();
-    let env = engine_env(
-        &kafka.bootstrap_servers,
-        &registry.url,
-        &dir.path().join("state"),
-    );
+    // Every field bound: the registry and the directory live until the test ends.
+    let App {
+        kafka: _,
+        _registry,
+        id,
+        input,
+        topology,
+        env,
+        dir: _dir,
+    } = App::new("ops").await;
 
     let (t, e, i) = (topology.clone(), env.clone(), input.clone());
     tokio::task::spawn_blocking(move || {
@@ -114,4 +148,111 @@ async fn status_shows_each_task_while_running_and_after() {
         assert_eq!(r[7], "0", "{text}");
         assert!(r[8].starts_with("20"), "a stream time:\n{text}");
     }
+}
+
+/// The (key, value) pairs of each topic, sorted: a run's outputs as a multiset.
+fn outputs_of(records: &[tickflow::source::RawRecord]) -> Vec<(String, Vec<u8>, Vec<u8>)> {
+    let mut out: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let (k, v) = (r.key.clone(), r.value.clone());
+            (
+                r.topic.clone(),
+                k.unwrap_or_default(),
+                v.unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_application_starts_over_and_writes_the_same_outputs_again() {
+    let App {
+        kafka,
+        _registry,
+        id,
+        input,
+        topology,
+        env,
+        dir,
+    } = App::new("reset").await;
+    let state = dir.path().join("state");
+    let outputs = [
+        format!("{id}.bars.1s"),
+        format!("{id}.bars.1m"),
+        format!("{id}.late"),
+    ];
+    let outputs: Vec<&str> = outputs.iter().map(String::as_str).collect();
+
+    let (t, e) = (topology.clone(), env.clone());
+    let run = move || assert!(start_run(&t, &e).wait().unwrap().success(), "the run");
+    tokio::task::spawn_blocking(run.clone()).await.unwrap();
+    let first = read_everything(&kafka, &outputs);
+    assert!(first.len() > 100, "{} outputs", first.len());
+    let (_, before) = tickflow(&["status", "-t", &topology], &env);
+
+    let (out, text) = tickflow(&["reset", "-t", &topology], &env);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("dry run: nothing changed"), "{text}");
+    assert!(text.contains("8 partition(s) to reset"), "{text}");
+    let (_, after_dry_run) = tickflow(&["status", "-t", &topology], &env);
+    // Every column but the event-time lag, which the wall clock moves.
+    let positions = |text: &str| -> Vec<Vec<String>> {
+        let rows = rows(text, &input);
+        rows.iter()
+            .map(|r| r[..9].iter().map(|c| c.to_string()).collect())
+            .collect()
+    };
+    assert_eq!(
+        positions(&after_dry_run),
+        positions(&before),
+        "a dry run changes nothing"
+    );
+    assert!(state.join(&id).exists());
+
+    let (out, text) = tickflow(&["reset", "-t", &topology, "--execute"], &env);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("reset: 8 changelog partition(s) written"),
+        "{text}"
+    );
+    assert!(!state.join(&id).exists(), "the local state is deleted");
+    let (_, status) = tickflow(&["status", "-t", &topology], &env);
+    let reset_rows = rows(&status, &input);
+    assert_eq!(reset_rows.len(), 8, "{status}");
+    for r in &reset_rows {
+        assert_eq!(
+            (r[3], r[4], r[5]),
+            ("reset", "0", "0"),
+            "at the beginning:\n{status}"
+        );
+    }
+
+    tokio::task::spawn_blocking(run).await.unwrap();
+    let all = read_everything(&kafka, &outputs);
+    assert_eq!(all.len(), 2 * first.len(), "every output once more");
+    let ends: std::collections::HashMap<(String, i32), i64> = first
+        .iter()
+        .map(|r| ((r.topic.clone(), r.partition), r.offset + 1))
+        .fold(Default::default(), |mut m, (k, end)| {
+            let e = m.entry(k).or_insert(0);
+            *e = end.max(*e);
+            m
+        });
+    let again: Vec<_> = all
+        .into_iter()
+        .filter(|r| {
+            r.offset
+                >= ends
+                    .get(&(r.topic.clone(), r.partition))
+                    .copied()
+                    .unwrap_or(0)
+        })
+        .collect();
+    assert!(
+        outputs_of(&again) == outputs_of(&first),
+        "the second run's outputs equal the first's"
+    );
 }

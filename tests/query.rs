@@ -229,11 +229,15 @@ fn check_metrics(scrape: &str) {
                 .find(|l| l.starts_with(moved))
                 .map_or(0.0, |l| l.rsplit(' ').next().unwrap().parse().unwrap())
         } else {
-            series(scrape, moved)
+            let sum = common::process::sum_of(scrape, moved);
+            sum.unwrap_or_else(|| panic!("no series {moved}")) as f64
         };
         assert!(value > 0.0, "{moved} did not move");
     }
     for labelled in [
+        "tickflow_records_total{partition=",
+        "tickflow_bars_total{resolution=",
+        "tickflow_late_ticks_total{resolution=",
         "tickflow_event_time_lag_seconds{",
         "tickflow_consumer_lag_records{consumer=\"engine\"",
         "tickflow_consumer_lag_records{consumer=\"lake\"",
@@ -246,7 +250,10 @@ fn check_metrics(scrape: &str) {
         );
     }
     assert_eq!(
-        series(scrape, "tickflow_dead_letters_total{reason=\"overflow\"}"),
+        series(
+            scrape,
+            "tickflow_dead_letters_total{reason=\"overflow\",stage=\"lake\"}"
+        ),
         0.0,
         "every reason's series exists from the start"
     );

@@ -79,6 +79,9 @@ pub enum Command {
     /// Show an application's tasks as the broker sees them: owner, positions, lag, stream
     /// time and event-time lag per input partition.
     Status(ops::StatusArgs),
+    /// Make an application start over from the beginning of its input with empty state
+    /// (Kafka Streams' application reset); a dry run unless `--execute`.
+    Reset(ops::ResetArgs),
     /// Manage the lake's tables in the catalog (`catalog sync`).
     Catalog(catalog::CatalogArgs),
     /// Serve the built-in Confluent-compatible schema registry.
@@ -178,6 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Reconcile(args) => query::reconcile(args, load_config(&cli.config)?).await,
             Command::Chart(args) => query::chart(args, load_config(&cli.config)?).await,
             Command::Status(args) => ops::status(args, load_config(&cli.config)?).await,
+            Command::Reset(args) => ops::reset(args, load_config(&cli.config)?).await,
             Command::Catalog(args) => catalog::run(args, load_config(&cli.config)?).await,
             Command::Registry(args) => serve::registry(args, load_config(&cli.config)?).await,
             #[cfg(feature = "embedded-broker")]

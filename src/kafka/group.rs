@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::Consumer;
+use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{KafkaError, client_config, client_config_with, consumer};
@@ -109,6 +109,23 @@ pub fn committed(
             _ => None,
         })
         .collect())
+}
+
+/// Commits `offsets` (topic, partition, next offset) for `group` from outside it, as a
+/// reset does; a broker refuses while the group has members.
+pub fn commit_offsets(
+    cfg: &KafkaConfig,
+    group: &str,
+    offsets: &[(String, i32, i64)],
+) -> Result<(), KafkaError> {
+    let settings = [("group.id", group), ("enable.auto.commit", "false")];
+    let consumer = consumer(cfg, &client_config_with(cfg, &settings))?;
+    let mut tpl = TopicPartitionList::new();
+    for (topic, p, offset) in offsets {
+        tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&tpl, CommitMode::Sync)?;
+    Ok(())
 }
 
 fn wait(cfg: &KafkaConfig) -> Duration {

@@ -442,14 +442,25 @@ pub fn high_watermarks(
     cfg: &KafkaConfig,
     partitions: &[(String, i32)],
 ) -> Result<Vec<PartitionEnd>, KafkaError> {
+    let both = watermarks(cfg, partitions)?;
+    Ok(partitions
+        .iter()
+        .cloned()
+        .zip(both)
+        .map(|(p, (_, high))| (p, high))
+        .collect())
+}
+
+/// The low and high watermarks (first offset, end) of each of `partitions`, in order.
+pub fn watermarks(
+    cfg: &KafkaConfig,
+    partitions: &[(String, i32)],
+) -> Result<Vec<(i64, i64)>, KafkaError> {
     let consumer = consumer(cfg, &client_config(cfg))?;
     let timeout = cfg.connect_timeout.max(Duration::from_secs(60));
     partitions
         .iter()
-        .map(|(topic, p)| {
-            let (_, high) = consumer.fetch_watermarks(topic, *p, timeout)?;
-            Ok(((topic.clone(), *p), high))
-        })
+        .map(|(topic, p)| Ok(consumer.fetch_watermarks(topic, *p, timeout)?))
         .collect()
 }
 

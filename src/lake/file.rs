@@ -47,6 +47,12 @@ impl AvroFile {
         }
     }
 
+    /// Bytes the file holds in memory: its finished (compressed) blocks and the block being
+    /// filled.
+    pub fn buffered_bytes(&self) -> usize {
+        self.blocks.len() + self.block.len()
+    }
+
     /// Appends one binary-encoded datum of the file's schema.
     pub fn append(&mut self, datum: &[u8]) -> Result<(), LakeError> {
         self.block.extend_from_slice(datum);

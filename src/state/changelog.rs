@@ -10,6 +10,7 @@
 //! changelog offset it is current to; a restart whose local store is current reads nothing.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -89,6 +90,58 @@ impl Seal {
     }
 }
 
+/// The writer a reset's seal names (`tickflow reset`).
+pub const RESET_WRITER: &str = "tickflow-reset";
+
+/// A commit that empties a changelog partition, as `tickflow reset` writes it: a tombstone
+/// for every key the partition holds, the input offset its task resumes at (when not its
+/// input's beginning), and a seal that releases the partition.
+///
+/// Appended to the changelog instead of deleting the topic, it works on any broker, and
+/// every host's store sees it: a local store behind it finds another writer's commit and is
+/// rebuilt from the changelog (see [`restore`]), where every key is now deleted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResetCommit {
+    /// Tombstones, and the resume offset's entry.
+    pub entries: Vec<Entry>,
+    /// The seal, after the entries.
+    pub seal: Seal,
+}
+
+/// The commit that resets `log`: its task resumes at `resume` (`None`: the input's
+/// beginning). Under transactions its seal names no offset.
+pub fn reset_commit(
+    log: &dyn ChangelogLog,
+    resume: Option<i64>,
+    transactional: bool,
+) -> Result<ResetCommit, StateError> {
+    let end = log.end()?;
+    let mut live = std::collections::BTreeMap::new();
+    log.read(0, end, &mut |_, key, value| {
+        if let Some(key) = key.filter(|k| *k != SEALED_KEY) {
+            live.insert(key.to_vec(), value.is_some());
+        }
+        Ok(true)
+    })?;
+    let mut entries: Vec<Entry> = live
+        .into_iter()
+        .filter(|(_, held)| *held)
+        .map(|(key, _)| (key, None))
+        .collect();
+    if let Some(next) = resume {
+        let resume_entry = super::next_offset_entry(next);
+        entries.retain(|(key, _)| *key != resume_entry.0);
+        entries.push(resume_entry);
+    }
+    let seal = Seal {
+        next_offset: resume.unwrap_or(-1),
+        release: true,
+        writer: RESET_WRITER.into(),
+        at: (!transactional).then_some(end + entries.len() as i64),
+    };
+    Ok(ResetCommit { entries, seal })
+}
+
 /// The changelog topic of store `store` of `application`, named like Kafka Streams'.
 pub fn changelog_topic(application: &str, store: &str) -> String {
     format!("{application}-{store}-changelog")
@@ -146,14 +199,19 @@ fn changelog_err(log: &dyn ChangelogLog, message: impl std::fmt::Display) -> Sta
 /// wait is nil. It is not nil after the previous owner crashed (it can write no more, and
 /// the deadline passes), or on a broker that completes a rebalance without waiting for
 /// every member (Tansu 0.6), where the previous owner may still be committing.
+/// Fails with [`StateError::Interrupted`] once `stop` is set.
 pub fn await_handover(
     log: &dyn ChangelogLog,
     writer: &str,
     deadline: Instant,
+    stop: &AtomicBool,
 ) -> Result<Duration, StateError> {
     let started = Instant::now();
     let mut waited = Duration::ZERO;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(StateError::Interrupted);
+        }
         match last_record(log)? {
             None => return Ok(waited),
             Some(Some(seal)) if seal.release || seal.writer == writer => return Ok(waited),
@@ -247,6 +305,19 @@ pub fn restore(
     log: &dyn ChangelogLog,
     store: &WindowStore,
     writer: &str,
+    progress: impl FnMut(u64, u64),
+) -> Result<Restored, StateError> {
+    restore_until(log, store, writer, &AtomicBool::new(false), progress)
+}
+
+/// [`restore`], failing with [`StateError::Interrupted`] once `stop` is set (the process is
+/// stopping). What it applied so far stays: each sealed commit is written to the store with
+/// the changelog offset it is current to, so the next restore goes on from there.
+pub fn restore_until(
+    log: &dyn ChangelogLog,
+    store: &WindowStore,
+    writer: &str,
+    stop: &AtomicBool,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<Restored, StateError> {
     let local = store.changelog_next()?;
@@ -281,7 +352,8 @@ pub fn restore(
     // task lived elsewhere meanwhile, and compaction may have dropped the tombstones of
     // windows that closed there: catching up could resurrect them, so rebuild instead.
     let own = (start > 0).then_some(writer);
-    if let Some(restored) = replay(log, store, start, end, own, &mut progress)? {
+    let bounds = (start, end, stop);
+    if let Some(restored) = replay(log, store, bounds, own, &mut progress)? {
         return Ok(restored);
     }
     tracing::info!(
@@ -290,7 +362,7 @@ pub fn restore(
         "the local store is older than another instance's commits; rebuilding it from the changelog"
     );
     store.clear()?;
-    let rebuilt = replay(log, store, 0, end, None, &mut progress)?;
+    let rebuilt = replay(log, store, (0, end, stop), None, &mut progress)?;
     Ok(rebuilt.expect("a replay that accepts every writer finishes"))
 }
 
@@ -309,8 +381,8 @@ fn end_reaching(log: &dyn ChangelogLog, next: i64) -> Result<i64, StateError> {
     }
 }
 
-/// Applies records `start..end`, sealed commit by sealed commit. With `only_writer`, stops at
-/// the first seal of another writer and returns `None`.
+/// Applies records `start..end`, sealed commit by sealed commit, until `stop` is set. With
+/// `only_writer`, stops at the first seal of another writer and returns `None`.
 ///
 /// A commit whose seal is not at the offset its writer expected has records of another
 /// writer inside it (a zombie: an instance that kept writing after its partition moved, or
@@ -321,8 +393,7 @@ fn end_reaching(log: &dyn ChangelogLog, next: i64) -> Result<i64, StateError> {
 fn replay(
     log: &dyn ChangelogLog,
     store: &WindowStore,
-    start: i64,
-    end: i64,
+    (start, end, stop): (i64, i64, &AtomicBool),
     only_writer: Option<&str>,
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Option<Restored>, StateError> {
@@ -330,6 +401,9 @@ fn replay(
     let mut broken_keys: Vec<Vec<u8>> = Vec::new();
     let mut other_writer = false;
     log.read(start, end, &mut |offset, key, value| {
+        if stop.load(Ordering::Relaxed) {
+            return Err(StateError::Interrupted);
+        }
         restored.records += 1;
         let key =
             key.ok_or_else(|| changelog_err(log, format!("record at {offset} has no key")))?;
@@ -427,11 +501,16 @@ impl ChangelogPartition {
 
     /// [`await_handover`] of this partition; nil under transactions, where fencing does
     /// the work.
-    pub fn await_handover(&self, writer: &str, deadline: Instant) -> Result<Duration, StateError> {
+    pub fn await_handover(
+        &self,
+        writer: &str,
+        deadline: Instant,
+        stop: &AtomicBool,
+    ) -> Result<Duration, StateError> {
         if self.transactional {
             return Ok(Duration::ZERO);
         }
-        await_handover(self, writer, deadline)
+        await_handover(self, writer, deadline, stop)
     }
 
     /// [`restore`] from this partition.
@@ -678,6 +757,123 @@ mod tests {
         assert_eq!((restored.broken, restored.end), (1, 5));
         assert_eq!(restored.repair, vec![b"w/1".to_vec(), b"w/9".to_vec()]);
         assert_eq!(get_of(&store, b"w/1").as_deref(), Some("a1"));
+    }
+
+    /// A stopping process does not wait for a hand-over or finish a restore: both give up at
+    /// once, and a restore goes on later from the last commit it applied.
+    #[test]
+    fn waiting_and_restoring_give_up_when_the_process_stops() {
+        let mut log = Log(Vec::new());
+        commit(&mut log, 10, 1_000, 3, "a");
+        commit(&mut log, 20, 2_000, 3, "a");
+        let stop = AtomicBool::new(true);
+        let far = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        let waited = await_handover(&log, "b", far, &stop);
+        assert!(matches!(waited, Err(StateError::Interrupted)), "{waited:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let dir = tempfile::tempdir().unwrap();
+        let store = WindowStore::open(dir.path()).unwrap();
+        let restored = restore_until(&log, &store, "b", &stop, |_, _| {});
+        assert!(
+            matches!(restored, Err(StateError::Interrupted)),
+            "{restored:?}"
+        );
+        // Stopped after the first commit (its seal is at 5): the store is current to it, and
+        // the next restore goes on from there.
+        let stop = AtomicBool::new(false);
+        let stopping = StopAt(&log, 6, &stop);
+        let partial = restore_until(&stopping, &store, "b", &stop, |_, _| {});
+        assert!(
+            matches!(partial, Err(StateError::Interrupted)),
+            "{partial:?}"
+        );
+        assert_eq!(store.changelog_next().unwrap(), Some(6));
+        assert_eq!(next_of(&store), Some(10));
+        restore(&log, &store, "b", |_, _| {}).unwrap();
+        assert_eq!(next_of(&store), Some(20));
+    }
+
+    /// A log whose reader sets `stop` when it reaches an offset (a SIGTERM mid-restore).
+    struct StopAt<'a>(&'a Log, i64, &'a AtomicBool);
+
+    impl ChangelogLog for StopAt<'_> {
+        fn topic(&self) -> &str {
+            self.0.topic()
+        }
+        fn partition(&self) -> i32 {
+            0
+        }
+        fn end(&self) -> Result<i64, StateError> {
+            self.0.end()
+        }
+        fn read(&self, start: i64, end: i64, each: &mut ReadEach<'_>) -> Result<(), StateError> {
+            self.0.read(start, end, &mut |offset, k, v| {
+                if offset == self.1 {
+                    self.2.store(true, Ordering::Relaxed);
+                }
+                each(offset, k, v)
+            })
+        }
+    }
+
+    /// The next input offset a store holds.
+    fn next_of(store: &WindowStore) -> Option<i64> {
+        let v = store.get(super::super::NEXT_OFFSET).unwrap()?;
+        Some(i64::from_be_bytes(v.try_into().unwrap()))
+    }
+
+    fn holds_none(store: &WindowStore, keys: &[Vec<u8>]) -> bool {
+        keys.iter().all(|k| store.get(k).unwrap().is_none())
+    }
+
+    fn append_reset(log: &mut Log, reset: ResetCommit) {
+        log.0.extend(reset.entries);
+        log.0.push((SEALED_KEY.to_vec(), Some(reset.seal.encode())));
+    }
+
+    #[test]
+    fn a_reset_deletes_every_key_on_every_host_and_says_where_the_task_resumes() {
+        let mut log = Log(Vec::new());
+        commit(&mut log, 10, 1_000, 3, "a");
+        log.0.push((b"w/1".to_vec(), None)); // a window that closed
+        commit(&mut log, 20, 2_000, 0, "a");
+        let a = tempfile::tempdir().unwrap();
+        let store_a = WindowStore::open(a.path()).unwrap();
+        restore(&log, &store_a, "a", |_, _| {}).unwrap();
+        assert_eq!(next_of(&store_a), Some(20));
+
+        let reset = reset_commit(&log, None, false).unwrap();
+        let keys: Vec<&[u8]> = reset.entries.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(
+            keys,
+            [&b"m/next_offset"[..], b"m/stream_time", b"w/0", b"w/2"],
+            "a tombstone for each key held, none for one deleted already"
+        );
+        assert!(reset.entries.iter().all(|(_, v)| v.is_none()));
+        let keys_of_reset: Vec<Vec<u8>> = reset.entries.iter().map(|(k, _)| k.clone()).collect();
+        let end = log.0.len() as i64;
+        assert_eq!(reset.seal.at, Some(end + 4));
+        assert!(reset.seal.release && reset.seal.writer == RESET_WRITER);
+        assert_eq!(reset_commit(&log, None, true).unwrap().seal.at, None);
+        append_reset(&mut log, reset);
+
+        // The host whose store was current sees another writer's commit and rebuilds: empty.
+        restore(&log, &store_a, "a", |_, _| {}).unwrap();
+        assert!(holds_none(&store_a, &keys_of_reset));
+        let b = tempfile::tempdir().unwrap();
+        let store_b = WindowStore::open(b.path()).unwrap();
+        restore(&log, &store_b, "b", |_, _| {}).unwrap();
+        assert!(holds_none(&store_b, &keys_of_reset));
+        assert_eq!(last_commit(&log).unwrap().unwrap().seal.next_offset, -1);
+
+        // A task reading a repartition topic resumes at its end; a second reset deletes
+        // nothing more.
+        let again = reset_commit(&log, Some(500), false).unwrap();
+        assert_eq!(again.entries, vec![super::super::next_offset_entry(500)]);
+        append_reset(&mut log, again);
+        restore(&log, &store_b, "b", |_, _| {}).unwrap();
+        assert_eq!(next_of(&store_b), Some(500));
     }
 
     fn get_of(store: &WindowStore, key: &[u8]) -> Option<String> {

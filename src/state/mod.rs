@@ -52,6 +52,9 @@ pub enum StateError {
         partition: i32,
         message: String,
     },
+    /// The process is stopping (SIGTERM) while a task waited for its hand-over or restored.
+    #[error("stopped while opening a task (waiting for its hand-over or restoring it)")]
+    Interrupted,
     /// A stored entry is not what tickflow wrote.
     #[error("state store {path}: corrupt entry: {message}")]
     Corrupt { path: String, message: String },
@@ -250,6 +253,14 @@ pub fn outputs_entry(encoded: Vec<u8>) -> Entry {
     (OUTPUTS.to_vec(), Some(encoded))
 }
 
+/// The entry that stores the next input offset a task resumes at.
+pub fn next_offset_entry(next_offset: i64) -> Entry {
+    (
+        NEXT_OFFSET.to_vec(),
+        Some(next_offset.to_be_bytes().to_vec()),
+    )
+}
+
 /// The entries of one commit: window changes, source marks, the next input offset and the
 /// stream time.
 pub fn entries(
@@ -270,10 +281,7 @@ pub fn entries(
         let k = encode_key(*res, key, *start);
         out.push((k, stored.map(|s| s.to_bytes().to_vec())));
     }
-    out.push((
-        NEXT_OFFSET.to_vec(),
-        Some(next_offset.to_be_bytes().to_vec()),
-    ));
+    out.push(next_offset_entry(next_offset));
     out.push((
         STREAM_TIME.to_vec(),
         Some(stream_time.to_be_bytes().to_vec()),

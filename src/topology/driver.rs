@@ -32,6 +32,7 @@ use super::edge::partition_of;
 use super::engine::{CommitStep, Engine, EngineSetup, RunStats, RuntimeError};
 use super::memory::{LogRecord, MemoryCluster, MemoryLog};
 use super::plan::{Plan, key_of};
+use super::reset::{TaskReset, apply_reset, plan_reset};
 use super::routing::TickDecoder;
 use crate::codec::{
     Bar, CodecError, DeadLetter, Decoder, Encoder, Reason, RecordKind, SourceRecord, Tick,
@@ -229,6 +230,7 @@ impl TopologyTestDriver {
             handover_timeout: Duration::ZERO,
             cleanup_delay: Duration::MAX,
             output_ends,
+            stop: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         })?;
         let parts: Vec<(String, i32)> = engine
             .input_topics()
@@ -372,6 +374,28 @@ impl TopologyTestDriver {
         self.run()
     }
 
+    /// Resets the application as `tickflow reset --execute` does, after stopping the engine
+    /// with its final commit: each changelog partition gets a commit that deletes every key
+    /// (see [`super::reset`]), the state directory is deleted, and a new engine starts with
+    /// empty state at the beginning of the input. Call [`TopologyTestDriver::run`] to
+    /// process it again; output topics are not reset, so the outputs are written again.
+    /// Returns the reset of each task.
+    pub fn reset(&mut self) -> Result<Vec<TaskReset>, DriverError> {
+        if let Some(mut engine) = self.engine.take() {
+            let stopped = engine.commit(true);
+            add_stats(&mut self.earlier, &engine.stats);
+            stopped?;
+        }
+        let cluster = MemoryCluster::new(self.log.clone(), false);
+        let log = self.log.clone();
+        let exists = |topic: &str| log.partitions(topic) > 0;
+        let resets = plan_reset(&self.plan, &cluster, self.partitions, exists)?;
+        apply_reset(&resets, &cluster)?;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+        self.start()?;
+        Ok(resets)
+    }
+
     /// Totals over every engine run so far.
     pub fn stats(&self) -> RunStats {
         let mut total = self.earlier.clone();
@@ -474,4 +498,62 @@ fn add_stats(total: &mut RunStats, run: &RunStats) {
     total.repartition_records += run.repartition_records;
     total.duplicates += run.duplicates;
     total.suppressed += run.suppressed;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "application: m\nsources:\n  ticks: { topic: ticks }\noperators:\n  - window:\n      id: bars\n      input: ticks\n      tumbling: [1m]\n      grace: 2s\n      aggregates: [open, close, volume]\nsinks:\n  - { input: bars, topic: \"bars.{resolution}\" }\n";
+
+    fn tick(symbol: &str) -> Tick {
+        Tick {
+            symbol: symbol.into(),
+            venue: "XNAS".into(),
+            price: 10.0,
+            size: 1,
+            event_time: 1_700_000_000_000_000,
+            trade_id: 1,
+            side: "B".into(),
+            conditions: vec![],
+            currency: "USD".into(),
+        }
+    }
+
+    /// The per-task gauges of partition `p` of `ticks` in a scrape, and whether its record
+    /// counter is there.
+    fn task_series(text: &str, p: i32) -> (Vec<&str>, bool) {
+        let label = format!("partition=\"{p}\"");
+        let (counters, gauges) = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&label) && l.contains("topic=\"ticks\""))
+            .partition::<Vec<&str>, _>(|l| l.starts_with("tickflow_records_total"));
+        (gauges, counters.len() == 1)
+    }
+
+    /// A task that moves to another instance takes its gauges (open windows, store size,
+    /// event-time lag, consumer lag) with it, and leaves its record counter; at the last
+    /// commit they stay for the final scrape.
+    #[test]
+    fn a_moved_task_leaves_no_series_and_a_stopping_engine_keeps_them() {
+        let spec = TopologySpec::parse("m.yaml", YAML).unwrap();
+        let mut driver = TopologyTestDriver::new(&spec, 2).unwrap();
+        let symbols = [
+            "AAPL", "MSFT", "IBM", "GOOG", "AMZN", "META", "NVDA", "TSLA",
+        ];
+        driver.pipe_ticks(&symbols.map(tick)).unwrap();
+        let engine = driver.engine.as_mut().unwrap();
+        let text = engine.metrics.render();
+        for p in [0, 1] {
+            let (gauges, counter) = task_series(&text, p);
+            assert_eq!((gauges.len(), counter), (3, true), "partition {p}:\n{text}");
+        }
+        engine.revoke(&[("ticks".into(), 0)], false).unwrap();
+        let text = engine.metrics.render();
+        assert_eq!(task_series(&text, 0), (vec![], true), "{text}");
+        assert_eq!(task_series(&text, 1).0.len(), 3, "{text}");
+        engine.commit(true).unwrap();
+        engine.revoke(&[("ticks".into(), 1)], false).unwrap();
+        assert_eq!(task_series(&engine.metrics.render(), 1).0.len(), 3);
+    }
 }

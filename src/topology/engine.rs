@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use super::edge::Cluster;
@@ -70,6 +71,21 @@ pub enum RuntimeError {
         /// Where this instance's last commit left the partition's end.
         expected: i64,
         /// The end found.
+        found: i64,
+    },
+    /// A reset's seal did not land where it was planned: an instance of the application
+    /// wrote to the changelog partition meanwhile.
+    #[error(
+        "changelog {topic}-{partition} was written while the reset wrote to it (its seal landed at {found}, not {expected}): an instance of the application is running; stop every instance and reset again"
+    )]
+    ResetRaced {
+        /// The changelog topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// Where the reset's seal should have landed.
+        expected: i64,
+        /// Where it landed (-1: not acknowledged).
         found: i64,
     },
     /// A test made the engine crash at this step of a commit (see [`CommitStep`]).
@@ -208,6 +224,9 @@ pub struct EngineSetup {
     pub cleanup_delay: Duration,
     /// Under `at_least_once`, every output partition with its end when the run started.
     pub output_ends: Option<Vec<PartitionEnd>>,
+    /// Set when the process is stopping: a task waiting for its hand-over or restoring
+    /// gives up ([`crate::state::StateError::Interrupted`]).
+    pub stop: Arc<AtomicBool>,
 }
 
 /// One instance's tasks and what they share: what the processing loop drives.
@@ -225,6 +244,11 @@ pub struct Engine {
     /// was committed, and a revocation while the run stops must not commit it), or the last
     /// transaction of an `exactly_once_v2` run was committed (no transaction is open).
     closed: bool,
+    /// The last commit was made (the run is stopping): tasks revoked now keep their metric
+    /// series, for the last scrape.
+    stopping: bool,
+    /// Set when the process is stopping (see [`EngineSetup::stop`]).
+    stop: Arc<AtomicBool>,
     pub(super) bar_encoders: HashMap<String, Encoder<Bar>>,
     pub(super) dead_letters: Encoder<DeadLetter>,
     pub(super) ticks: TickDecoder,
@@ -277,6 +301,8 @@ impl Engine {
             tasks: HashMap::new(),
             cluster: setup.cluster,
             closed: false,
+            stopping: false,
+            stop: setup.stop,
             bar_encoders: setup.bar_encoders,
             dead_letters: setup.dead_letters,
             ticks: setup.ticks,
@@ -355,6 +381,7 @@ impl Engine {
             writer: self.writer.clone(),
             deadline: Instant::now() + self.handover_timeout,
             fenced: self.transactional(),
+            stop: self.stop.clone(),
         };
         let mut opened = Vec::with_capacity(parts.len());
         let mut resume = Vec::with_capacity(parts.len());
@@ -370,7 +397,8 @@ impl Engine {
                 .cluster
                 .changelog(&changelog_topic(&self.plan.application, store), p);
             let (window, n) = (&self.plan.window, self.partitions as usize);
-            let task = Task::open(&dir, stage, window, n, changelog, &handover, &self.metrics)?;
+            let input = (topic, stage);
+            let task = Task::open(&dir, input, window, n, changelog, &handover, &self.metrics)?;
             resume.push(task.next_offset);
             tracing::debug!(topic, partition = p, next_offset = ?task.next_offset, open_windows = task.open_windows(), stored_outputs = task.stored_outputs.is_some(), "task opened");
             self.tasks.insert((stage, p), task);
@@ -536,6 +564,9 @@ impl Engine {
             if let Some(r) = &mut self.replays {
                 r.replaying.remove(&(stage, *p));
             }
+            if !self.stopping {
+                self.forget_series(topic, *p);
+            }
         }
         self.metrics
             .assigned_partitions
@@ -569,6 +600,7 @@ impl Engine {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.closed = committed.is_err() || (last && self.transactional());
+        self.stopping |= last;
         self.report_task_gauges();
         committed
     }
@@ -623,6 +655,20 @@ impl Engine {
 
     /// Sets each task's gauges: open windows, store size, and event-time lag (wall clock
     /// minus stream time) once it has a stream time.
+    /// Removes the gauges of a task that moved to another instance, so that sums over
+    /// instances count it once (its new owner reports it). Its record counter stays: it no
+    /// longer moves, so rates are right, and totals never go down.
+    fn forget_series(&self, topic: &str, partition: i32) {
+        let partition = partition.to_string();
+        let labels = [topic, partition.as_str()];
+        let m = &self.metrics;
+        let _ = m.open_windows.remove_label_values(&labels);
+        let _ = m.state_bytes.remove_label_values(&labels);
+        let _ = m.event_time_lag_seconds.remove_label_values(&labels);
+        let lag = ["engine", topic, partition.as_str()];
+        let _ = m.consumer_lag.remove_label_values(&lag);
+    }
+
     fn report_task_gauges(&self) {
         let now = now_micros();
         for ((stage, p), task) in &self.tasks {
@@ -669,7 +715,6 @@ impl Engine {
     pub fn process(&mut self, m: &SourceRecord<'_>) -> Result<(), RuntimeError> {
         let (p, offset) = (m.partition, m.offset);
         self.stats.records += 1;
-        self.metrics.records.inc();
         let stage = self.stage_of(m.topic);
         let Some(task) = self.tasks.get(&(stage, p)) else {
             return Err(RuntimeError::Consumer(format!(
@@ -677,6 +722,7 @@ impl Engine {
                 m.topic
             )));
         };
+        task.records.inc();
         if task.next_offset.is_some_and(|n| offset < n) {
             return Ok(()); // already reflected in the restored state
         }
@@ -729,6 +775,7 @@ impl Engine {
                 .take(identity::fingerprint(topic, key, value))
         {
             self.stats.suppressed += 1;
+            self.metrics.replayed_outputs.inc();
             if replays.written.is_empty() {
                 replays.replaying.clear();
             }

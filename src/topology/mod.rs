@@ -10,6 +10,7 @@ pub mod identity;
 pub mod memory;
 pub mod plan;
 mod replay;
+pub mod reset;
 mod routing;
 pub mod runtime;
 mod task;

@@ -138,6 +138,7 @@ impl Engine {
         }
         if !self.plan.filters.iter().all(|f| f.keeps(&tick)) {
             self.stats.filtered += 1;
+            self.metrics.filtered.inc();
             return Ok(None);
         }
         Ok(Some(tick))
@@ -179,6 +180,7 @@ impl Engine {
         self.envelope = envelope;
         sent?;
         self.stats.forwarded += 1;
+        self.metrics.forwarded.inc();
         Ok(())
     }
 
@@ -269,7 +271,10 @@ impl Engine {
                     let ordinal = (i64::from(origin.partition) << 40) | origin.offset;
                     op.process_from(&key, &tick, ordinal, origin.stream_time, &mut outputs);
                 }
-                Ok(_) => self.stats.filtered += 1,
+                Ok(_) => {
+                    self.stats.filtered += 1;
+                    self.metrics.filtered.inc();
+                }
                 Err(e) if registry_failed(&e) => {
                     self.outputs = outputs;
                     return Err(e.into());
@@ -309,9 +314,10 @@ impl Engine {
                 for topic in self.plan.bar_topics[res].clone() {
                     let bytes = self.bar_encoders[&topic].encode(&bar)?;
                     self.send_output(&topic, bar.symbol.as_bytes(), &bytes)?;
+                    let labels = [topic.as_str(), bar.resolution.as_str()];
+                    self.metrics.bars.with_label_values(&labels).inc();
                 }
                 self.stats.bars += 1;
-                self.metrics.bars.inc();
                 if source.timestamp > 0 {
                     let age = now_micros().saturating_sub(source.timestamp);
                     self.metrics
@@ -322,9 +328,14 @@ impl Engine {
             Output::Rejected { reason, detail, .. } => {
                 self.dead_letter(source, reason, detail)?;
             }
-            Output::Late { detail, .. } => {
+            Output::Late {
+                detail, resolution, ..
+            } => {
                 self.stats.late += 1;
-                self.metrics.late_ticks.inc();
+                self.metrics
+                    .late_ticks
+                    .with_label_values(&[&resolution])
+                    .inc();
                 let topic = self.plan.late_topic.clone();
                 self.send_envelope(source, &topic, Reason::Late, detail)?;
             }
@@ -341,7 +352,8 @@ impl Engine {
     ) -> Result<(), RuntimeError> {
         self.stats.dead_letters += 1;
         let label = reason.as_str();
-        self.metrics.dead_letters.with_label_values(&[label]).inc();
+        let labels = ["engine", label];
+        self.metrics.dead_letters.with_label_values(&labels).inc();
         let topic = self.plan.dlq_topic.clone();
         self.send_envelope(source, &topic, reason, detail)
     }

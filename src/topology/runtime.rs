@@ -26,6 +26,7 @@ use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::{self, PartitionEnd, client_config_with};
 use crate::kafka::{KafkaSink, SinkError};
 use crate::metrics::{Metrics, StageState};
+use crate::state::StateError;
 use crate::state::changelog::{ChangelogLog, ChangelogPartition};
 
 /// How long a flush, a transaction commit or a read-back may take.
@@ -245,6 +246,7 @@ pub async fn run(
         cleanup_delay: app.state.cleanup_delay,
         output_ends,
         plan,
+        stop: stop.clone(),
     })?;
     let kafka_cfg = app.kafka.clone();
     blocking(move || process_loop(engine, cluster, &kafka_cfg, &options, &stop)).await
@@ -265,6 +267,8 @@ pub struct KafkaCluster {
     outputs: KafkaSink,
     /// Under `exactly_once_v2` changelog records go through `outputs`, in its transactions.
     changelogs: Option<KafkaSink>,
+    /// Changelogs are written in transactions (read committed, no `at` in seals).
+    transactional: bool,
     /// The consumer group's metadata, which a transaction commits input positions under.
     group: Mutex<Option<ConsumerGroupMetadata>>,
 }
@@ -297,7 +301,20 @@ impl KafkaCluster {
         Ok(Self {
             kafka: kafka.clone(),
             outputs,
+            transactional: changelogs.is_none(),
             changelogs,
+            group: Mutex::new(None),
+        })
+    }
+
+    /// Two idempotent producers whatever the guarantee, reading changelogs as `plan`'s
+    /// engine does: what `tickflow reset` writes its commits with, outside any transaction.
+    pub fn idempotent(kafka: &KafkaConfig, plan: &Plan) -> Result<Self, RuntimeError> {
+        Ok(Self {
+            kafka: kafka.clone(),
+            outputs: KafkaSink::tracking_offsets(kafka, &plan.dlq_topic)?,
+            changelogs: Some(KafkaSink::tracking_offsets(kafka, &plan.dlq_topic)?),
+            transactional: plan.guarantee == ProcessingGuarantee::ExactlyOnceV2,
             group: Mutex::new(None),
         })
     }
@@ -353,12 +370,11 @@ impl Cluster for KafkaCluster {
     }
 
     fn changelog(&self, topic: &str, partition: i32) -> Box<dyn ChangelogLog> {
-        let transactional = self.changelogs.is_none();
         Box::new(ChangelogPartition::new(
             &self.kafka,
             topic,
             partition,
-            transactional,
+            self.transactional,
         ))
     }
 
@@ -479,6 +495,12 @@ fn process_loop(
         }
         let mut e = engine.lock().expect("engine lock");
         if let Some(f) = e.failure.take() {
+            if matches!(f, RuntimeError::State(StateError::Interrupted)) {
+                tracing::warn!(
+                    "stopped while opening tasks; nothing more committed (the next owner replays what this run did not commit)"
+                );
+                return Ok(e.stats.clone());
+            }
             return Err(f);
         }
         e.idle_watermarks()?;

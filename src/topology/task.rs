@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use crate::config::topology::WindowSpec;
@@ -9,6 +10,7 @@ use crate::metrics::Metrics;
 use crate::operators::WindowOperator;
 use crate::state::changelog::{self, ChangelogLog, SEALED_KEY, Seal};
 use crate::state::{Entry, SourceMark, WindowStore, entries, outputs_entry};
+use prometheus::IntCounter;
 
 use super::edge::Producer;
 use super::engine::RuntimeError;
@@ -60,6 +62,8 @@ pub struct Task {
     writer: Arc<str>,
     /// Output positions stored with the last commit (encoded, see `identity`).
     pub stored_outputs: Option<Vec<u8>>,
+    /// Counts the task's input records (`tickflow_records_total` of its topic and partition).
+    pub records: IntCounter,
 }
 
 /// Who opens tasks, and until when a task waits for its partition's previous owner.
@@ -72,16 +76,19 @@ pub struct Handover {
     /// Changelogs are written in transactions (`exactly_once_v2`): fencing a previous owner
     /// replaces waiting for its release.
     pub fenced: bool,
+    /// Set when the process is stopping: waiting and restoring give up.
+    pub stop: Arc<AtomicBool>,
 }
 
 impl Task {
     /// Opens the task's store in `dir`, waits for the previous owner's release (see
     /// [`changelog::await_handover`]), brings the store up to date from its changelog,
-    /// and restores its last commit. `source_partitions` is the number of source partitions feeding a
-    /// repartitioned window stage.
+    /// and restores its last commit. `input` is the task's input topic and its stage;
+    /// `source_partitions` is the number of source partitions feeding a repartitioned window
+    /// stage.
     pub fn open(
         dir: &Path,
-        stage: Stage,
+        (input, stage): (&str, Stage),
         window: &WindowSpec,
         source_partitions: usize,
         changelog: Box<dyn ChangelogLog>,
@@ -91,8 +98,8 @@ impl Task {
         let store = WindowStore::open(dir)?;
         let (topic, partition) = (changelog.topic().to_string(), changelog.partition());
         if !handover.fenced {
-            let waited =
-                changelog::await_handover(&*changelog, &handover.writer, handover.deadline)?;
+            let (writer, deadline) = (&handover.writer, handover.deadline);
+            let waited = changelog::await_handover(&*changelog, writer, deadline, &handover.stop)?;
             if !waited.is_zero() {
                 tracing::info!(
                     topic,
@@ -104,12 +111,14 @@ impl Task {
         }
         let started = Instant::now();
         let mut counted = 0;
-        let restored = changelog::restore(&*changelog, &store, &handover.writer, |read, left| {
-            metrics.restore_records.inc_by(read - counted);
-            metrics.restore_remaining.set(left as i64);
-            counted = read;
-            tracing::info!(topic, partition, read, remaining = left, "restoring");
-        })?;
+        let (writer, stop) = (&handover.writer, &handover.stop);
+        let restored =
+            changelog::restore_until(&*changelog, &store, writer, stop, |read, left| {
+                metrics.restore_records.inc_by(read - counted);
+                metrics.restore_remaining.set(left as i64);
+                counted = read;
+                tracing::info!(topic, partition, read, remaining = left, "restoring");
+            })?;
         if restored.records > 0 {
             tracing::info!(topic, partition, records = restored.records, interrupted_keys = restored.repair.len(), took = ?started.elapsed(), "restored from changelog");
         }
@@ -156,6 +165,7 @@ impl Task {
             expected_end: (!handover.fenced).then_some(restored.end),
             writer: handover.writer.clone(),
             stored_outputs: snap.outputs,
+            records: metrics.records_of(input, partition),
         })
     }
 

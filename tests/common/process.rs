@@ -36,8 +36,8 @@ pub fn start_engine(
     }
 }
 
-/// Like [`start_engine`], with extra arguments for `tickflow run` (a `--stop-when-idle`
-/// among them replaces the 60 s one).
+/// Like [`start_engine`], with extra arguments for `tickflow run` (a `--stop-when-idle` or
+/// `--commit-interval` among them replaces the default one).
 pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str]) -> Engine {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -47,7 +47,6 @@ pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
     cmd.args(["run", "--topology"])
         .arg(topology)
-        .args(["--commit-interval", "200ms"])
         .env(
             "TICKFLOW_METRICS__ADDR",
             format!("127.0.0.1:{metrics_port}"),
@@ -57,6 +56,9 @@ pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str
         .stderr(Stdio::inherit());
     if !args.contains(&"--stop-when-idle") {
         cmd.args(["--stop-when-idle", "60s"]);
+    }
+    if !args.contains(&"--commit-interval") {
+        cmd.args(["--commit-interval", "200ms"]);
     }
     cmd.args(args);
     for (k, v) in env {
@@ -73,21 +75,43 @@ pub fn records_processed(port: u16) -> Option<u64> {
     metric(port, "tickflow_records_total")
 }
 
-/// The value of the unlabelled metric `name` from the engine's metrics endpoint, if it
-/// answers.
+/// The value of metric `name` from the engine's metrics endpoint, if it answers: the one
+/// series `name` names with its labels, or the sum of every series of a bare name.
 pub fn metric(port: u16, name: &str) -> Option<u64> {
-    let text = scrape(port)?;
-    let line = text
-        .lines()
-        .find(|l| l.split_whitespace().next() == Some(name))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    sum_of(&scrape(port)?, name)
+}
+
+/// The series `name` of a scrape (with labels: that one), or the sum of every series of a
+/// bare name; `None` if there is none.
+pub fn sum_of(scrape: &str, name: &str) -> Option<u64> {
+    let bare = !name.contains('{');
+    let mut found = None;
+    for line in scrape.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let labelled = series
+            .strip_prefix(name)
+            .is_some_and(|r| r.starts_with('{'));
+        if (series == name || (bare && labelled))
+            && let Ok(v) = value.trim().parse::<f64>()
+        {
+            *found.get_or_insert(0) += v as u64;
+        }
+    }
+    found
 }
 
 /// The engine's `/metrics` response (headers and body), if it answers.
 pub fn scrape(port: u16) -> Option<String> {
+    get(port, "/metrics")
+}
+
+/// The response (headers and body) of the metrics endpoint on `port` to `GET path`.
+pub fn get(port: u16, path: &str) -> Option<String> {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    conn.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .ok()?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    conn.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();
     conn.read_to_string(&mut text).ok()?;
     Some(text)

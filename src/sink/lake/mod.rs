@@ -451,6 +451,17 @@ impl LakeWriter {
         Ok(tpl)
     }
 
+    /// Sets the gauges of the files open and the bytes they hold in memory.
+    fn report_buffers(&self) {
+        let (files, bytes) = self
+            .files
+            .values()
+            .map(PartitionFiles::buffered)
+            .fold((0, 0), |(f, b), (nf, nb)| (f + nf, b + nb));
+        self.metrics.lake_open_files.set(files as i64);
+        self.metrics.lake_buffered_bytes.set(bytes as i64);
+    }
+
     /// Creates or updates tables whose schema changed, and registers new partitions.
     fn register(&mut self) -> Result<(), LakeSinkError> {
         let topics: Vec<String> = self.tables.keys().cloned().collect();
@@ -546,7 +557,7 @@ impl LakeWriter {
         self.stats.dead_letters += 1;
         self.metrics
             .dead_letters
-            .with_label_values(&[reason.as_str()])
+            .with_label_values(&["lake", reason.as_str()])
             .inc();
         if let Some(f) = self.files.get_mut(&(m.topic().to_string(), m.partition())) {
             f.next_offset = Some(m.offset() + 1);
@@ -744,6 +755,7 @@ fn land_loop(
         .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
         .map_err(LakeSinkError::kafka)?;
     let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
+    let mut last_report = Instant::now();
     let mut ends = crate::kafka::EndCheck::default();
     let mut errors = crate::kafka::ErrorLog::new(LAKE);
     let upstream_running = || {
@@ -775,8 +787,13 @@ fn land_loop(
         if let Some(f) = s.failure.take() {
             return Err(f);
         }
+        if last_report.elapsed() >= Duration::from_millis(200) {
+            s.report_buffers();
+            last_report = Instant::now();
+        }
         if pending > 0 && last_flush.elapsed() >= interval {
             commit(&mut s, &consumer)?;
+            s.report_buffers();
             crate::kafka::report_lag(&consumer, "lake", &s.metrics.consumer_lag);
             (last_flush, pending) = (Instant::now(), 0);
         }

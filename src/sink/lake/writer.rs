@@ -101,6 +101,12 @@ impl PartitionFiles {
         }
     }
 
+    /// Files open (being filled) and the bytes they hold in memory.
+    pub fn buffered(&self) -> (usize, usize) {
+        let bytes = self.open.values().map(|f| f.file.buffered_bytes()).sum();
+        (self.open.len(), bytes)
+    }
+
     /// Whether the files a previous run left in lake partition `values` are still to be
     /// looked for (true once per lake partition).
     pub fn needs_check(&mut self, values: &PartitionValues) -> bool {

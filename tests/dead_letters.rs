@@ -123,7 +123,10 @@ async fn each_kind_of_bad_record_reaches_the_dlq_with_its_reason() {
     let stats = run_until_idle(&kafka, &registry.url, &topology, metrics.clone()).await;
     assert_eq!(stats.dead_letters, 7, "{stats:?}");
     for reason in ["bad_price", "undecodable", "implausible_event_time"] {
-        let n = metrics.dead_letters.with_label_values(&[reason]).get();
+        let n = metrics
+            .dead_letters
+            .with_label_values(&["engine", reason])
+            .get();
         assert_eq!(n, if reason == "bad_price" { 2 } else { 1 }, "{reason}");
     }
 

@@ -13,6 +13,9 @@ pub fn engine_env(kafka: &str, registry: &str, state: &Path) -> Vec<(String, Str
         ("TICKFLOW_KAFKA__BOOTSTRAP_SERVERS".into(), kafka.into()),
         ("TICKFLOW_REGISTRY__URL".into(), registry.into()),
         ("TICKFLOW_STATE__DIR".into(), state.display().to_string()),
+        // Tansu with SQLite storage has left a metadata request unanswered for over 10 s (the
+        // product default) right after a SIGKILL under load; a CI run failed on it.
+        ("TICKFLOW_KAFKA__CONNECT_TIMEOUT".into(), "30s".into()),
     ]
 }
 

@@ -9,7 +9,7 @@ WITH traded AS (
 ), counted AS (
   SELECT symbol, sum(trade_count) AS in_bars
   FROM bars_1m
-  WHERE dt = '{{day}}'
+  WHERE dt = '{{day}}' AND coalesce(is_final, true)
   GROUP BY symbol
 )
 SELECT t.symbol, t.ticks, t.ticks - coalesce(c.in_bars, 0) AS late_ticks,

@@ -5,7 +5,7 @@ FROM (
   SELECT symbol, window_start, open, high, low, close, volume, vwap, trade_count,
          row_number() OVER (PARTITION BY symbol ORDER BY window_start DESC) AS rn
   FROM bars_1m
-  WHERE dt = '{{day}}'
+  WHERE dt = '{{day}}' AND coalesce(is_final, true)
 ) AS ranked
 WHERE rn = 1
 ORDER BY symbol

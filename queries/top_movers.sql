@@ -5,7 +5,7 @@ WITH day_bars AS (
          row_number() OVER (PARTITION BY symbol ORDER BY window_start) AS from_first,
          row_number() OVER (PARTITION BY symbol ORDER BY window_start DESC) AS from_last
   FROM bars_1m
-  WHERE dt = '{{day}}'
+  WHERE dt = '{{day}}' AND coalesce(is_final, true)
 ), ends AS (
   SELECT symbol,
          max(CASE WHEN from_first = 1 THEN open END) AS first_open,

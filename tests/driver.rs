@@ -711,9 +711,13 @@ fn a_reset_group_by_skips_what_it_repartitioned_before() {
 }
 
 fn tickflow_test(cases: &str) -> (bool, String) {
+    tickflow_test_of("topologies/ohlc_vwap.yaml", cases)
+}
+
+fn tickflow_test_of(topology: &str, cases: &str) -> (bool, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
-        .args(["test", "topologies/ohlc_vwap.yaml", cases])
+        .args(["test", topology, cases])
         .current_dir(root)
         .output()
         .unwrap();
@@ -731,6 +735,18 @@ fn tickflow_test_passes_the_flagship_cases() {
     let (ok, text) = tickflow_test("topologies/ohlc_vwap.cases.yaml");
     assert!(ok, "{text}");
     assert!(text.contains("2 passed, 0 failed"), "{text}");
+}
+
+/// The shipped cases of the venue topology, which emits updates: an expectation that names
+/// `is_final` matches the final bar or an update of its window, not whichever comes first.
+#[test]
+fn tickflow_test_tells_updates_from_final_bars() {
+    let (ok, text) = tickflow_test_of(
+        "topologies/venue_vwap.yaml",
+        "topologies/venue_vwap.cases.yaml",
+    );
+    assert!(ok, "{text}");
+    assert!(text.contains("1 passed, 0 failed"), "{text}");
 }
 
 /// `tickflow test` fails a wrong case and prints each difference.

@@ -2,7 +2,8 @@
 //! once, in its partition, every partition holding files is registered in Glue at its S3
 //! location, and a new optional field in the tick schema mid-run adds a column to the Glue
 //! table while old and new files stay readable. Large files go up in parts and are still
-//! created only once. A missing bucket fails fast, naming it.
+//! created only once. A missing bucket fails fast, naming it. A `partition_by` value that
+//! needs escaping (`BRK/B`) is escaped once, alike in S3, Glue and a local lake's catalog.
 //! One test only: it sets the AWS environment of its process.
 
 use crate::common;
@@ -10,17 +11,19 @@ use crate::common;
 use std::collections::BTreeSet;
 
 use apache_avro::types::Value;
+use common::golden::START;
 use common::golden::{read_all, read_everything, simulate_into};
 use common::lake::{self, LandedTopic};
 use common::process::{engine_env, start_engine_with};
+use tickflow::catalog::local::TableFile;
 use tickflow::catalog::{GlueCatalog, TableDef};
-use tickflow::codec::{RecordKind, RegistryClient};
+use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::AwsConfig;
 use tickflow::config::lake::{LakeFormat, LakeSpec, MIN_PART_BYTES, UploadSpec};
-use tickflow::kafka::KafkaSink;
+use tickflow::kafka::{KafkaSink, ensure_topic};
 use tickflow::lake::store::{Created, LakeStore, STAGING_DIR};
 use tickflow::lake::{LakeError, decode_datum};
-use tickflow::sim::SimConfig;
+use tickflow::sim::{SimConfig, TickStream, universe};
 
 /// moto, started by `scripts/test.sh`.
 fn aws() -> AwsConfig {
@@ -250,26 +253,200 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
 
     // The embedded engine reads the S3 lake through Glue's table definitions: old files
     // without the new column and new files with it.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
-        .args(["query", "--engine", "local", "--format", "csv", "-t"])
-        .arg(&topology)
-        .arg("SELECT count(*) AS n, count(exchange_seq) AS evolved FROM ticks")
-        .env("TICKFLOW_AWS__ENDPOINT", &endpoint)
-        .env("TICKFLOW_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout, format!("n,evolved\n{},500\n", COUNT + 500));
+    let sql = "SELECT count(*) AS n, count(exchange_seq) AS evolved FROM ticks";
+    let csv = local_query(&topology, &endpoint, sql);
+    assert_eq!(csv, format!("n,evolved\n{},500\n", COUNT + 500));
 
     check_projection(&topology, &endpoint, &aws, &store, &db).await;
     check_multipart(&url, &aws).await;
     check_parquet_table(&glue, &db).await;
     check_column_order(&glue, &db).await;
+    let services = Services {
+        kafka: &kafka,
+        client: &client,
+        registry: &registry.url,
+        endpoint: &endpoint,
+        aws: &aws,
+    };
+    check_partition_by(&services, &bucket, &id).await;
+}
+
+/// What the partition_by check needs of the test's services.
+struct Services<'a> {
+    kafka: &'a tickflow::config::KafkaConfig,
+    client: &'a RegistryClient,
+    registry: &'a str,
+    endpoint: &'a str,
+    aws: &'a AwsConfig,
+}
+
+/// A `partition_by: [symbol]` table escapes `BRK/B` once, as Hive does: landed in S3 with
+/// Glue and in a local lake with its local catalog, the S3 keys and the partitions'
+/// locations name `symbol_part=BRK%2FB`, Glue and the local catalog hold the value `BRK/B`,
+/// and `tickflow query` finds the rows by that key value and by the symbol.
+async fn check_partition_by(s: &Services<'_>, bucket: &str, id: &str) {
+    let topic = format!("{id}.pb");
+    ensure_topic(s.kafka, &topic, 1, &[]).await.unwrap();
+    let schema_id = s
+        .client
+        .register_value(&topic, RecordKind::Tick)
+        .await
+        .unwrap();
+    let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
+    let ticks = TickStream::from_config(
+        &SimConfig::default(),
+        universe(None, 2).unwrap(),
+        START,
+        Some(400),
+    )
+    .unwrap();
+    let (k, t) = (s.kafka.clone(), topic.clone());
+    let values: Vec<(String, Vec<u8>)> = ticks
+        .enumerate()
+        .map(|(i, mut tick)| {
+            tick.symbol = if i % 2 == 0 { "BRK/B" } else { "AAPL" }.into();
+            let bytes = encoder.encode(&tick).unwrap();
+            (tick.symbol, bytes)
+        })
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let sink = KafkaSink::new(&k, &t).unwrap();
+        for (key, value) in values {
+            sink.send_to(&t, key.as_bytes(), &value).unwrap();
+        }
+        sink.flush(std::time::Duration::from_secs(30)).unwrap();
+    })
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("lake");
+    let s3_url = format!("s3://{bucket}/pb");
+    let local_url = format!("file://{}", local.display());
+    let mut partitions = Vec::new();
+    for (name, url) in [("s3", &s3_url), ("local", &local_url)] {
+        let topology = dir.path().join(format!("{name}.yaml"));
+        let app = format!("{id}-pb-{name}");
+        let yaml = format!(
+            "application: {app}\nsources:\n  ticks: {{ topic: {topic} }}\noperators:\n  - window: {{ id: bars, input: ticks, tumbling: [1m], aggregates: [volume] }}\nsinks:\n  - {{ input: bars, topic: \"{app}.bars.{{resolution}}\" }}\nlake:\n  url: {url}\n  database: {}\n  topics:\n    - {{ topic: {topic}, table: by_symbol, partition_by: [symbol] }}\n  roll: {{ max_records: 1000, flush_interval: 1s }}\n",
+            database(id)
+        );
+        std::fs::write(&topology, yaml).unwrap();
+        let mut env = engine_env(
+            &s.kafka.bootstrap_servers,
+            s.registry,
+            &dir.path().join("s"),
+        );
+        env.push(("TICKFLOW_AWS__ENDPOINT".into(), s.endpoint.to_string()));
+        env.extend(AWS_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let t = topology.clone();
+        let args = ["--stage", "lake", "--stop-when-idle", "10s"];
+        let status = tokio::task::spawn_blocking(move || {
+            start_engine_with(&t, &env, &args).child.wait().unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(status.success(), "{name}: {status}");
+        let n = query_count(
+            &topology,
+            s.endpoint,
+            "symbol_part = 'BRK/B' AND symbol = 'BRK/B'",
+        );
+        let groups = "SELECT symbol_part, symbol, count(*) AS n FROM by_symbol GROUP BY 1, 2";
+        assert_eq!(
+            n,
+            200,
+            "{name}: BRK/B rows by the key and the symbol; {}",
+            local_query(&topology, s.endpoint, groups)
+        );
+        let store = LakeStore::open(url, s.aws).await.unwrap();
+        let dirs: BTreeSet<String> = lake::store_files(&store)
+            .await
+            .into_iter()
+            .map(|(path, _)| path.rsplit_once('/').unwrap().0.to_string())
+            .collect();
+        let escaped: Vec<&String> = dirs
+            .iter()
+            .filter(|d| d.contains("symbol_part=BRK%2FB"))
+            .collect();
+        assert!(!escaped.is_empty(), "{name}: {dirs:?}");
+        assert!(
+            dirs.iter().all(|d| !d.contains("%25")),
+            "{name}: escaped twice: {dirs:?}"
+        );
+        partitions.push((store, dirs));
+    }
+    let glue = GlueCatalog::connect(s.aws).await.unwrap();
+    let (s3, s3_dirs) = &partitions[0];
+    let registered: BTreeSet<String> = glue
+        .partitions(&database(id), "by_symbol")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(values, location)| {
+            assert!(
+                ["AAPL", "BRK/B"].contains(&values[2].as_str()),
+                "{values:?}"
+            );
+            let dir = symbol_dir(&values);
+            assert_eq!(
+                location,
+                s3.location(&dir),
+                "the Glue location is the S3 key's"
+            );
+            dir
+        })
+        .collect();
+    assert_eq!(
+        &registered, s3_dirs,
+        "Glue's partitions are the S3 directories"
+    );
+    let (_, local_dirs) = &partitions[1];
+    let file: TableFile = serde_json::from_slice(
+        &std::fs::read(local.join(format!("_catalog/{}/by_symbol.json", database(id)))).unwrap(),
+    )
+    .unwrap();
+    let registered: BTreeSet<String> = file
+        .partitions
+        .iter()
+        .map(|p| symbol_dir(&p.values))
+        .collect();
+    assert_eq!(
+        &registered, local_dirs,
+        "the local catalog's partitions are its directories"
+    );
+    assert_eq!(s3_dirs, local_dirs, "S3 and the local lake name them alike");
+}
+
+/// The directory of a `by_symbol` partition from its catalog values (the symbol as it is).
+fn symbol_dir(values: &[String]) -> String {
+    let symbol = values[2].replace('/', "%2F");
+    format!(
+        "by_symbol/dt={}/hour={}/symbol_part={symbol}",
+        values[0], values[1]
+    )
+}
+
+/// `SELECT count(*) FROM by_symbol WHERE <filter>` by `tickflow query --engine local`.
+fn query_count(topology: &std::path::Path, endpoint: &str, filter: &str) -> u64 {
+    let sql = format!("SELECT count(*) AS n FROM by_symbol WHERE {filter}");
+    let csv = local_query(topology, endpoint, &sql);
+    csv.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// The CSV that `tickflow query --engine local` prints for `sql` on the topology's lake.
+fn local_query(topology: &std::path::Path, endpoint: &str, sql: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["query", "--engine", "local", "--format", "csv", "-t"])
+        .arg(topology)
+        .arg(sql)
+        .env("TICKFLOW_AWS__ENDPOINT", endpoint)
+        .env("TICKFLOW_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{sql}: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A Parquet lake's table is registered with Hive's Parquet SerDe and formats, and a table

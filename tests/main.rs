@@ -19,6 +19,7 @@ mod lake_s3;
 mod ops;
 mod query;
 mod registry_api;
+mod soak;
 mod topology_golden;
 mod topology_idle;
 mod topology_restart;

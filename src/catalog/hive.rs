@@ -112,10 +112,19 @@ mod tests {
             .collect();
         assert_eq!(cols, want);
         let bar = RecordKind::Bar.schema().clone();
-        let extras = columns(&bar).unwrap().into_iter().last().unwrap();
+        let last: Vec<(String, String)> = columns(&bar)
+            .unwrap()
+            .into_iter()
+            .rev()
+            .take(2)
+            .map(|c| (c.name, c.r#type))
+            .collect();
         assert_eq!(
-            (extras.name.as_str(), extras.r#type.as_str()),
-            ("extras", "map<string,double>")
+            last,
+            [
+                ("is_final".to_string(), "boolean".to_string()),
+                ("extras".to_string(), "map<string,double>".to_string())
+            ]
         );
         let opt = Schema::parse_str(r#"{"type":"record","name":"R","fields":[{"name":"x","type":["null","string"],"default":null}]}"#).unwrap();
         assert_eq!(columns(&opt).unwrap()[0].r#type, "string");

@@ -10,6 +10,7 @@ use apache_avro::Schema;
 use super::{Catalog, CatalogError, PartitionDef, TableDef};
 use crate::config::lake::{LakeFormat, LakeSpec};
 use crate::lake::file_info;
+use crate::lake::layout::decoded;
 use crate::lake::store::LakeStore;
 
 /// What `sync` found and registered for one table.
@@ -99,12 +100,13 @@ async fn file_schema(store: &LakeStore, path: &str) -> Result<(u32, Schema), Cat
     Ok((info.schema_id, info.schema))
 }
 
-/// The partition of directory `dir` (`<table>/k=v/k=v`), if it is one.
+/// The partition of directory `dir` (`<table>/k=v/k=v`), if it is one; its values decoded,
+/// as the sink registers them.
 fn partition_of(table: &str, dir: &str, store: &LakeStore) -> Option<PartitionDef> {
     let rest = dir.strip_prefix(&format!("{table}/"))?;
     let values: Option<Vec<String>> = rest
         .split('/')
-        .map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
+        .map(|kv| kv.split_once('=').map(|(_, v)| decoded(v)))
         .collect();
     Some(PartitionDef {
         values: values?,

@@ -337,13 +337,13 @@ async fn read_bars(
     Ok(bars)
 }
 
-/// The latest bar of each venue's last window: the final one, after its updates.
+/// The final bar of each venue's last closed window (its updates are left out).
 fn render_venues(bars: &[Bar]) -> String {
     let mut last: BTreeMap<&str, &Bar> = BTreeMap::new();
-    for b in bars {
+    for b in bars.iter().filter(|b| b.is_final) {
         let newer = last
             .get(b.symbol.as_str())
-            .is_none_or(|l| (b.window_start, b.trade_count) >= (l.window_start, l.trade_count));
+            .is_none_or(|l| b.window_start >= l.window_start);
         if newer {
             last.insert(&b.symbol, b);
         }

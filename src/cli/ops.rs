@@ -1,7 +1,6 @@
 //! `tickflow status`: an application seen from outside, through the broker (its consumer
 //! group and its changelogs); `tickflow reset`: make it start over.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -237,7 +236,7 @@ fn reset_blocking(
     check_no_member(kafka, &plan.application)?;
     let cluster = KafkaCluster::idempotent(kafka, plan)?;
     let resets = plan_reset(plan, &cluster, partitions, |t| topics.contains_key(t))?;
-    let offsets = reset_offsets(kafka, plan, &topics, partitions)?;
+    let offsets = reset_offsets(kafka, plan, &resets, partitions)?;
     print_reset(plan, &resets, &offsets, state);
     if !execute {
         println!("dry run: nothing changed; add --execute to reset");
@@ -287,25 +286,26 @@ fn check_no_member(kafka: &KafkaConfig, application: &str) -> anyhow::Result<()>
     }
 }
 
-/// The group offsets after a reset: the source's beginning, a repartition topic's end.
+/// The group offsets after a reset: the source's beginning, and for a repartition task the
+/// offset its reset commit resumes at (the topic's end when the reset was planned).
 fn reset_offsets(
     kafka: &KafkaConfig,
     plan: &Plan,
-    topics: &HashMap<String, i32>,
+    resets: &[TaskReset],
     partitions: i32,
 ) -> anyhow::Result<Vec<(String, i32, i64)>> {
-    let mut out = Vec::new();
-    for (input, _) in plan.task_inputs() {
-        if !topics.contains_key(&input) {
-            continue;
-        }
-        let parts: Vec<(String, i32)> = (0..partitions).map(|p| (input.clone(), p)).collect();
-        let source = input == plan.input_topic;
-        let marks = kafka::watermarks(kafka, &parts)?;
-        for ((topic, p), (low, high)) in parts.into_iter().zip(marks) {
-            out.push((topic, p, if source { low } else { high }));
-        }
-    }
+    let input = &plan.input_topic;
+    let parts: Vec<(String, i32)> = (0..partitions).map(|p| (input.clone(), p)).collect();
+    let marks = kafka::watermarks(kafka, &parts)?;
+    let mut out: Vec<(String, i32, i64)> = parts
+        .into_iter()
+        .zip(marks)
+        .map(|((topic, p), (low, _))| (topic, p, low))
+        .collect();
+    let resumed = resets
+        .iter()
+        .filter(|r| r.input != *input && r.commit.seal.next_offset >= 0);
+    out.extend(resumed.map(|r| (r.input.clone(), r.partition, r.commit.seal.next_offset)));
     Ok(out)
 }
 

@@ -240,6 +240,12 @@ pub fn summary(report: &Report) -> String {
         .map(|(r, n)| format!("{r} {n}"))
         .collect();
     out += &format!("bars checked: {checked} ({})\n", per.join(", "));
+    if report.updates > 0 {
+        out += &format!(
+            "update bars left out (is_final false): {}\n",
+            report.updates
+        );
+    }
     out += &format!(
         "bars differing: {}, missing: {}, unexpected: {}, landed twice with different values: {}\n",
         report.differing.len(),
@@ -298,7 +304,7 @@ pub async fn chart(args: ChartArgs, app: AppConfig) -> anyhow::Result<()> {
         return Err(super::usage(format!("`{}` is not a symbol", args.symbol)));
     }
     let mut sql = format!(
-        "SELECT window_start, open, high, low, close, volume FROM {table} WHERE symbol = '{}'",
+        "SELECT window_start, open, high, low, close, volume FROM {table} WHERE symbol = '{}' AND coalesce(is_final, true)",
         args.symbol
     );
     let day = |t: i64| super::fmt_micros(t)[..10].to_string();

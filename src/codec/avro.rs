@@ -247,9 +247,8 @@ mod tests {
         assert_eq!(dec.decode(&bytes).unwrap(), tick());
     }
 
-    #[test]
-    fn bar_and_dead_letter_round_trip() {
-        let bar = Bar {
+    fn bar() -> Bar {
+        Bar {
             symbol: "MSFT".into(),
             resolution: "1m".into(),
             window_start: 60_000_000,
@@ -265,7 +264,13 @@ mod tests {
             first_tick_time: 60_000_001,
             last_tick_time: 119_000_000,
             extras: [("max_price".to_string(), 2.0)].into_iter().collect(),
-        };
+            is_final: false,
+        }
+    }
+
+    #[test]
+    fn bar_and_dead_letter_round_trip() {
+        let bar = bar();
         let enc = Encoder::<Bar>::new(RecordKind::Bar, 2);
         let mut dec = Decoder::<Bar>::new(RecordKind::Bar);
         dec.learn(2, RecordKind::Bar.schema_text()).unwrap();
@@ -316,6 +321,36 @@ mod tests {
         let mut want = tick();
         want.currency = "USD".into();
         assert_eq!(dec.decode(&bytes).unwrap(), want);
+    }
+
+    /// A bar written with the schema from before `is_final` reads as final (the default).
+    #[test]
+    fn a_bar_without_is_final_reads_as_final() {
+        let text = RecordKind::Bar.schema_text();
+        let at = text.find(",\n    {\"name\": \"is_final\"").unwrap();
+        let old = format!("{}\n  ]\n}}\n", &text[..at]);
+        let old_schema = Schema::parse_str(&old).unwrap();
+        let mut value = apache_avro::to_value(bar()).unwrap();
+        if let apache_avro::types::Value::Record(fields) = &mut value {
+            fields.retain(|(name, _)| name != "is_final");
+        }
+        let mut bytes = vec![0, 0, 0, 0, 4];
+        GenericDatumWriter::builder(&old_schema)
+            .build()
+            .unwrap()
+            .write_value(&mut bytes, value)
+            .unwrap();
+        let mut dec = Decoder::<Bar>::new(RecordKind::Bar);
+        dec.learn(4, &old).unwrap();
+        let got = dec.decode(&bytes).unwrap();
+        assert!(got.is_final);
+        assert_eq!(
+            got,
+            Bar {
+                is_final: true,
+                ..bar()
+            }
+        );
     }
 
     #[test]

@@ -61,6 +61,14 @@ pub struct Bar {
     pub last_tick_time: i64,
     /// Field aggregates the topology asked for (`min_price`, `mean_size`, ...), in name order.
     pub extras: BTreeMap<String, f64>,
+    /// True for the bar of a closed window; false for an `emit: update` bar of an open one.
+    /// Bars written before the field existed read as final.
+    #[serde(default = "final_by_default")]
+    pub is_final: bool,
+}
+
+fn final_by_default() -> bool {
+    true
 }
 
 /// A record that could not be processed, with why (`schemas/dead_letter.avsc`).

@@ -3,6 +3,7 @@
 //! topic, Kafka partition and first offset so that the same records always get the same name.
 
 use apache_avro::types::Value;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
 use crate::config::lake::{LakeFormat, LakeTopic};
 
@@ -14,6 +15,22 @@ pub type PartitionValues = Vec<(String, String)>;
 pub fn partition_path(values: &PartitionValues) -> String {
     let parts: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
     parts.join("/")
+}
+
+/// Bytes of a partition value that are percent-encoded in its directory name: all but
+/// letters, digits, `-`, `_` and `.`.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.');
+
+/// The values a catalog registers for a lake partition: each as it is in the data, decoded
+/// from its directory name (`BRK/B` for `symbol_part=BRK%2FB`), as Hive and Athena's
+/// `MSCK REPAIR TABLE` register them and as the embedded engine reads the directories.
+pub fn catalog_values(values: &PartitionValues) -> Vec<String> {
+    values.iter().map(|(_, v)| decoded(v)).collect()
+}
+
+/// A partition value from its directory name's encoded form.
+pub fn decoded(encoded: &str) -> String {
+    percent_decode_str(encoded).decode_utf8_lossy().into_owned()
 }
 
 /// Where a file of a Kafka partition goes: its table, lake partition and format.
@@ -93,8 +110,8 @@ fn micros(v: &Value) -> Option<i64> {
     }
 }
 
-/// A partition value safe in a path: letters, digits, `-`, `_` and `.` kept, others
-/// percent-encoded, like Hive does.
+/// A partition value safe in a path: letters, digits, `-`, `_` and `.` kept, every other
+/// byte of its UTF-8 percent-encoded, like Hive does.
 fn partition_text(v: &Value) -> Option<String> {
     let raw = match v {
         Value::String(s) | Value::Enum(_, s) => s.clone(),
@@ -103,17 +120,7 @@ fn partition_text(v: &Value) -> Option<String> {
         Value::Union(_, inner) => return partition_text(inner),
         _ => return None,
     };
-    Some(
-        raw.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c.to_string()
-                } else {
-                    format!("%{:02X}", c as u32)
-                }
-            })
-            .collect(),
-    )
+    Some(utf8_percent_encode(&raw, ESCAPED).to_string())
 }
 
 #[cfg(test)]
@@ -135,6 +142,26 @@ mod tests {
         fn any_name_is_read_without_panic(name: String, topic: String, p: i32) {
             let _ = first_offset_of(&name, &topic, p);
         }
+    }
+
+    proptest::proptest! {
+        /// Any value is kept whole through its directory name, which holds only path-safe
+        /// bytes, and the catalog gets the value back.
+        #[test]
+        fn partition_values_round_trip(raw: String) {
+            let text = partition_text(&Value::String(raw.clone())).unwrap();
+            let safe = |c: char| c.is_ascii_alphanumeric() || "-_.%".contains(c);
+            proptest::prop_assert!(text.chars().all(safe), "{}", text);
+            proptest::prop_assert_eq!(decoded(&text), raw);
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_by_utf8_byte() {
+        let text = partition_text(&Value::String("BRK/B é€".into())).unwrap();
+        assert_eq!(text, "BRK%2FB%20%C3%A9%E2%82%AC");
+        let values = vec![("symbol_part".to_string(), text)];
+        assert_eq!(catalog_values(&values), ["BRK/B é€"]);
     }
 
     #[test]

@@ -361,7 +361,7 @@ impl WindowOperator {
         if now >= slot.last_update.saturating_add(every) {
             slot.last_update = now;
             let acc = slot.acc;
-            out.push(Output::Bar(self.bar(id, &acc)));
+            out.push(Output::Bar(self.bar(id, &acc, false)));
         }
     }
 
@@ -450,7 +450,7 @@ impl WindowOperator {
             ))
         });
         for (id, acc) in closing {
-            out.push(Output::Bar(self.bar(id, &acc)));
+            out.push(Output::Bar(self.bar(id, &acc, true)));
             self.removed.push(id);
             if let Some(open) = self.sessions.get_mut(&(id.res, id.key)) {
                 open.retain(|s| *s != id);
@@ -461,8 +461,9 @@ impl WindowOperator {
         }
     }
 
-    /// The bar of a window. A session bar spans its first to its last tick's event time.
-    fn bar(&self, id: WindowId, a: &Accumulator) -> Bar {
+    /// The bar of a window: `is_final` when it closed, else an update. A session bar spans its
+    /// first to its last tick's event time.
+    fn bar(&self, id: WindowId, a: &Accumulator, is_final: bool) -> Bar {
         let def = &self.defs[id.res as usize];
         Bar {
             symbol: self.keys[id.key as usize].clone(),
@@ -484,6 +485,7 @@ impl WindowOperator {
                 .iter()
                 .filter_map(|x| Some((x.extra_name()?, a.field_aggregate(x)?)))
                 .collect(),
+            is_final,
         }
     }
 

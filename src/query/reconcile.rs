@@ -50,6 +50,9 @@ pub struct Report {
     pub rejected: u64,
     /// Bars compared, per resolution.
     pub checked: BTreeMap<String, u64>,
+    /// `emit: update` bars (`is_final` false) in the bar tables, left out: each window's
+    /// final bar is what is checked.
+    pub updates: u64,
     /// Expected bars of closed windows that the bar tables lack.
     pub missing: Vec<BarId>,
     /// Bars in the tables that the ticks do not produce.
@@ -138,6 +141,7 @@ pub async fn reconcile(
             );
         }
     }
+    let landed = finals(landed, &mut report);
     let actual = distinct(&landed, &mut report);
     compare(&expected, &actual, &mut report);
     if any_avro(store, &tables).await? {
@@ -187,6 +191,13 @@ fn forgive_millis(
         });
     }
     report.differing.retain(|(_, fields)| !fields.is_empty());
+}
+
+/// The final bars of `landed`; the updates are counted in the report and left out.
+fn finals(landed: Vec<Bar>, report: &mut Report) -> Vec<Bar> {
+    let (finals, updates): (Vec<Bar>, Vec<Bar>) = landed.into_iter().partition(|b| b.is_final);
+    report.updates += updates.len() as u64;
+    finals
 }
 
 /// The landed bars by identity; a bar landed twice is reported as a duplicate, with
@@ -448,6 +459,7 @@ impl Rules {
                     first_tick_time: f.first.0.0,
                     last_tick_time: f.last.0.0,
                     extras: Default::default(),
+                    is_final: true,
                 };
                 (id, (bar, closed))
             })
@@ -654,6 +666,7 @@ mod tests {
             vec![(("A".into(), "1m".into(), 0), 1)]
         );
         assert!(report.duplicates.is_empty() && report.differing.is_empty());
+        assert_eq!(report.updates, 0);
         assert_eq!(
             report.sums,
             vec![SumMismatch {
@@ -664,6 +677,35 @@ mod tests {
             }]
         );
         assert_eq!(report.differences(), 2);
+    }
+
+    /// The `emit: update` bars of a window are neither duplicates nor counted in the sums:
+    /// its final bar is checked, once.
+    #[test]
+    fn update_bars_are_left_out() {
+        let log = BTreeMap::from([(
+            0,
+            vec![
+                (0, tick("A", 10.0, 7, 0)),
+                (1, tick("A", 11.0, 2, 1_000_000)),
+                (2, tick("A", 10.0, 1, 120_000_000)),
+            ],
+        )]);
+        let mut report = Report::default();
+        let expected = rules().expected(log, &mut report);
+        let final_bar = expected[&("A".into(), "1m".into(), 0)].0.clone();
+        let update = Bar {
+            volume: 7,
+            trade_count: 1,
+            is_final: false,
+            ..final_bar.clone()
+        };
+        let landed = finals(vec![update.clone(), update, final_bar], &mut report);
+        let actual = distinct(&landed, &mut report);
+        compare(&expected, &actual, &mut report);
+        report.sums = compare_sums(&expected, &landed);
+        assert_eq!(report.updates, 2);
+        assert_eq!(report.differences(), 0, "{report:?}");
     }
 
     #[test]

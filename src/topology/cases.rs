@@ -280,12 +280,15 @@ fn with_micros(
 }
 
 /// Whether a produced bar is the expected one: same symbol, window start and (if given)
-/// resolution.
+/// resolution and `is_final`, which picks the final bar or an update of an `emit: update`
+/// window.
 fn same_bar(want: &BTreeMap<String, Value>, bar: &Value) -> bool {
-    ["symbol", "window_start", "resolution"].iter().all(|f| {
-        want.get(*f)
-            .is_none_or(|w| bar.get(*f).is_some_and(|b| equal(w, b)))
-    })
+    ["symbol", "window_start", "resolution", "is_final"]
+        .iter()
+        .all(|f| {
+            want.get(*f)
+                .is_none_or(|w| bar.get(*f).is_some_and(|b| equal(w, b)))
+        })
 }
 
 fn equal(want: &Value, got: &Value) -> bool {

@@ -246,7 +246,7 @@ pub struct Engine {
     closed: bool,
     /// The last commit was made (the run is stopping): tasks revoked now keep their metric
     /// series, for the last scrape.
-    stopping: bool,
+    last_committed: bool,
     /// Set when the process is stopping (see [`EngineSetup::stop`]).
     stop: Arc<AtomicBool>,
     pub(super) bar_encoders: HashMap<String, Encoder<Bar>>,
@@ -301,7 +301,7 @@ impl Engine {
             tasks: HashMap::new(),
             cluster: setup.cluster,
             closed: false,
-            stopping: false,
+            last_committed: false,
             stop: setup.stop,
             bar_encoders: setup.bar_encoders,
             dead_letters: setup.dead_letters,
@@ -564,7 +564,7 @@ impl Engine {
             if let Some(r) = &mut self.replays {
                 r.replaying.remove(&(stage, *p));
             }
-            if !self.stopping {
+            if !self.last_committed {
                 self.forget_series(topic, *p);
             }
         }
@@ -600,7 +600,7 @@ impl Engine {
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.closed = committed.is_err() || (last && self.transactional());
-        self.stopping |= last;
+        self.last_committed |= last;
         self.report_task_gauges();
         committed
     }

@@ -362,6 +362,7 @@ pub fn expected_with(
                 first_tick_time: first.0.0,
                 last_tick_time: last.0.0,
                 extras: Default::default(),
+                is_final: true,
             };
             ((key, res, start), bar)
         })
@@ -443,16 +444,25 @@ pub async fn late_each(
     out
 }
 
+/// What [`assert_outputs_once`] counted: final bars, `emit: update` bars and late ticks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutputCounts {
+    pub finals: usize,
+    pub updates: usize,
+    pub late: usize,
+}
+
 /// Checks a run's outputs strictly: the bar topics of `rules` (`{id}.bars.<resolution>`) and
-/// `{id}.late` hold each bar and late tick exactly once (every record counted), equal to the
-/// brute-force recomputation over the `input` topic's `count` records.
+/// `{id}.late` hold each final bar and late tick exactly once (every record counted), equal
+/// to the brute-force recomputation over the `input` topic's `count` records; each
+/// `emit: update` bar is there once too, and never counts more trades than its final bar.
 pub async fn assert_outputs_once(
     kafka: &KafkaConfig,
     client: &RegistryClient,
     id: &str,
     (input, count): (&str, usize),
     rules: &Rules<'_>,
-) {
+) -> OutputCounts {
     let (k, i) = (kafka.clone(), input.to_string());
     let records = tokio::task::spawn_blocking(move || read_all(&k, &[&i], count))
         .await
@@ -471,8 +481,24 @@ pub async fn assert_outputs_once(
     .await
     .unwrap();
     let bars = bars_each(&bar_records, client).await;
-    assert_each_once("bars", &bar_records, &bar_ids(&bars));
-    assert_bars_equal(&bar_map(bars), &want_bars);
+    let ((final_records, finals), (update_records, updates)) = by_finality(&bar_records, bars);
+    assert_each_once("bars", &final_records, &bar_ids(&finals));
+    let update_ids: Vec<(BarId, i64)> =
+        updates.iter().map(|b| (bar_id(b), b.trade_count)).collect();
+    assert_each_once("updates", &update_records, &update_ids);
+    for (id, trades) in &update_ids {
+        let final_bar = want_bars.get(id);
+        assert!(
+            final_bar.is_some_and(|f| f.trade_count >= *trades),
+            "an update of {id:?} counts {trades} trades, its final bar {final_bar:?}"
+        );
+    }
+    let counted = OutputCounts {
+        finals: finals.len(),
+        updates: updates.len(),
+        late: 0,
+    };
+    assert_bars_equal(&bar_map(finals), &want_bars);
     let (k, l) = (kafka.clone(), format!("{id}.late"));
     let late_records = tokio::task::spawn_blocking(move || read_everything(&k, &[&l]))
         .await
@@ -480,6 +506,24 @@ pub async fn assert_outputs_once(
     let late = late_each(&late_records, client).await;
     assert_each_once("late ticks", &late_records, &late);
     assert_eq!(late.into_iter().collect::<BTreeSet<_>>(), want_late);
+    OutputCounts {
+        late: late_records.len(),
+        ..counted
+    }
+}
+
+/// Final bars and `emit: update` bars apart, each with its records: ((records, bars) of the
+/// finals, (records, bars) of the updates).
+type ByFinality = ((Vec<RawRecord>, Vec<Bar>), (Vec<RawRecord>, Vec<Bar>));
+
+fn by_finality(records: &[RawRecord], bars: Vec<Bar>) -> ByFinality {
+    let mut out: ByFinality = Default::default();
+    for (r, b) in records.iter().zip(bars) {
+        let side = if b.is_final { &mut out.0 } else { &mut out.1 };
+        side.0.push(r.clone());
+        side.1.push(b);
+    }
+    out
 }
 
 /// Fails if two of `records` have the same identity (`ids[i]` is that of `records[i]`),
@@ -543,6 +587,7 @@ pub fn assert_bars_equal(got: &BTreeMap<BarId, Bar>, want: &BTreeMap<BarId, Bar>
             && g.first_tick_time == w.first_tick_time
             && g.last_tick_time == w.last_tick_time
             && g.extras == w.extras
+            && g.is_final == w.is_final
             && close(g.vwap, w.vwap)
             && close(g.turnover, w.turnover);
         assert!(same, "bar {id:?} differs:\n got  {g:?}\n want {w:?}");

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use apache_avro::types::Value;
+use tickflow::catalog::local::TableFile;
 use tickflow::codec::RegistryClient;
 use tickflow::config::lake::LakeFormat;
 use tickflow::lake::millis::to_millis_value;
@@ -147,6 +148,43 @@ pub async fn check_records(
         dirs.entry(table).or_default().insert(dir.clone());
     }
     dirs
+}
+
+/// Checks the lake in directory `lake` against `records` (see `check_records`), and that
+/// its local catalog registers exactly the partitions holding files, at their locations.
+pub async fn check_local(
+    lake: &Path,
+    records: &[RawRecord],
+    topics: &[LandedTopic<'_>],
+    client: &RegistryClient,
+) {
+    let landed = landed(&local_files(lake));
+    let dirs = check_records(&landed, records, topics, client).await;
+    for (_, table, _) in topics {
+        let file: TableFile = serde_json::from_slice(
+            &std::fs::read(lake.join(format!("_catalog/tickflow/{table}.json"))).unwrap(),
+        )
+        .unwrap();
+        let registered: BTreeSet<String> = file
+            .partitions
+            .iter()
+            .map(|p| format!("{table}/dt={}/hour={}", p.values[0], p.values[1]))
+            .collect();
+        assert_eq!(
+            Some(&registered),
+            dirs.get(*table),
+            "{table}: registered partitions"
+        );
+        for p in &file.partitions {
+            // The table's location is a folder (it ends with `/`).
+            let want = format!(
+                "{}dt={}/hour={}",
+                file.table.location, p.values[0], p.values[1]
+            );
+            assert_eq!(p.location, want);
+        }
+        assert!(file.table.columns.iter().any(|c| c.r#type == "timestamp"));
+    }
 }
 
 /// The lake tests' topology: 1-minute bars of `input`, and a lake at `url` landing the ticks

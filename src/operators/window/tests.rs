@@ -200,9 +200,21 @@ fn update_emits_are_throttled_in_event_time() {
         vec![1, 4, 6],
         "updates at stream times 0s, 10s, 25s"
     );
+    assert!(finals(&out).iter().all(|f| !f), "updates say so");
     out.clear();
     op.advance_to(60 * S, &mut out);
     assert_eq!(bars(&out).len(), 1, "and the final bar at close");
+    assert_eq!(finals(&out), [true]);
+}
+
+/// Whether each bar of `out` is final.
+fn finals(out: &[Output]) -> Vec<bool> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Bar(b) => Some(b.is_final),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]

@@ -39,7 +39,9 @@ use crate::config::{AppConfig, KafkaConfig};
 use crate::kafka::client_config_with;
 use crate::kafka::{KafkaSink, SinkError};
 use crate::lake::LakeError;
-use crate::lake::layout::{PartitionValues, first_offset_of, partition_of, partition_path};
+use crate::lake::layout::{
+    PartitionValues, catalog_values, first_offset_of, partition_of, partition_path,
+};
 use crate::lake::offsets::OffsetRanges;
 use crate::lake::store::LakeStore;
 use crate::lake::{OFFSETS_KEY, SCHEMA_ID_KEY, TOPIC_KEY, columnar, file_info, millis};
@@ -490,7 +492,7 @@ impl LakeWriter {
                 .iter()
                 .filter(|(t, _)| *t == topic)
                 .map(|(_, values)| PartitionDef {
-                    values: values.iter().map(|(_, v)| v.clone()).collect(),
+                    values: catalog_values(values),
                     location: self.store.location(&format!(
                         "{}/{}",
                         def.name,

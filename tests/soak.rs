@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::golden::{Rules, assert_outputs_once, flagship_rules, read_all, read_everything};
 use common::golden::{bars_each, expected_with, simulate_into, tick_log};
-use common::process::{Engine, engine_env, interrupt, scrape, start_engine_with, sum_of};
+use common::process::{Engine, crash_env, interrupt, scrape, start_engine_with, sum_of};
 use tickflow::codec::RegistryClient;
 use tickflow::config::KafkaConfig;
 use tickflow::sim::SimConfig;
@@ -138,14 +138,7 @@ async fn soak(s: Soak<'_>) {
     let topology = dir.path().join("t.yaml");
     let yaml = topology_yaml(&s, &id, (&input, count), &lake);
     std::fs::write(&topology, yaml).unwrap();
-    let mut env = engine_env(
-        &kafka.bootstrap_servers,
-        &registry.url,
-        &dir.path().join("state"),
-    );
-    // A restart without its state is a new writer: it waits this long for the killed one's
-    // release, which never comes (the product default is 30 s).
-    env.push(("TICKFLOW_STATE__HANDOVER_TIMEOUT".into(), "3s".into()));
+    let env = crash_env(&kafka.bootstrap_servers, &registry.url, dir.path());
 
     let started = Instant::now();
     let run = Run {

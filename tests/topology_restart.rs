@@ -12,7 +12,7 @@ use crate::common;
 use std::time::Instant;
 
 use common::golden::{Rules, assert_outputs_once, simulate_into, symbol_bars_rules};
-use common::process::{engine_env, interrupt, start_engine};
+use common::process::{crash_env, interrupt, start_engine};
 use tickflow::codec::RegistryClient;
 use tickflow::sim::SimConfig;
 
@@ -63,14 +63,7 @@ async fn restart_scenario(
         ),
     )
     .unwrap();
-    let mut env = engine_env(
-        &kafka.bootstrap_servers,
-        &registry.url,
-        &dir.path().join("state"),
-    );
-    // After the state is deleted the restarted engine is a new writer and waits this long for
-    // the killed one's release, which never comes (the product default is 30 s).
-    env.push(("TICKFLOW_STATE__HANDOVER_TIMEOUT".into(), "3s".into()));
+    let env = crash_env(&kafka.bootstrap_servers, &registry.url, dir.path());
 
     let started = Instant::now();
     let (t, e) = (topology.clone(), env.clone());

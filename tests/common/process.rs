@@ -19,6 +19,15 @@ pub fn engine_env(kafka: &str, registry: &str, state: &Path) -> Vec<(String, Str
     ]
 }
 
+/// [`engine_env`] with the state in `dir/state`, for tests that kill engines and delete their
+/// state: a restart without its state is a new writer, which waits for the killed one's
+/// release (it never comes) for 3 s instead of the product's 30 s.
+pub fn crash_env(kafka: &str, registry: &str, dir: &Path) -> Vec<(String, String)> {
+    let mut env = engine_env(kafka, registry, &dir.join("state"));
+    env.push(("TICKFLOW_STATE__HANDOVER_TIMEOUT".into(), "3s".into()));
+    env
+}
+
 /// A running engine and the port of its metrics endpoint.
 pub struct Engine {
     pub child: Child,

@@ -203,14 +203,19 @@ pub fn read_all(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRe
 /// partitions' ends (topics written without transactions, from offset 0), so a reader that
 /// a busy broker pauses does not stop early.
 pub fn read_everything(kafka: &KafkaConfig, topics: &[&str]) -> Vec<RawRecord> {
+    read_all(kafka, topics, records_in(kafka, topics) as usize)
+}
+
+/// The records `topics` hold now: the sum of their partitions' ends (topics written without
+/// transactions, from offset 0).
+pub fn records_in(kafka: &KafkaConfig, topics: &[&str]) -> i64 {
     let mut partitions = Vec::new();
     for t in topics {
         let n = tickflow::kafka::partition_count(kafka, t).unwrap();
         partitions.extend((0..n).map(|p| (t.to_string(), p)));
     }
     let ends = tickflow::kafka::high_watermarks(kafka, &partitions).unwrap();
-    let count: i64 = ends.iter().map(|(_, end)| end).sum();
-    read_all(kafka, topics, count as usize)
+    ends.iter().map(|(_, end)| end).sum()
 }
 
 /// Reads at least `count` records of `topics` (replays after a crash may add identical

@@ -84,11 +84,19 @@ if [ $# -gt 0 ]; then
 fi
 cargo test --release --locked --lib --bins
 cargo test --release --locked --doc
-# The integration tests are one binary (tests/main.rs; one link instead of one per suite), run
-# a suite at a time as before: two suites' crash tests at once would share two cores.
-# A failing suite does not stop the others: one run shows every failure.
+# The integration tests are one binary (tests/main.rs; one link instead of one per suite).
+# The suites that SIGKILL engines under load or wait on wall-clock idleness run a suite at a
+# time: two suites' crash tests at once would share two cores. The others run together, two
+# tests at a time, as each suite's own tests do. A failing suite does not stop the others:
+# one run shows every failure.
+SERIAL="broker_restart exactly_once failover soak topology_golden topology_idle topology_restart"
+together=()
 failed=()
 for suite in $(sed -nE 's/^mod ([a-z0-9_]+);$/\1/p' tests/main.rs | grep -vx common); do
+  case " $SERIAL " in *" $suite "*) ;; *) together+=("$suite::") ;; esac
+done
+cargo test --release --locked --test integration -- "${together[@]}" || failed+=("${together[@]}")
+for suite in $SERIAL; do
   cargo test --release --locked --test integration -- "$suite::" || failed+=("$suite")
 done
 

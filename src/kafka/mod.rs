@@ -296,65 +296,105 @@ pub fn await_topics(
 }
 
 /// Whether a consumer has read every partition assigned to it to the end (its position has
-/// reached the end its last fetch response reported). It sends no request of its own except,
-/// once per assignment, the group's committed offset of a partition nothing was read from: a
+/// reached the end its last fetch response reported). It sends no request of its own except
+/// the group's committed offset of a partition nothing was read from, asked again at most
+/// every few seconds (a rebalance can commit and reassign the partition meanwhile): a
 /// watermark query with a short timeout would make librdkafka close the connection when a
 /// slow broker misses it, and with it the fetches in flight.
 #[derive(Debug, Default)]
 pub struct EndCheck {
-    /// The committed offsets asked for, per partition of the current assignment.
-    committed: HashMap<(String, i32), i64>,
+    /// The committed offsets asked for, and when, per partition of the current assignment.
+    committed: HashMap<(String, i32), (i64, Instant)>,
+    /// Why the last check was not at the end, for [`EndCheck::explain`].
+    behind: String,
+    /// When `explain` last logged.
+    explained: Option<Instant>,
 }
+
+/// How often a stage told to stop when idle logs what keeps it from being idle.
+pub const EXPLAIN_EVERY: Duration = Duration::from_secs(30);
+
+/// How long a committed offset asked for by [`EndCheck`] is used before it is asked again.
+const COMMITTED_TTL: Duration = Duration::from_secs(5);
 
 impl EndCheck {
     /// `true` when every assigned partition is read to its end; `false` while nothing is
     /// assigned, a partition has had no fetch response yet, or the broker does not answer.
     /// A partition from which nothing was read yet starts at `start(topic, partition)` if the
-    /// caller knows it (a restored task's stored offset; librdkafka has no position before
-    /// the first record), else at its committed offset, else at its beginning.
+    /// caller knows it (a restored task's stored offset, the lake's committed position;
+    /// librdkafka has no position before the first record), else at its committed offset,
+    /// else at its beginning.
     pub fn at_end<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         start: impl Fn(&str, i32) -> Option<i64>,
     ) -> bool {
-        self.read_to_end(consumer, start).unwrap_or(false)
+        match self.read_to_end(consumer, start) {
+            Ok(None) => true,
+            Ok(Some(why)) => {
+                self.behind = why;
+                false
+            }
+            Err(e) => {
+                self.behind = format!("the broker did not answer: {e}");
+                false
+            }
+        }
     }
 
+    /// Logs, at most every `every`, why the input is not read to its end yet (a stage told
+    /// to stop when idle that keeps running says what it waits for).
+    pub fn explain(&mut self, stage: &str, every: Duration) {
+        if self.behind.is_empty() {
+            return;
+        }
+        let since = *self.explained.get_or_insert_with(Instant::now);
+        if since.elapsed() >= every {
+            tracing::info!(stage, waiting_for = %self.behind, "not idle: the input is not read to its end");
+            self.explained = Some(Instant::now());
+        }
+    }
+
+    /// `None` at the end of every assigned partition, else why not.
     fn read_to_end<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         start: impl Fn(&str, i32) -> Option<i64>,
-    ) -> Result<bool, rdkafka::error::KafkaError> {
+    ) -> Result<Option<String>, rdkafka::error::KafkaError> {
         let positions = consumer.position()?;
         if positions.count() == 0 {
-            return Ok(false);
+            return Ok(Some("no partition assigned".into()));
         }
-        self.committed.retain(|(t, p), _| {
-            positions
-                .elements()
-                .iter()
-                .any(|e| e.topic() == t && e.partition() == *p)
+        self.committed.retain(|(t, p), (_, asked)| {
+            asked.elapsed() < COMMITTED_TTL
+                && positions
+                    .elements()
+                    .iter()
+                    .any(|e| e.topic() == t && e.partition() == *p)
         });
         for e in positions.elements() {
-            let Some((low, high)) = fetched_watermarks(consumer, e.topic(), e.partition()) else {
-                return Ok(false);
+            let (topic, partition) = (e.topic(), e.partition());
+            let Some((low, high)) = fetched_watermarks(consumer, topic, partition) else {
+                return Ok(Some(format!("{topic}-{partition}: no fetch response yet")));
             };
             // The caller's start is asked only for a partition nothing was read from.
             let next = match e.offset() {
                 Offset::Offset(n) => n,
-                _ => match start(e.topic(), e.partition()) {
+                _ => match start(topic, partition) {
                     Some(n) => n,
-                    None => self.committed_or(consumer, e.topic(), e.partition(), low)?,
+                    None => self.committed_or(consumer, topic, partition, low)?,
                 },
             };
             if next < high {
-                return Ok(false);
+                return Ok(Some(format!("{topic}-{partition}: at {next} of {high}")));
             }
         }
-        Ok(true)
+        self.behind.clear();
+        Ok(None)
     }
 
-    /// The group's committed offset of a partition (asked once per assignment), or `low`.
+    /// The group's committed offset of a partition (asked again after [`COMMITTED_TTL`]), or
+    /// `low`.
     fn committed_or<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -363,7 +403,7 @@ impl EndCheck {
         low: i64,
     ) -> Result<i64, rdkafka::error::KafkaError> {
         let key = (topic.to_string(), partition);
-        if let Some(n) = self.committed.get(&key) {
+        if let Some((n, _)) = self.committed.get(&key) {
             return Ok(*n);
         }
         let mut tpl = TopicPartitionList::new();
@@ -373,7 +413,7 @@ impl EndCheck {
             Some(Offset::Offset(n)) => n,
             _ => low,
         };
-        self.committed.insert(key, n);
+        self.committed.insert(key, (n, Instant::now()));
         Ok(n)
     }
 }
@@ -401,6 +441,16 @@ pub fn report_lag<C: ConsumerContext>(
             .with_label_values(&[name, e.topic(), partition.as_str()])
             .set((high - next).max(0));
     }
+}
+
+/// `topic-partition` names of a partition list, comma-separated, for logs.
+pub fn describe(tpl: &TopicPartitionList) -> String {
+    let names: Vec<String> = tpl
+        .elements()
+        .iter()
+        .map(|e| format!("{}-{}", e.topic(), e.partition()))
+        .collect();
+    names.join(",")
 }
 
 /// The log start and end of a partition as the consumer's last fetch response for it

@@ -63,15 +63,6 @@ fn parts_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 /// `topic-partition` names of a partition list, for logs.
-fn describe(tpl: &TopicPartitionList) -> String {
-    let names: Vec<String> = tpl
-        .elements()
-        .iter()
-        .map(|e| format!("{}-{}", e.topic(), e.partition()))
-        .collect();
-    names.join(",")
-}
-
 /// The engine's name in `/healthz` and `/readyz`.
 pub const ENGINE: &str = "engine";
 
@@ -98,8 +89,8 @@ impl ConsumerContext for EngineContext {
         let mut engine = self.engine.lock().expect("engine lock");
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                tracing::info!(partitions = %describe(tpl), "partitions assigned");
-                let restoring = format!("restoring {}", describe(tpl));
+                tracing::info!(partitions = %kafka::describe(tpl), "partitions assigned");
+                let restoring = format!("restoring {}", kafka::describe(tpl));
                 engine
                     .metrics
                     .health
@@ -117,7 +108,7 @@ impl ConsumerContext for EngineContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                tracing::info!(partitions = %describe(tpl), lost, "partitions revoked");
+                tracing::info!(partitions = %kafka::describe(tpl), lost, "partitions revoked");
                 self.cluster.set_group(consumer.group_metadata());
                 let closed = engine.revoke(&parts_of(tpl), lost);
                 if engine.idle() {
@@ -492,6 +483,9 @@ fn process_loop(
                 idle += polled.elapsed()
             }
             None => {}
+        }
+        if options.stop_when_idle.is_some() {
+            ends.explain(ENGINE, kafka::EXPLAIN_EVERY);
         }
         let mut e = engine.lock().expect("engine lock");
         if let Some(f) = e.failure.take() {

@@ -122,6 +122,8 @@ pub fn scrape(port: u16) -> Option<String> {
 /// The response (headers and body) of the metrics endpoint on `port` to `GET path`.
 pub fn get(port: u16, path: &str) -> Option<String> {
     let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    // A process that stopped answering must not hang the test.
+    conn.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
     conn.write_all(request.as_bytes()).ok()?;
     let mut text = String::new();

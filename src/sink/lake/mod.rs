@@ -217,6 +217,15 @@ impl LakeWriter {
     }
 
     /// Starts the files of newly assigned partitions at their committed positions.
+    /// The next offset of `partition` of `topic` to land: after the last record read, else
+    /// the position committed when it was assigned (`None` if neither is known).
+    fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let files = self.files.get(&(topic.to_string(), partition))?;
+        files
+            .next_offset
+            .or((files.committed >= 0).then_some(files.committed))
+    }
+
     fn assign(&mut self, committed: &TopicPartitionList) {
         for e in committed.elements() {
             let position = match e.offset() {
@@ -589,6 +598,8 @@ impl ConsumerContext for LakeContext {
         let mut sink = self.sink.lock().expect("sink lock");
         if let Rebalance::Revoke(tpl) = rebalance {
             let lost = consumer.assignment_lost();
+            let partitions = crate::kafka::describe(tpl);
+            tracing::info!(stage = LAKE, %partitions, lost, "partitions revoked");
             let result = if lost {
                 Ok(())
             } else {
@@ -612,6 +623,8 @@ impl ConsumerContext for LakeContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
+            let partitions = crate::kafka::describe(tpl);
+            tracing::info!(stage = LAKE, %partitions, "partitions assigned");
             let mut sink = self.sink.lock().expect("sink lock");
             match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(30)) {
                 Ok(committed) => sink.assign(&committed),
@@ -779,11 +792,16 @@ fn land_loop(
             // a slow fetch, a rebalance or an engine still producing is not idleness.
             None if options.stop_when_idle.is_some()
                 && !upstream_running()
-                && ends.at_end(&consumer, |_, _| None) =>
+                && ends.at_end(&consumer, |t, p| {
+                    sink.lock().expect("sink lock").next_offset(t, p)
+                }) =>
             {
                 idle += polled.elapsed()
             }
             None => {}
+        }
+        if options.stop_when_idle.is_some() {
+            ends.explain(LAKE, crate::kafka::EXPLAIN_EVERY);
         }
         let mut s = sink.lock().expect("sink lock");
         if let Some(f) = s.failure.take() {

@@ -57,6 +57,18 @@ impl EmbeddedBroker {
         port: u16,
         advertised: Option<&str>,
     ) -> Result<Self, BrokerError> {
+        Self::start_with(storage, port, advertised, None).await
+    }
+
+    /// Like [`EmbeddedBroker::start_advertising`]; with `scram`, every client must
+    /// authenticate with SASL/SCRAM-SHA-256 or -512 as that user, as on MSK's SCRAM listener.
+    /// Needs SQLite storage: the credentials are stored before the broker starts.
+    pub async fn start_with(
+        storage: &str,
+        port: u16,
+        advertised: Option<&str>,
+        scram: Option<&ScramUser>,
+    ) -> Result<Self, BrokerError> {
         let port = if port == 0 { free_port()? } else { port };
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let url = parse_url(&format!("tcp://{addr}"))?;
@@ -69,10 +81,11 @@ impl EmbeddedBroker {
             .node_id(111)
             .cluster_id("tickflow")
             .incarnation_id(uuid::Uuid::new_v4())
-            .advertised_listener(advertised)
-            .storage(storage)
+            .advertised_listener(advertised.clone())
+            .storage(storage.clone())
             .listener(url)
             .silent(true)
+            .authentication(scram.is_some())
             .build()
             .await
             .map_err(|e| BrokerError::Start(e.to_string()))?;
@@ -86,6 +99,10 @@ impl EmbeddedBroker {
             task: Some(task),
         };
         me.wait_listening(Duration::from_secs(10)).await?;
+        if let Some(user) = scram {
+            // After the broker registered its cluster: credentials belong to one.
+            store_scram_user_apart(&storage, &advertised, user)?;
+        }
         Ok(me)
     }
 
@@ -134,6 +151,131 @@ impl Drop for EmbeddedBroker {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A user that clients authenticate as with SASL/SCRAM.
+#[derive(Clone)]
+pub struct ScramUser {
+    /// The user name (`sasl.username`).
+    pub name: String,
+    /// Its password (`sasl.password`).
+    pub password: String,
+}
+
+impl std::fmt::Debug for ScramUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Iterations of the SCRAM key derivation (Kafka's minimum, 4096).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// Runs [`store_scram_user`] on a thread of its own with a runtime of its own, dropped
+/// after: Tansu's storage keeps its SQLite connection in a task until its runtime ends, and
+/// the broker cannot open the database while that connection holds it.
+fn store_scram_user_apart(
+    storage: &Url,
+    advertised: &Url,
+    user: &ScramUser,
+) -> Result<(), BrokerError> {
+    let (storage, advertised, user) = (storage.clone(), advertised.clone(), user.clone());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BrokerError::Start(format!("a runtime for the SCRAM user: {e}")))?;
+        let stored = runtime.block_on(store_scram_user(&storage, &advertised, &user));
+        drop(runtime);
+        stored
+    })
+    .join()
+    .map_err(|_| BrokerError::Start("storing the SCRAM user panicked".into()))?
+}
+
+/// Stores `user`'s SCRAM-SHA-256 and -512 credentials in the broker's (SQLite) storage.
+async fn store_scram_user(
+    storage: &Url,
+    advertised: &Url,
+    user: &ScramUser,
+) -> Result<(), BrokerError> {
+    use tansu_sans_io::ScramMechanism;
+    use tansu_storage::Storage;
+    if storage.scheme() != "sqlite" {
+        return Err(BrokerError::Start(
+            "SCRAM users need SQLite storage (not --memory)".into(),
+        ));
+    }
+    let store = StorageContainer::builder()
+        .cluster_id("tickflow")
+        .node_id(111)
+        .advertised_listener(advertised.clone())
+        .storage(storage.clone())
+        .silent(true)
+        .build()
+        .await
+        .map_err(|e| BrokerError::Start(e.to_string()))?;
+    let salt = uuid::Uuid::new_v4();
+    let (password, salt) = (user.password.as_bytes(), salt.as_bytes());
+    let credentials = [
+        (
+            ScramMechanism::Scram256,
+            scram_credential::<sha2::Sha256>(password, salt),
+        ),
+        (
+            ScramMechanism::Scram512,
+            scram_credential::<sha2::Sha512>(password, salt),
+        ),
+    ];
+    // The broker holds the same SQLite file: a write may find it busy, so try again.
+    let mut last = String::from("not stored");
+    for _ in 0..50 {
+        for (mechanism, credential) in credentials.clone() {
+            if let Err(e) = store
+                .upsert_user_scram_credential(&user.name, mechanism, credential)
+                .await
+            {
+                last = e.to_string();
+            }
+        }
+        let stored = store
+            .user_scram_credential(&user.name, ScramMechanism::Scram512)
+            .await;
+        if matches!(stored, Ok(Some(_))) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(BrokerError::Start(format!(
+        "storing the SCRAM user: {last}"
+    )))
+}
+
+/// The stored SCRAM credential of a password (RFC 5802): the salted password is
+/// PBKDF2-HMAC over `salt`; the broker keeps H(HMAC(salted, "Client Key")) and
+/// HMAC(salted, "Server Key"), never the password.
+fn scram_credential<D>(password: &[u8], salt: &[u8]) -> tansu_storage::ScramCredential
+where
+    D: sha2::Digest + sha2::digest::core_api::BlockSizeUser + Clone + Sync,
+{
+    use hmac::Mac;
+    let mut salted = vec![0; <D as sha2::Digest>::output_size()];
+    pbkdf2::pbkdf2::<hmac::SimpleHmac<D>>(password, salt, SCRAM_ITERATIONS, &mut salted)
+        .expect("HMAC takes keys of any length");
+    let key = |label: &[u8]| {
+        let mut mac = <hmac::SimpleHmac<D> as Mac>::new_from_slice(&salted)
+            .expect("HMAC takes keys of any length");
+        mac.update(label);
+        mac.finalize().into_bytes().to_vec()
+    };
+    tansu_storage::ScramCredential {
+        salt: bytes::Bytes::copy_from_slice(salt),
+        iterations: SCRAM_ITERATIONS as i32,
+        stored_key: D::digest(key(b"Client Key")).to_vec().into(),
+        server_key: key(b"Server Key").into(),
     }
 }
 

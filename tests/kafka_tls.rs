@@ -1,8 +1,10 @@
-//! Kafka over TLS as MSK's TLS listener speaks it, with a client certificate (mutual TLS): a
-//! real TLS terminator (stunnel) in front of an embedded broker that advertises the TLS port,
+//! Kafka over TLS as MSK's TLS listener speaks it, with a client certificate (mutual TLS), and
+//! SASL/SCRAM over TLS as its SCRAM listener does: a real TLS terminator (stunnel) in front of
+//! a `tickflow broker` that advertises the TLS port (and, for SCRAM, requires a user),
 //! certificates made by the `openssl` command, and `tickflow simulate` and `tail` as a user
-//! runs them. The client key is encrypted and its password comes from a file; at `trace` no
-//! log line holds it.
+//! runs them. The client key's password and the SASL password come from files; at `trace` no
+//! log line holds them. MSK's IAM mode (SASL/OAUTHBEARER) has no server here: its token
+//! provider is unit-tested (`kafka::auth`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -159,13 +161,18 @@ fn stunnel_binary() -> &'static str {
     panic!("stunnel is needed (apt-get install stunnel4; scripts/test.sh installs it)");
 }
 
-/// stunnel accepting TLS on `tls_port`, requiring a client certificate signed by the test
-/// CA, and forwarding to the broker on `broker_port`.
-fn start_stunnel(dir: &Path, tls_port: u16, broker_port: u16) -> Running {
+/// stunnel accepting TLS on `tls_port` and forwarding to the broker on `broker_port`;
+/// with `client_cert`, only from clients with a certificate signed by the test CA.
+fn start_stunnel(dir: &Path, tls_port: u16, broker_port: u16, client_cert: bool) -> Running {
+    let verify = if client_cert {
+        "verifyChain = yes\nrequireCert = yes\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "foreground = yes\npid =\noutput = {log}\n[kafka]\naccept = 127.0.0.1:{tls_port}\n\
          connect = 127.0.0.1:{broker_port}\ncert = {d}/server.pem\nkey = {d}/server.key\n\
-         CAfile = {d}/ca.pem\nverifyChain = yes\nrequireCert = yes\n",
+         CAfile = {d}/ca.pem\n{verify}",
         d = dir.display(),
         log = dir.join("stunnel.log").display(),
     );
@@ -180,17 +187,19 @@ fn start_stunnel(dir: &Path, tls_port: u16, broker_port: u16) -> Running {
     Running(child)
 }
 
-fn start_broker(port: u16, advertised: u16) -> Running {
+/// `tickflow broker` on `port`, advertising the TLS port, with `storage` flags
+/// (`--memory`, or `--data-dir` and more).
+fn start_broker(port: u16, advertised: u16, storage: &[&str]) -> Running {
     let advertise = format!("127.0.0.1:{advertised}");
     let child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
         .args([
             "broker",
-            "--memory",
             "--port",
             &port.to_string(),
             "--advertise",
             &advertise,
         ])
+        .args(storage)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -263,69 +272,13 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     let dir: PathBuf = tmp.path().to_path_buf();
     make_pki(&dir);
     let (broker_port, tls_port) = (free_port(), free_port());
-    let _broker = start_broker(broker_port, tls_port);
+    let _broker = start_broker(broker_port, tls_port, &["--memory"]);
     wait_port(broker_port, "the broker");
-    let _stunnel = start_stunnel(&dir, tls_port, broker_port);
+    let _stunnel = start_stunnel(&dir, tls_port, broker_port, true);
     wait_port(tls_port, "stunnel");
     let (_registry, registry_url) = registry(&dir);
-    std::fs::write(
-        dir.join("idx.csv"),
-        "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD\n\
-         HSI,1986-12-31,2568.3,2570,2560,2565,2565,1000,330.0\n",
-    )
-    .unwrap();
-
     let env = tls_env(&dir, tls_port, &registry_url, true);
-    let produced = tickflow(
-        &dir,
-        &[
-            "simulate",
-            "--replay",
-            "idx.csv",
-            "--topic",
-            "tls.ticks",
-            "--partitions",
-            "1",
-        ],
-        &env,
-    );
-    let out = text(&produced);
-    assert!(
-        produced.status.success(),
-        "{out}\nstunnel: {}",
-        std::fs::read_to_string(dir.join("stunnel.log")).unwrap_or_default()
-    );
-    assert!(out.contains("produced 4 ticks to "), "{out}");
-    assert!(
-        !out.contains(MARKER),
-        "the key password is in simulate's output"
-    );
-    assert!(
-        out.contains("TRACE") || out.contains("DEBUG"),
-        "no verbose log was written: {out}"
-    );
-
-    let tailed = tickflow(
-        &dir,
-        &["tail", "--topic", "tls.ticks", "-n", "4", "--idle", "30s"],
-        &env,
-    );
-    let out = text(&tailed);
-    assert!(tailed.status.success(), "{out}");
-    assert!(
-        !out.contains(MARKER),
-        "the key password is in tail's output"
-    );
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&tailed.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(lines.len(), 4);
-    let volume: i64 = lines
-        .iter()
-        .map(|l| l["value"]["size"].as_i64().unwrap())
-        .sum();
-    assert_eq!(volume, 1000);
+    simulate_and_tail(&dir, &env, "the key password");
 
     // Without a client certificate the TLS listener refuses the client, and tickflow says so
     // within its connect timeout instead of hanging.
@@ -341,6 +294,128 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
         "a client without a certificate got in: {out}"
     );
     assert!(out.contains("cannot reach Kafka"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// `tickflow simulate` replays one index row (4 ticks) into `tls.ticks` and `tickflow tail`
+/// reads them back, both with `env` and logging at `trace`; neither output holds [`MARKER`]
+/// (`secret` names what it stands for).
+fn simulate_and_tail(dir: &Path, env: &[(String, String)], secret: &str) {
+    std::fs::write(
+        dir.join("idx.csv"),
+        "Index,Date,Open,High,Low,Close,Adj Close,Volume,CloseUSD\n\
+         HSI,1986-12-31,2568.3,2570,2560,2565,2565,1000,330.0\n",
+    )
+    .unwrap();
+    let produced = tickflow(
+        dir,
+        &[
+            "simulate",
+            "--replay",
+            "idx.csv",
+            "--topic",
+            "tls.ticks",
+            "--partitions",
+            "1",
+        ],
+        env,
+    );
+    let out = text(&produced);
+    assert!(
+        produced.status.success(),
+        "{out}\nstunnel: {}",
+        std::fs::read_to_string(dir.join("stunnel.log")).unwrap_or_default()
+    );
+    assert!(out.contains("produced 4 ticks to "), "{out}");
+    assert!(!out.contains(MARKER), "{secret} is in simulate's output");
+    assert!(
+        out.contains("TRACE") || out.contains("DEBUG"),
+        "no verbose log was written: {out}"
+    );
+
+    let tailed = tickflow(
+        dir,
+        &["tail", "--topic", "tls.ticks", "-n", "4", "--idle", "30s"],
+        env,
+    );
+    let out = text(&tailed);
+    assert!(tailed.status.success(), "{out}");
+    assert!(!out.contains(MARKER), "{secret} is in tail's output");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&tailed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    let volume: i64 = lines
+        .iter()
+        .map(|l| l["value"]["size"].as_i64().unwrap())
+        .sum();
+    assert_eq!(volume, 1000);
+}
+
+/// SASL/SCRAM-SHA-512 over TLS, as MSK's SCRAM listener (port 9096) speaks it: the broker
+/// requires the SCRAM user, stunnel terminates TLS, and the client's password comes from a
+/// file. The right password produces and consumes; a wrong one is refused within the connect
+/// timeout; no output, at `trace`, holds either password.
+#[test]
+fn simulate_and_tail_over_sasl_scram_and_tls_without_leaking_the_password() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir: PathBuf = tmp.path().to_path_buf();
+    make_pki(&dir);
+    std::fs::write(dir.join("scram-password"), format!("{MARKER}\n")).unwrap();
+    let (broker_port, tls_port) = (free_port(), free_port());
+    let data = dir.join("broker").display().to_string();
+    let password = dir.join("scram-password").display().to_string();
+    let storage = [
+        "--data-dir",
+        data.as_str(),
+        "--scram-user",
+        "tickflow",
+        "--scram-password-file",
+        password.as_str(),
+    ];
+    let _broker = start_broker(broker_port, tls_port, &storage);
+    wait_port(broker_port, "the broker");
+    let _stunnel = start_stunnel(&dir, tls_port, broker_port, false);
+    wait_port(tls_port, "stunnel");
+    let (_registry, registry_url) = registry(&dir);
+    let scram_env = |password_file: &str| {
+        let p = |k: &str| format!("TICKFLOW_KAFKA__PROPERTIES__{k}");
+        let mut env = tls_env(&dir, tls_port, &registry_url, false);
+        env.retain(|(k, _)| *k != p("SECURITY.PROTOCOL"));
+        env.extend([
+            (p("SECURITY.PROTOCOL"), "SASL_SSL".to_string()),
+            (p("SASL.MECHANISM"), "SCRAM-SHA-512".to_string()),
+            (p("SASL.USERNAME"), "tickflow".to_string()),
+            (
+                p("SASL.PASSWORD_FILE"),
+                dir.join(password_file).display().to_string(),
+            ),
+        ]);
+        env
+    };
+    simulate_and_tail(&dir, &scram_env("scram-password"), "the SASL password");
+
+    // A wrong password is refused: the broker checks it.
+    let wrong = format!("{MARKER}-wrong");
+    std::fs::write(dir.join("wrong-password"), &wrong).unwrap();
+    let started = Instant::now();
+    let refused = tickflow(
+        &dir,
+        &["simulate", "--count", "1", "--topic", "tls.ticks"],
+        &scram_env("wrong-password"),
+    );
+    let out = text(&refused);
+    assert!(
+        !refused.status.success(),
+        "a wrong SCRAM password got in: {out}"
+    );
+    assert!(out.contains("cannot reach Kafka"), "{out}");
+    assert!(!out.contains(MARKER), "a password is in the refusal: {out}");
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",

@@ -160,8 +160,13 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     let url = format!("s3://{bucket}/lake");
     let roll = "{ max_records: 4000, flush_interval: 2s }";
     // Files of 32 KiB or more take the multipart route: staged, then copied only if new.
-    let text = lake::topology(&id, &input, &url, &database(&id), roll)
-        + format!("  upload: {{ multipart_threshold: {MULTIPART_FROM} }}\n").as_str();
+    // The late ticks (dead-letter records) land too, as Parquet: a table of each format for
+    // Athena's type check.
+    let late = format!("{id}.late");
+    let text = lake::topology(&id, &input, &url, &database(&id), roll).replace(
+        "  roll:",
+        &format!("    - {{ topic: {late}, table: late_ticks, format: parquet }}\n  roll:"),
+    ) + format!("  upload: {{ multipart_threshold: {MULTIPART_FROM} }}\n").as_str();
     std::fs::write(&t, text).unwrap();
     let mut env = engine_env(
         &kafka.bootstrap_servers,
@@ -178,9 +183,10 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     assert!(status.success());
 
     let (k, i, b) = (kafka.clone(), input.clone(), format!("{id}.bars.1m"));
+    let l = late.clone();
     let records = tokio::task::spawn_blocking(move || {
         let mut r = read_all(&k, &[&i], COUNT as usize + 8 + 500);
-        r.extend(read_everything(&k, &[&b]));
+        r.extend(read_everything(&k, &[&b, &l]));
         r
     })
     .await
@@ -195,9 +201,10 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     assert!(store.list_all(STAGING_DIR).await.unwrap().is_empty());
     let landed = lake::landed(&files);
     let bars = format!("{id}.bars.1m");
-    let topics: [LandedTopic; 2] = [
+    let topics: [LandedTopic; 3] = [
         (input.as_str(), "ticks", "event_time"),
         (bars.as_str(), "bars_1m", "window_start"),
+        (late.as_str(), "late_ticks", "error_time"),
     ];
     let dirs = lake::check_records(&landed, &records, &topics, &client).await;
 
@@ -257,6 +264,7 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
     let csv = local_query(&topology, &endpoint, sql);
     assert_eq!(csv, format!("n,evolved\n{},500\n", COUNT + 500));
 
+    check_athena_types(&glue, &db, &files).await;
     check_projection(&topology, &endpoint, &aws, &store, &db).await;
     check_multipart(&url, &aws).await;
     check_parquet_table(&glue, &db).await;
@@ -269,6 +277,51 @@ async fn ticks_and_bars_land_in_s3_and_glue_with_schema_evolution() {
         aws: &aws,
     };
     check_partition_by(&services, &bucket, &id).await;
+}
+
+/// Every Glue column of every table has the type Athena reads from each of the table's files
+/// (`common::trino`: Trino's Avro and Parquet readers, written down apart from tickflow's own
+/// mapping), and so has each column of an Avro table's `avro.schema.literal` (the schema
+/// Athena reads Avro files with). A file may lack a column added after it was written.
+async fn check_athena_types(glue: &GlueCatalog, db: &str, files: &[(String, Vec<u8>)]) {
+    use common::trino;
+    let mut defs = std::collections::BTreeMap::new();
+    for (path, _) in files {
+        let table = path.split('/').next().unwrap();
+        if !defs.contains_key(table) {
+            let def = glue.table_def(db, table).await.unwrap().expect("a table");
+            defs.insert(table.to_string(), def);
+        }
+    }
+    let mut checked = BTreeSet::new();
+    for (path, bytes) in files {
+        let table = path.split('/').next().unwrap();
+        let def = &defs[table];
+        let read = match LakeFormat::of_path(path).unwrap() {
+            LakeFormat::Avro => trino::avro_file_columns(bytes),
+            LakeFormat::Parquet => trino::parquet_columns(bytes),
+        };
+        let declared: Vec<(String, String)> = def
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), c.r#type.clone()))
+            .collect();
+        for (name, athena) in &read {
+            let glue_type = declared.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+            assert_eq!(glue_type, Some(athena), "{table}.{name} in {path}");
+        }
+        if def.format == LakeFormat::Avro {
+            let literal = apache_avro::Schema::parse_str(&def.avro_schema).unwrap();
+            assert_eq!(
+                trino::avro_columns(&literal),
+                declared,
+                "{table}: schema literal"
+            );
+        }
+        checked.insert((table.to_string(), format!("{:?}", def.format)));
+    }
+    let formats: BTreeSet<&String> = checked.iter().map(|(_, f)| f).collect();
+    assert_eq!(formats.len(), 2, "Avro and Parquet tables: {checked:?}");
 }
 
 /// What the partition_by check needs of the test's services.

@@ -44,6 +44,23 @@ impl TableDef {
     }
 }
 
+impl TableDef {
+    /// What a catalog holding `existing` does with this definition: the definition in the
+    /// table's column order, and whether to write it. A newer schema is written, and so is
+    /// the same schema with another location, partition projection or file format; an older
+    /// schema never replaces a newer one (Avro resolution reads its records through the
+    /// newer table). Glue and the local catalog both decide by this.
+    pub fn replacing(&self, existing: &TableDef) -> Result<(TableDef, bool), CatalogError> {
+        let table = self.keeping_order_of(existing)?;
+        let moved = existing.location != table.location
+            || existing.projection != table.projection
+            || existing.format != table.format;
+        let write = table.schema_id > existing.schema_id
+            || (table.schema_id == existing.schema_id && moved);
+        Ok((table, write))
+    }
+}
+
 /// A record schema's JSON object, if `schema` is one.
 fn record(schema: &str) -> Option<Map<String, Value>> {
     match serde_json::from_str(schema).ok()? {
@@ -133,6 +150,22 @@ mod tests {
             .iter()
             .map(|c| (c.name.clone(), c.r#type.clone()))
             .collect()
+    }
+
+    #[test]
+    fn only_a_newer_schema_or_new_settings_replace_a_table() {
+        let (v1, v2) = (def(1, V1), def(2, V2));
+        assert!(v2.replacing(&v1).unwrap().1, "a newer schema");
+        assert!(!v1.replacing(&v1).unwrap().1, "the same definition");
+        let mut elsewhere = v1.clone();
+        elsewhere.location = "file:///tmp/other/bars".into();
+        assert!(
+            elsewhere.replacing(&v1).unwrap().1,
+            "the same schema, moved"
+        );
+        let (older, write) = elsewhere.replacing(&v2).unwrap();
+        assert!(!write, "an older schema replaced a newer one");
+        assert_eq!(older.schema_id, 1);
     }
 
     #[test]

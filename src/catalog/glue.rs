@@ -155,12 +155,8 @@ impl GlueCatalog {
                 Err(e) => Err(err(&format!("create table {}", table.name), e)),
             };
         };
-        let known = def_of(&table.database, &existing);
-        let table = table.keeping_order_of(&known)?;
-        let same = known.projection == table.projection && known.format == table.format;
-        // A newer schema, partition projection turned on or off, or another file format
-        // updates the table.
-        if known.schema_id > table.schema_id || (known.schema_id == table.schema_id && same) {
+        let (table, write) = table.replacing(&def_of(&table.database, &existing))?;
+        if !write {
             return Ok(table);
         }
         self.client

@@ -82,11 +82,8 @@ impl LocalCatalog {
     pub async fn ensure_table(&self, table: &TableDef) -> Result<TableDef, CatalogError> {
         match self.table(&table.database, &table.name).await? {
             Some(mut f) => {
-                let table = table.keeping_order_of(&f.table)?;
-                let same = f.table.location == table.location
-                    && f.table.projection == table.projection
-                    && f.table.format == table.format;
-                if f.table.schema_id < table.schema_id || !same {
+                let (table, write) = table.replacing(&f.table)?;
+                if write {
                     f.table = table.clone();
                     self.save(&f).await?;
                 }

@@ -166,7 +166,8 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
 }
 
 /// `text` with its placeholders bound from `params`; `day` defaults to the newest `dt`
-/// partition in the catalog, or in the lake (tables with partition projection).
+/// partition of the tables `text` names, in the catalog, or in the lake (tables with
+/// partition projection).
 async fn bind(
     spec: &TopologySpec,
     catalog: &Catalog,
@@ -179,7 +180,13 @@ async fn bind(
     let tables: Vec<String> = lake.topics.iter().map(|t| t.table_name()).collect();
     if !params.contains_key("day")
         && saved::placeholders(text).iter().any(|p| p == "day")
-        && let Some(day) = saved::newest_day(catalog, store, &lake.database, &tables).await?
+        && let Some(day) = saved::newest_day(
+            catalog,
+            store,
+            &lake.database,
+            &saved::tables_read(text, &tables),
+        )
+        .await?
     {
         params.insert("day".into(), day);
     }

@@ -60,11 +60,31 @@ pub struct BrokerArgs {
     /// through a proxy such as a TLS terminator [default: the listening address].
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Require SASL/SCRAM (SHA-256 or SHA-512) as this user, as MSK's SCRAM listener does
+    /// (put stunnel in front for SASL_SSL). Needs `--scram-password-file`; not with `--memory`.
+    #[arg(long, requires = "scram_password_file", conflicts_with = "memory")]
+    pub scram_user: Option<String>,
+    /// File holding the SCRAM user's password (one line).
+    #[arg(long, requires = "scram_user")]
+    pub scram_password_file: Option<PathBuf>,
 }
 
 /// Runs the embedded broker until interrupted.
 #[cfg(feature = "embedded-broker")]
 pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    // Read before the working directory moves to the data directory.
+    let scram = match (&args.scram_user, &args.scram_password_file) {
+        (Some(name), Some(file)) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading --scram-password-file {}", file.display()))?;
+            let password = text.trim_end_matches(['\r', '\n']).to_string();
+            Some(crate::broker::ScramUser {
+                name: name.clone(),
+                password,
+            })
+        }
+        _ => None,
+    };
     let storage = if args.memory {
         "memory://tansu/".to_string()
     } else {
@@ -77,9 +97,14 @@ pub async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     };
     let advertised = args.advertise.as_deref();
     let broker =
-        crate::broker::EmbeddedBroker::start_advertising(&storage, args.port, advertised).await?;
+        crate::broker::EmbeddedBroker::start_with(&storage, args.port, advertised, scram.as_ref())
+            .await?;
+    let auth = match &scram {
+        Some(user) => format!(", SASL/SCRAM as {}", user.name),
+        None => String::new(),
+    };
     println!(
-        "kafka broker listening on {} (storage {storage})",
+        "kafka broker listening on {} (storage {storage}{auth})",
         broker.bootstrap()
     );
     tokio::select! {

@@ -78,6 +78,26 @@ pub fn load(path: &Path) -> Result<String, QueryError> {
     })
 }
 
+/// The tables of `tables` that `sql` names (as whole identifiers), or all of them when it
+/// names none: a query's default day is the newest of what it reads, not of a dead-letter
+/// table partitioned by wall-clock time.
+pub fn tables_read(sql: &str, tables: &[String]) -> Vec<String> {
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let names = |t: &String| {
+        sql.match_indices(t.as_str()).any(|(at, _)| {
+            let before = sql[..at].chars().next_back();
+            let after = sql[at + t.len()..].chars().next();
+            !before.is_some_and(ident) && !after.is_some_and(ident)
+        })
+    };
+    let read: Vec<String> = tables.iter().filter(|t| names(t)).cloned().collect();
+    if read.is_empty() {
+        tables.to_vec()
+    } else {
+        read
+    }
+}
+
 /// The newest `dt` partition value among `tables` of `database`: of the registered
 /// partitions, or else of the `dt=` directories in the lake.
 pub async fn newest_day(
@@ -124,6 +144,18 @@ mod tests {
             bind("q.sql", sql, &params).unwrap(),
             "SELECT 1 FROM t WHERE dt = '2025-03-03' AND hour >= '14' OR dt = '2025-03-03'"
         );
+    }
+
+    #[test]
+    fn the_default_day_comes_from_the_tables_a_query_names() {
+        let tables: Vec<String> = ["ticks", "bars_1m", "bars_1m_late", "late_ticks"]
+            .map(String::from)
+            .to_vec();
+        let sql = "SELECT * FROM bars_1m WHERE dt = '{{day}}'";
+        assert_eq!(tables_read(sql, &tables), vec!["bars_1m".to_string()]);
+        let join = "SELECT * FROM ticks t JOIN bars_1m_late b ON t.symbol = b.symbol";
+        assert_eq!(tables_read(join, &tables), vec!["ticks", "bars_1m_late"]);
+        assert_eq!(tables_read("SELECT 1", &tables), tables);
     }
 
     #[test]

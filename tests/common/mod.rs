@@ -5,6 +5,7 @@ pub mod golden;
 pub mod lake;
 pub mod landing;
 pub mod process;
+pub mod trino;
 
 use std::sync::Arc;
 use std::time::Duration;

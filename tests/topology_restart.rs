@@ -1,5 +1,5 @@
 //! A restart resumes exactly where the engine stopped. Bars per symbol: a seeded simulation
-//! of 1,000,000 ticks (400,000 unless `TICKFLOW_TEST_FULL=1`) with late and out-of-order
+//! of 625,000 ticks (250,000 unless `TICKFLOW_TEST_FULL=1`) with late and out-of-order
 //! ones; the engine is SIGKILLed at 10 random points, and 3 times its state directory is
 //! deleted before the restart, so the stores are rebuilt from their changelog topics.
 //! Re-keyed by venue through a repartition topic: 300,000 ticks (120,000 unless full),
@@ -22,10 +22,10 @@ const S: i64 = 1_000_000;
 /// whether the state directory is deleted before the next start.
 type Stop = (u64, &'static str, bool);
 
-/// `n` SIGKILLs after a seeded random 20,000 to 80,000 records each (scaled, see
+/// `n` SIGKILLs after a seeded random 12,000 to 48,000 records each (scaled, see
 /// `common::scaled`), deleting the state before every third restart.
 fn random_kills(n: usize) -> Vec<Stop> {
-    let (low, high) = (common::scaled(20_000), common::scaled(80_000));
+    let (low, high) = (common::scaled(12_000), common::scaled(48_000));
     common::kill_points(0x2545_f491_4f6c_dd1d, n, low, high)
         .into_iter()
         .zip(1..)
@@ -96,14 +96,7 @@ async fn ten_sigkills_three_with_the_state_lost_change_nothing() {
     let rules = symbol_bars_rules();
     let stops = random_kills(10);
     assert_eq!(stops.iter().filter(|s| s.2).count(), 3);
-    restart_scenario(
-        "restart",
-        operators,
-        rules,
-        common::scaled(1_000_000),
-        stops,
-    )
-    .await;
+    restart_scenario("restart", operators, rules, common::scaled(625_000), stops).await;
 }
 
 /// A crash between forwarding and committing replays ticks into the repartition topic; the

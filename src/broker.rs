@@ -62,7 +62,8 @@ impl EmbeddedBroker {
 
     /// Like [`EmbeddedBroker::start_advertising`]; with `scram`, every client must
     /// authenticate with SASL/SCRAM-SHA-256 or -512 as that user, as on MSK's SCRAM listener.
-    /// Needs SQLite storage: the credentials are stored before the broker starts.
+    /// Needs SQLite storage: the credentials are stored once the broker listens (Tansu keeps
+    /// them per cluster, which the broker registers as it starts).
     pub async fn start_with(
         storage: &str,
         port: u16,

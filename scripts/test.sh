@@ -64,8 +64,10 @@ echo "building tickflow, release profile (target dir $CARGO_TARGET_DIR)"
 cargo build --release --locked --bins --tests
 
 KAFKA_PORT=$(free_port)
+# The broker's group coordinator logs its leader choices and expired members, shown when a
+# suite fails (a consumer group that never assigns is otherwise invisible from the tests).
 "$CARGO_TARGET_DIR/release/tickflow" broker --port "$KAFKA_PORT" --data-dir "$RUN_DIR/broker" \
-  >"$RUN_DIR/broker.log" 2>&1 &
+  --log "warn,tickflow=info,tansu_broker::coordinator::group=info" >"$RUN_DIR/broker.log" 2>&1 &
 PIDS+=($!)
 MOTO_PORT=$(free_port)
 "$VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" >"$RUN_DIR/moto.log" 2>&1 &
@@ -103,6 +105,8 @@ done
 # The container image, as far as a machine without a Docker engine can check it.
 bash scripts/check-image.sh
 if [ ${#failed[@]} -gt 0 ]; then
+  echo "the broker's group coordinator, last 100 lines:" >&2
+  grep "coordinator::group" "$RUN_DIR/broker.log" | tail -n 100 >&2 || true
   echo "failed suites: ${failed[*]}" >&2
   exit 1
 fi

@@ -21,14 +21,6 @@ use tickflow::sim::SimConfig;
 
 const COUNT: u64 = 200_000;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `tickflow broker` on `port` with its data in `dir`, and waits until it listens.
 fn start_broker(port: u16, dir: &Path) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
@@ -51,7 +43,7 @@ fn start_broker(port: u16, dir: &Path) -> Child {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_that_goes_away_and_comes_back_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let data = dir.path().join("broker");
     let mut broker = start_broker(port, &data);
     let kafka = KafkaConfig {

@@ -153,11 +153,7 @@ fn malformed_config_is_located() {
 #[test]
 fn unreachable_broker_fails_fast_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::common::free_port();
     let servers = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let out = tickflow(

@@ -23,14 +23,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn wait_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -253,7 +245,7 @@ fn tls_env(dir: &Path, tls_port: u16, registry: &str, client_cert: bool) -> Vec<
 }
 
 fn registry(dir: &Path) -> (Running, String) {
-    let port = free_port();
+    let port = crate::common::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
         .args(["registry", "--port", &port.to_string(), "--dir"])
         .arg(dir.join("registry"))
@@ -271,7 +263,7 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     let tmp = tempfile::tempdir().unwrap();
     let dir: PathBuf = tmp.path().to_path_buf();
     make_pki(&dir);
-    let (broker_port, tls_port) = (free_port(), free_port());
+    let (broker_port, tls_port) = (crate::common::free_port(), crate::common::free_port());
     let _broker = start_broker(broker_port, tls_port, &["--memory"]);
     wait_port(broker_port, "the broker");
     let _stunnel = start_stunnel(&dir, tls_port, broker_port, true);
@@ -367,7 +359,7 @@ fn simulate_and_tail_over_sasl_scram_and_tls_without_leaking_the_password() {
     let dir: PathBuf = tmp.path().to_path_buf();
     make_pki(&dir);
     std::fs::write(dir.join("scram-password"), format!("{MARKER}\n")).unwrap();
-    let (broker_port, tls_port) = (free_port(), free_port());
+    let (broker_port, tls_port) = (crate::common::free_port(), crate::common::free_port());
     let data = dir.join("broker").display().to_string();
     let password = dir.join("scram-password").display().to_string();
     let storage = [

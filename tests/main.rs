@@ -17,6 +17,7 @@ mod kafka_tls;
 mod lake;
 mod lake_s3;
 mod ops;
+mod prometheus;
 mod query;
 mod registry_api;
 mod soak;

@@ -78,6 +78,15 @@ pub fn kill_points(seed: u64, n: usize, low: u64, high: u64) -> Vec<u64> {
         .collect()
 }
 
+/// A port nothing listens on now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A topic name no other test run uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

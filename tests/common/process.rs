@@ -34,6 +34,16 @@ pub struct Engine {
     pub metrics_port: u16,
 }
 
+/// A test that fails leaves no process behind: one still running is killed.
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Starts `tickflow run` on `topology` with a metrics endpoint on a free port, 200 ms commits,
 /// stopping after 60 s without input (Tansu can pause fetches for many seconds under load);
 /// static membership when `instance_id` is given.
@@ -51,11 +61,7 @@ pub fn start_engine(
 /// Like [`start_engine`], with extra arguments for `tickflow run` (a `--stop-when-idle` or
 /// `--commit-interval` among them replaces the default one).
 pub fn start_engine_with(topology: &Path, env: &[(String, String)], args: &[&str]) -> Engine {
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let metrics_port = super::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tickflow"));
     cmd.args(["run", "--topology"])
         .arg(topology)

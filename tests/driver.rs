@@ -122,6 +122,62 @@ fn bad_records_go_to_the_dead_letter_topic() {
     assert_eq!(driver.stats().dead_letters, 2);
 }
 
+/// Nothing from the future moves stream time: a watermark in nanoseconds, and a first tick
+/// a day ahead of when it was produced, go to the dead-letter topic, and the good ticks
+/// after them close their windows as if neither had come. A gap of a weekend is no verdict.
+#[test]
+fn stream_time_cannot_be_poisoned() {
+    let mut driver = TopologyTestDriver::from_file("topologies/ohlc_vwap.yaml".as_ref()).unwrap();
+    // A producer whose clock says 09:30:00 sends a tick of 09:30 the next day, first.
+    driver.set_record_timestamp(Some(START));
+    driver
+        .pipe_ticks(&[tick("AAPL", 86_400, 190.0, 100)])
+        .unwrap();
+    // A watermark in nanoseconds instead of microseconds.
+    driver.pipe_watermark(START * 1000).unwrap();
+    // Then good ticks, sent as they happen (within the 5 minutes allowed ahead).
+    for (seconds, price) in [(1, 190.0), (30, 191.0), (65, 192.0)] {
+        driver.set_record_timestamp(Some(START + seconds * S - 2 * S));
+        driver
+            .pipe_ticks(&[tick("AAPL", seconds, price, 100)])
+            .unwrap();
+    }
+    let dead = driver.dead_letters().unwrap();
+    let reasons: Vec<(&str, i64)> = dead.iter().map(|d| (d.reason.as_str(), d.offset)).collect();
+    assert_eq!(
+        reasons,
+        [("implausible_event_time", 0), ("implausible_event_time", 1)],
+        "{dead:#?}"
+    );
+    assert!(
+        dead[1].detail.starts_with("watermark "),
+        "{}",
+        dead[1].detail
+    );
+    let bars = driver.bars("bars.1m").unwrap();
+    assert_eq!(bars.len(), 1, "only 09:30 closed: {bars:?}");
+    assert_eq!((bars[0].volume, bars[0].close), (200, 191.0));
+    assert!(driver.late().unwrap().is_empty(), "no good tick is late");
+
+    // Monday's first tick, 65 hours after Friday's last: accepted, it closes Friday's bars.
+    let monday = 65 * 3600;
+    driver.set_record_timestamp(Some(START + monday * S));
+    driver
+        .pipe_ticks(&[tick("AAPL", monday, 193.0, 10)])
+        .unwrap();
+    assert_eq!(driver.dead_letters().unwrap().len(), 2);
+    assert_eq!(driver.bars("bars.1h").unwrap().len(), 1);
+    // Two days behind stream time is implausible, not late.
+    driver.pipe_ticks(&[tick("AAPL", 3600, 191.0, 10)]).unwrap();
+    let last = driver.dead_letters().unwrap().pop().unwrap();
+    assert_eq!(last.reason.as_str(), "implausible_event_time");
+    assert!(
+        last.detail.contains("behind stream time"),
+        "{}",
+        last.detail
+    );
+}
+
 /// `count` seeded ticks of `symbols` symbols, 1 % out of order and `late` of them 10-60 s
 /// late.
 fn simulated(count: u64, symbols: usize, late: f64, trades_per_second: f64) -> Vec<Tick> {

@@ -30,7 +30,8 @@ pub struct SimulateArgs {
     /// Random seed; with a fixed --start-time the tick sequence is identical byte for byte.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Market start time (RFC 3339) [default: today's session open, or the next one].
+    /// Market start time (RFC 3339) [default: the open of the last session that has closed,
+    /// so that event times lie in the past: the engine refuses ticks from the future].
     #[arg(long)]
     pub start_time: Option<String>,
     /// Wall-clock pace in ticks per second, or `unlimited`.
@@ -113,7 +114,7 @@ impl SimulateArgs {
             Some(s) => chrono::DateTime::parse_from_rfc3339(s)
                 .with_context(|| format!("--start-time: `{s}` is not an RFC 3339 time"))?
                 .timestamp_micros(),
-            None => session.open_on_or_after(chrono::Utc::now().timestamp_micros()),
+            None => session.last_closed_open(chrono::Utc::now().timestamp_micros()),
         };
         Ok(Box::new(TickStream::from_config(
             cfg, universe, start, self.count,

@@ -71,16 +71,31 @@ pub struct SourceSpec {
     /// deterministic on replay. Needs write access to the topic. Off by default.
     #[serde(default)]
     pub idle_watermark: Option<DurationLit>,
-    /// A tick whose event time is further than this from its partition's stream time is
-    /// implausible (a broken clock, a unit mistake) and goes to the dead-letter topic.
+    /// A tick whose event time is further than this behind its partition's stream time is
+    /// implausible (a broken clock, a unit mistake) and goes to the dead-letter topic; one
+    /// within it but behind a closed window is late.
     #[serde(default = "default_max_event_time_skew")]
     pub max_event_time_skew: DurationLit,
+    /// A tick or watermark whose event time is further than this after its record's Kafka
+    /// timestamp (when the producer sent it, or when the broker appended it under
+    /// `LogAppendTime`) is implausible and goes to the dead-letter topic, so that no record
+    /// from the future, the first of a partition included, can move stream time ahead and
+    /// make good ticks late. A replay repeats the timestamp, so the verdict too.
+    #[serde(default = "default_max_event_time_ahead")]
+    pub max_event_time_ahead: DurationLit,
 }
 
 fn default_max_event_time_skew() -> DurationLit {
     DurationLit {
         text: "1d".into(),
         value: Duration::from_secs(86_400),
+    }
+}
+
+fn default_max_event_time_ahead() -> DurationLit {
+    DurationLit {
+        text: "5m".into(),
+        value: Duration::from_secs(300),
     }
 }
 

@@ -291,6 +291,24 @@ impl KafkaSink {
         )
     }
 
+    /// Like [`KafkaSink::send_to_partition`], with the record's timestamp (UTC
+    /// milliseconds) given instead of taken from the clock.
+    pub fn send_to_partition_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        (key, value): (&[u8], &[u8]),
+        timestamp_ms: i64,
+    ) -> Result<(), SinkError> {
+        self.send_record(
+            BaseRecord::to(topic)
+                .partition(partition)
+                .key(key)
+                .payload(value)
+                .timestamp(timestamp_ms),
+        )
+    }
+
     /// Queues a key with a value, or with no value (a tombstone in a compacted topic), to a
     /// given partition.
     pub fn send_entry(

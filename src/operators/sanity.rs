@@ -12,17 +12,20 @@ pub struct Rejection {
     pub detail: String,
 }
 
-/// The checks, with the largest distance allowed between a tick's event time and its
-/// partition's stream time.
+/// The checks, with how far a tick's event time may be behind its partition's stream time
+/// and ahead of its record's Kafka timestamp.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sanity {
-    /// Largest |event time - stream time|, microseconds.
+    /// Largest (stream time - event time), microseconds.
     pub max_skew: i64,
+    /// Largest (event time - record timestamp), microseconds.
+    pub max_ahead: i64,
 }
 
 impl Sanity {
-    /// Accepts the tick, or says why not. `stream_time` is `i64::MIN` before the first tick.
-    pub fn check(&self, tick: &Tick, stream_time: i64) -> Result<(), Rejection> {
+    /// Accepts the tick, or says why not. `stream_time` is `i64::MIN` before the first tick;
+    /// `produced_at` is the record's Kafka timestamp (UTC microseconds), 0 if it has none.
+    pub fn check(&self, tick: &Tick, stream_time: i64, produced_at: i64) -> Result<(), Rejection> {
         let reject = |reason, detail| Err(Rejection { reason, detail });
         if tick.symbol.is_empty() {
             return reject(Reason::MissingField, "empty symbol".into());
@@ -39,14 +42,34 @@ impl Sanity {
                 format!("size {} is not positive", tick.size),
             );
         }
-        if stream_time != i64::MIN && tick.event_time.abs_diff(stream_time) > self.max_skew as u64 {
+        self.check_ahead("event time", tick.event_time, produced_at)?;
+        if stream_time != i64::MIN && stream_time.saturating_sub(tick.event_time) > self.max_skew {
             return reject(
                 Reason::ImplausibleEventTime,
                 format!(
-                    "event time {} is more than {} us from stream time {stream_time}",
+                    "event time {} is more than {} us behind stream time {stream_time}",
                     tick.event_time, self.max_skew
                 ),
             );
+        }
+        Ok(())
+    }
+
+    /// Accepts a watermark record at `time`, or says why not: like a tick's event time, it may
+    /// not be further ahead of its record's timestamp than `max_ahead`.
+    pub fn check_watermark(&self, time: i64, produced_at: i64) -> Result<(), Rejection> {
+        self.check_ahead("watermark", time, produced_at)
+    }
+
+    fn check_ahead(&self, what: &str, time: i64, produced_at: i64) -> Result<(), Rejection> {
+        if produced_at > 0 && time.saturating_sub(produced_at) > self.max_ahead {
+            return Err(Rejection {
+                reason: Reason::ImplausibleEventTime,
+                detail: format!(
+                    "{what} {time} is more than {} us after the record's timestamp {produced_at}",
+                    self.max_ahead
+                ),
+            });
         }
         Ok(())
     }
@@ -72,13 +95,16 @@ mod tests {
 
     #[test]
     fn each_kind_of_bad_tick_has_its_reason() {
-        let s = Sanity { max_skew: 100 };
-        let reason = |t: &Tick, st| s.check(t, st).err().map(|r| r.reason.as_str());
+        let s = Sanity {
+            max_skew: 100,
+            max_ahead: 50,
+        };
+        let reason = |t: &Tick, st| s.check(t, st, 0).err().map(|r| r.reason.as_str());
         assert_eq!(reason(&tick(1.0, 1, 0), i64::MIN), None);
         assert_eq!(
             reason(&tick(1.0, 1, 5_000), i64::MIN),
             None,
-            "first tick sets the clock"
+            "without a timestamp, the first tick sets the clock"
         );
         assert_eq!(reason(&tick(f64::NAN, 1, 0), 0), Some("bad_price"));
         assert_eq!(reason(&tick(-2.0, 1, 0), 0), Some("bad_price"));
@@ -86,16 +112,47 @@ mod tests {
         assert_eq!(reason(&tick(1.0, 0, 0), 0), Some("bad_size"));
         assert_eq!(reason(&tick(1.0, -5, 0), 0), Some("bad_size"));
         assert_eq!(
-            reason(&tick(1.0, 1, 101), 0),
-            Some("implausible_event_time")
-        );
-        assert_eq!(
             reason(&tick(1.0, 1, -101), 0),
-            Some("implausible_event_time")
+            Some("implausible_event_time"),
+            "too far behind stream time"
         );
-        assert_eq!(reason(&tick(1.0, 1, 100), 0), None);
+        assert_eq!(reason(&tick(1.0, 1, -100), 0), None);
+        assert_eq!(
+            reason(&tick(1.0, 1, 1_000_000), 0),
+            None,
+            "far ahead of stream time (a weekend's gap) is not a verdict by itself"
+        );
         let mut nameless = tick(1.0, 1, 0);
         nameless.symbol.clear();
         assert_eq!(reason(&nameless, 0), Some("missing_field"));
+    }
+
+    #[test]
+    fn nothing_may_come_from_after_its_record_was_produced() {
+        let s = Sanity {
+            max_skew: 100,
+            max_ahead: 50,
+        };
+        let at = 1_000_000;
+        let verdict = |t: i64, st| s.check(&tick(1.0, 1, t), st, at).err().map(|r| r.reason);
+        assert_eq!(verdict(at + 50, i64::MIN), None);
+        assert_eq!(
+            verdict(at + 51, i64::MIN),
+            Some(Reason::ImplausibleEventTime),
+            "the first tick of a partition is checked too"
+        );
+        assert_eq!(verdict(at + 51, at), Some(Reason::ImplausibleEventTime));
+        assert_eq!(verdict(at - 10_000_000, i64::MIN), None, "the past is fine");
+        let mark = |t: i64, at| s.check_watermark(t, at).err().map(|r| r.reason);
+        assert_eq!(mark(at + 50, at), None);
+        // A watermark in nanoseconds instead of microseconds.
+        assert_eq!(mark(at * 1000, at), Some(Reason::ImplausibleEventTime));
+        assert_eq!(mark(at * 1000, 0), None, "no timestamp, no verdict");
+        let r = s.check_watermark(at + 51, at).unwrap_err();
+        assert!(
+            r.detail.contains("after the record's timestamp"),
+            "{}",
+            r.detail
+        );
     }
 }

@@ -405,7 +405,7 @@ impl Rules {
             let mut stream_time = i64::MIN;
             for (offset, tick) in ticks {
                 report.ticks += 1;
-                if self.sanity.check(&tick, stream_time).is_err() {
+                if self.sanity.check(&tick, stream_time, 0).is_err() {
                     report.rejected += 1;
                     continue;
                 }
@@ -588,7 +588,10 @@ mod tests {
 
     fn rules() -> Rules {
         Rules {
-            sanity: Sanity { max_skew: i64::MAX },
+            sanity: Sanity {
+                max_skew: i64::MAX,
+                max_ahead: i64::MAX,
+            },
             filters: vec![],
             windows: vec![WindowDef {
                 name: "1m".into(),

@@ -108,6 +108,20 @@ impl Session {
         (day * DAY_SECS + self.open - self.offset) * MICROS
     }
 
+    /// The regular open of the latest trading day whose regular session closed at or before
+    /// `t`: a whole session of market time that lies in the past.
+    pub fn last_closed_open(&self, t: i64) -> i64 {
+        let local = t.div_euclid(MICROS) + self.offset;
+        let mut day = local.div_euclid(DAY_SECS);
+        if local.rem_euclid(DAY_SECS) < self.close {
+            day -= 1;
+        }
+        while is_weekend(day) {
+            day -= 1;
+        }
+        (day * DAY_SECS + self.open - self.offset) * MICROS
+    }
+
     /// The regular open and close of calendar day `day` (days since the epoch, local time).
     pub fn day_bounds(&self, day: i64) -> (i64, i64) {
         let base = day * DAY_SECS - self.offset;
@@ -174,6 +188,13 @@ mod tests {
             s.open_on_or_after(utc("2026-11-28T12:00:00Z")),
             utc("2026-11-30T14:30:00Z")
         );
+        // The last session that has closed: Monday's during Tuesday's, Friday's at the
+        // weekend, Monday's from its close on.
+        let last = |t| s.last_closed_open(utc(t));
+        assert_eq!(last("2026-12-01T15:00:00Z"), utc("2026-11-30T14:30:00Z"));
+        assert_eq!(last("2026-11-29T12:00:00Z"), utc("2026-11-27T14:30:00Z"));
+        assert_eq!(last("2026-11-30T20:59:59Z"), utc("2026-11-27T14:30:00Z"));
+        assert_eq!(last("2026-11-30T21:00:00Z"), utc("2026-11-30T14:30:00Z"));
     }
 
     #[test]

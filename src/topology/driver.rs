@@ -123,6 +123,8 @@ pub struct TopologyTestDriver {
     state_dir: PathBuf,
     ticks: Encoder<Tick>,
     auto_commit: bool,
+    /// The Kafka timestamp of records piped in, if set (else each record's own time).
+    record_timestamp: Option<i64>,
     /// Totals of the engine runs before the last restart.
     earlier: RunStats,
 }
@@ -166,6 +168,7 @@ impl TopologyTestDriver {
             state_dir,
             ticks: Encoder::new(RecordKind::Tick, TICK_ID),
             auto_commit,
+            record_timestamp: None,
             earlier: RunStats::default(),
         };
         driver.start()?;
@@ -197,6 +200,20 @@ impl TopologyTestDriver {
     /// Whether each pipe call ends with a commit (the default).
     pub fn set_auto_commit(&mut self, on: bool) {
         self.auto_commit = on;
+    }
+
+    /// The Kafka timestamp (UTC microseconds, kept to the millisecond like Kafka's) of the
+    /// records piped from now on, as a producer's clock would set it. Unset (the default), a
+    /// tick is stamped with its event time, a watermark with its time and a raw record with
+    /// none (0), so no tick or watermark is ahead of its record.
+    pub fn set_record_timestamp(&mut self, timestamp: Option<i64>) {
+        self.record_timestamp = timestamp.map(|t| t.div_euclid(1000) * 1000);
+    }
+
+    /// The timestamp of a record piped in whose own time is `time` (0: none).
+    fn stamp(&self, time: i64) -> i64 {
+        self.record_timestamp
+            .unwrap_or(time.div_euclid(1000) * 1000)
     }
 
     /// Starts an engine on the log and the state directory, assigned every input partition.
@@ -269,7 +286,7 @@ impl TopologyTestDriver {
             self.ticks.encode_into(tick, &mut value)?;
             let key = key_of(tick, &self.plan.source_key);
             let p = partition_of(key.as_bytes(), self.partitions);
-            let time = tick.event_time.div_euclid(1000) * 1000;
+            let time = self.stamp(tick.event_time);
             self.log.append(
                 &self.plan.input_topic,
                 p,
@@ -290,7 +307,7 @@ impl TopologyTestDriver {
     ) -> Result<(), DriverError> {
         let topic = self.plan.input_topic.clone();
         self.log
-            .append(&topic, partition, Some(key), Some(value), 0)
+            .append(&topic, partition, Some(key), Some(value), self.stamp(0))
             .ok_or(DriverError::NoTopic(format!("{topic}-{partition}")))?;
         self.run()
     }
@@ -298,11 +315,12 @@ impl TopologyTestDriver {
     /// Pipes a watermark at `event_time` (UTC microseconds) into every input partition: stream
     /// time advances there as if a tick of that time had arrived, and windows close.
     pub fn pipe_watermark(&mut self, event_time: i64) -> Result<(), DriverError> {
+        let time = self.stamp(event_time);
         for p in 0..self.partitions {
             let value = watermark_value(event_time);
             let topic = &self.plan.input_topic;
             self.log
-                .append(topic, p, Some(WATERMARK_KEY), Some(&value), 0);
+                .append(topic, p, Some(WATERMARK_KEY), Some(&value), time);
         }
         self.run()
     }

@@ -138,6 +138,7 @@ impl Plan {
             idle_watermark: source.idle_watermark.as_ref().map(|d| d.value),
             sanity: Sanity {
                 max_skew: source.max_event_time_skew.value.as_micros() as i64,
+                max_ahead: source.max_event_time_ahead.value.as_micros() as i64,
             },
             filters,
             group_by,

@@ -108,6 +108,10 @@ impl Engine {
         };
         let mut outputs = std::mem::take(&mut self.outputs);
         if let Some(t) = watermark_of(m.key, m.value) {
+            if !self.admit_watermark(m, t)? {
+                self.outputs = outputs;
+                return Ok(());
+            }
             self.task_mut(stage, m.partition)
                 .window_op()
                 .advance_to(t, &mut outputs);
@@ -132,7 +136,7 @@ impl Engine {
             }
         };
         let stream_time = self.task_mut(stage, m.partition).stream_time();
-        if let Err(r) = self.plan.sanity.check(&tick, stream_time) {
+        if let Err(r) = self.plan.sanity.check(&tick, stream_time, m.timestamp) {
             self.dead_letter(m, r.reason, r.detail)?;
             return Ok(None);
         }
@@ -144,10 +148,22 @@ impl Engine {
         Ok(Some(tick))
     }
 
+    /// Checks a watermark record at `time` like a tick's event time; one that fails goes to
+    /// the dead-letter topic with its reason (false), and moves no stream time.
+    fn admit_watermark(&mut self, m: &SourceRecord<'_>, time: i64) -> Result<bool, RuntimeError> {
+        match self.plan.sanity.check_watermark(time, m.timestamp) {
+            Ok(()) => Ok(true),
+            Err(r) => self.dead_letter(m, r.reason, r.detail).map(|()| false),
+        }
+    }
+
     /// Source record → filters → re-keyed into the repartition topic with its origin.
     pub(super) fn forward(&mut self, m: &SourceRecord<'_>) -> Result<(), RuntimeError> {
         let p = m.partition;
         if let Some(t) = watermark_of(m.key, m.value) {
+            if !self.admit_watermark(m, t)? {
+                return Ok(());
+            }
             if let Work::Forward { stream_time, .. } = &mut self.task_mut(Stage::Forward, p).work {
                 *stream_time = (*stream_time).max(t);
             }

@@ -73,7 +73,9 @@ pub struct SourceSpec {
     pub idle_watermark: Option<DurationLit>,
     /// A tick whose event time is further than this behind its partition's stream time is
     /// implausible (a broken clock, a unit mistake) and goes to the dead-letter topic; one
-    /// within it but behind a closed window is late.
+    /// within it but behind a closed window is late. So is one further ahead of stream time,
+    /// if it was produced longer than this after its event time (a backfill: no clock to
+    /// judge it by) or has no timestamp; a live tick may be (the first after a weekend).
     #[serde(default = "default_max_event_time_skew")]
     pub max_event_time_skew: DurationLit,
     /// A tick or watermark whose event time is further than this after its record's Kafka

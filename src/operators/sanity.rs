@@ -12,11 +12,12 @@ pub struct Rejection {
     pub detail: String,
 }
 
-/// The checks, with how far a tick's event time may be behind its partition's stream time
-/// and ahead of its record's Kafka timestamp.
+/// The checks, with how far a tick's event time may be from its partition's stream time and
+/// ahead of its record's Kafka timestamp.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sanity {
-    /// Largest (stream time - event time), microseconds.
+    /// Largest distance of an event time behind stream time, microseconds; and ahead of it,
+    /// for a record produced longer than this after its event time (or without a timestamp).
     pub max_skew: i64,
     /// Largest (event time - record timestamp), microseconds.
     pub max_ahead: i64,
@@ -43,14 +44,25 @@ impl Sanity {
             );
         }
         self.check_ahead("event time", tick.event_time, produced_at)?;
-        if stream_time != i64::MIN && stream_time.saturating_sub(tick.event_time) > self.max_skew {
-            return reject(
-                Reason::ImplausibleEventTime,
-                format!(
-                    "event time {} is more than {} us behind stream time {stream_time}",
-                    tick.event_time, self.max_skew
-                ),
-            );
+        if stream_time == i64::MIN {
+            return Ok(());
+        }
+        let t = tick.event_time;
+        let skew = |what: &str| {
+            let max = self.max_skew;
+            let detail =
+                format!("event time {t} is more than {max} us {what} stream time {stream_time}");
+            reject(Reason::ImplausibleEventTime, detail)
+        };
+        if stream_time.saturating_sub(t) > self.max_skew {
+            return skew("behind");
+        }
+        // A record produced long after its event time (a backfill, or one without a
+        // timestamp) has no clock to be judged by: far ahead of the others is implausible too.
+        // A live one may be: the first tick after a weekend is.
+        let backfill = produced_at <= 0 || produced_at.saturating_sub(t) > self.max_skew;
+        if backfill && t.saturating_sub(stream_time) > self.max_skew {
+            return skew("ahead of");
         }
         Ok(())
     }
@@ -118,9 +130,26 @@ mod tests {
         );
         assert_eq!(reason(&tick(1.0, 1, -100), 0), None);
         assert_eq!(
-            reason(&tick(1.0, 1, 1_000_000), 0),
+            reason(&tick(1.0, 1, 101), 0),
+            Some("implausible_event_time"),
+            "without a timestamp, too far ahead of stream time"
+        );
+        let live = |t: i64, st| s.check(&tick(1.0, 1, t), st, t).err().map(|r| r.reason);
+        assert_eq!(
+            live(1_000_000, 0),
             None,
-            "far ahead of stream time (a weekend's gap) is not a verdict by itself"
+            "sent as it happened, far ahead of stream time (a weekend's gap) is fine"
+        );
+        let backfill = |t: i64, st| {
+            s.check(&tick(1.0, 1, t), st, t + 101)
+                .err()
+                .map(|r| r.reason)
+        };
+        assert_eq!(backfill(100, 0), None);
+        assert_eq!(
+            backfill(101, 0),
+            Some(Reason::ImplausibleEventTime),
+            "sent long after it happened, too far ahead of the others"
         );
         let mut nameless = tick(1.0, 1, 0);
         nameless.symbol.clear();

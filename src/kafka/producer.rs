@@ -275,29 +275,14 @@ impl KafkaSink {
         self.send_record(BaseRecord::to(topic).key(key).payload(value))
     }
 
-    /// Queues one record to a given partition of a topic.
-    pub fn send_to_partition(
+    /// Queues a record to a given partition, with its timestamp (UTC milliseconds) given
+    /// instead of taken from the clock.
+    pub fn send_to_partition_at(
         &self,
         topic: &str,
         partition: i32,
         key: &[u8],
         value: &[u8],
-    ) -> Result<(), SinkError> {
-        self.send_record(
-            BaseRecord::to(topic)
-                .partition(partition)
-                .key(key)
-                .payload(value),
-        )
-    }
-
-    /// Like [`KafkaSink::send_to_partition`], with the record's timestamp (UTC
-    /// milliseconds) given instead of taken from the clock.
-    pub fn send_to_partition_at(
-        &self,
-        topic: &str,
-        partition: i32,
-        (key, value): (&[u8], &[u8]),
         timestamp_ms: i64,
     ) -> Result<(), SinkError> {
         self.send_record(

@@ -105,9 +105,9 @@ pub fn end_of_input(
     let sink = KafkaSink::new(kafka_cfg, topic)?;
     // Stamped with its own time: a marker standing for a day after the input, not a record
     // from the future (the engine refuses those).
-    let record = (WATERMARK_KEY, watermark_value(t));
+    let value = watermark_value(t);
     for p in 0..kafka::partition_count(kafka_cfg, topic)? {
-        sink.send_to_partition_at(topic, p, (record.0, &record.1), t.div_euclid(1000))?;
+        sink.send_to_partition_at(topic, p, WATERMARK_KEY, &value, t.div_euclid(1000))?;
     }
     sink.flush(Duration::from_secs(30))?;
     Ok(())

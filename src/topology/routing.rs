@@ -106,12 +106,14 @@ impl Engine {
         let stage = Stage::Window {
             repartitioned: false,
         };
+        let watermark = watermark_of(m.key, m.value);
+        if let Some(t) = watermark
+            && !self.admit_watermark(m, t)?
+        {
+            return Ok(());
+        }
         let mut outputs = std::mem::take(&mut self.outputs);
-        if let Some(t) = watermark_of(m.key, m.value) {
-            if !self.admit_watermark(m, t)? {
-                self.outputs = outputs;
-                return Ok(());
-            }
+        if let Some(t) = watermark {
             self.task_mut(stage, m.partition)
                 .window_op()
                 .advance_to(t, &mut outputs);

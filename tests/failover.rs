@@ -11,7 +11,7 @@
 
 use crate::common;
 
-use common::golden::{assert_outputs_once, simulate_into, symbol_bars_rules, symbol_bars_topology};
+use common::golden::{Feed, assert_outputs_once, symbol_bars_rules, symbol_bars_topology};
 use common::process::{
     engine_env, get, interrupt, records_processed, start_engine, start_engine_with,
     wait_for_metric, wait_for_records, wait_scraping,
@@ -34,12 +34,27 @@ struct Setup {
 }
 
 impl Setup {
+    /// Produces the whole input, ended by end-of-input watermarks.
     async fn new(
         kafka: &tickflow::config::KafkaConfig,
         id: &str,
         symbols: usize,
         count: u64,
     ) -> Self {
+        let (setup, feed) = Self::with_feed(kafka, id, symbols, count).await;
+        tokio::task::spawn_blocking(move || feed.finish())
+            .await
+            .unwrap();
+        setup
+    }
+
+    /// Produces nothing yet: the test feeds the input in parts.
+    async fn with_feed(
+        kafka: &tickflow::config::KafkaConfig,
+        id: &str,
+        symbols: usize,
+        count: u64,
+    ) -> (Self, Feed) {
         let registry = common::TestRegistry::start().await;
         let client = RegistryClient::new(&registry.url).unwrap();
         let input = format!("{id}.ticks");
@@ -47,17 +62,18 @@ impl Setup {
             late_fraction: 0.005,
             ..SimConfig::default()
         };
-        simulate_into(kafka, &client, &input, cfg, symbols, count).await;
+        let feed = Feed::new(kafka, &client, &input, cfg, symbols, count).await;
         let dir = tempfile::tempdir().unwrap();
         let topology = dir.path().join("t.yaml");
         std::fs::write(&topology, symbol_bars_topology(id, &input, "")).unwrap();
-        Self {
+        let setup = Self {
             registry,
             client,
             input,
             dir,
             topology,
-        }
+        };
+        (setup, feed)
     }
 
     /// The environment of `tickflow run` on `kafka` as host `host` (its own state directory).
@@ -82,23 +98,20 @@ impl Setup {
     }
 }
 
+/// The input arrives in three parts, each produced when the engines have run the previous one
+/// dry, so that every step happens mid-stream however fast the machine is: A and B share the
+/// first; A stops and B works on A's tasks in the second; A comes back, takes tasks back, and
+/// both finish the third.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
+    const COUNT: u64 = 400_000;
     let kafka = common::kafka();
     let id = common::unique("failover");
-    // 400,000 ticks in the test command (1,000,000 with TICKFLOW_TEST_FULL=1): A's return
-    // comes after about 50,000, so both share the rest.
-    let count = common::scaled(1_000_000);
-    let setup = Setup::new(&kafka, &id, 100, count).await;
+    let (setup, mut feed) = Setup::with_feed(&kafka, &id, 100, COUNT).await;
     let (env_a, env_b) = (setup.env(&kafka, "host-a"), setup.env(&kafka, "host-b"));
-    let Setup {
-        client,
-        input,
-        topology,
-        ..
-    } = &setup;
-    let t = topology.clone();
+    let t = setup.topology.clone();
     tokio::task::spawn_blocking(move || {
+        feed.send(100_000);
         let mut a = start_engine(&t, &env_a, None);
         let mut b = start_engine(&t, &env_b, None);
         wait_for_records(&mut a, 20_000, "failover");
@@ -110,14 +123,16 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
         assert!(status.success());
         assert!(a.child.wait().unwrap().success(), "A stops cleanly");
         // B takes every task over, restoring A's from the changelogs, and works on them
-        // before A comes back.
+        // (the second part lands on all 8 partitions) before A comes back.
         wait_for_metric(&mut b, PARTITIONS, |n| n == 8, "B runs all 8 tasks");
         let before = records_processed(b.metrics_port).unwrap_or(0);
-        wait_for_records(&mut b, before + 30_000, "A's return");
-        // A takes some back mid-stream.
+        feed.send(100_000);
+        wait_for_records(&mut b, before + 60_000, "A's return");
+        // A takes some back, then both share the rest.
         let mut a = start_engine(&t, &env_a, None);
         wait_for_metric(&mut a, PARTITIONS, |n| n > 0, "A takes tasks back");
         wait_for_metric(&mut b, PARTITIONS, |n| n < 8, "B hands tasks back");
+        feed.finish();
         let status = a.child.wait().unwrap();
         assert!(status.success(), "A finishes");
         assert!(b.child.wait().unwrap().success(), "B finishes");
@@ -126,8 +141,8 @@ async fn a_stopped_instance_hands_its_tasks_over_and_takes_them_back() {
     .unwrap();
 
     let rules = symbol_bars_rules();
-    let input = (input.as_str(), count as usize + 8);
-    assert_outputs_once(&kafka, client, &id, input, &rules).await;
+    let input = (setup.input.as_str(), COUNT as usize + 8);
+    assert_outputs_once(&kafka, &setup.client, &id, input, &rules).await;
 }
 
 /// A SIGKILL, then failover to a different instance (its own state directory, never the

@@ -13,7 +13,9 @@ use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::kafka::KafkaSink;
 use tickflow::kafka::ensure_topic;
 use tickflow::metrics::Metrics;
-use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks, universe};
+use tickflow::sim::{
+    Pace, RunSummary, SimConfig, TickStream, end_of_input, produce_ticks, universe,
+};
 use tickflow::topology::runtime::{RunOptions, RunStats, run};
 
 /// Runs the topology in `yaml` in process, with a fresh state directory and 500 ms commits,
@@ -156,25 +158,87 @@ async fn simulate(
     (symbols, count): (usize, u64),
     end_watermarks: bool,
 ) {
-    ensure_topic(kafka, topic, 8, &[]).await.unwrap();
-    let ticks = TickStream::from_config(&cfg, universe(None, symbols).unwrap(), START, Some(count))
-        .unwrap();
-    let schema_id = registry
-        .register_value(topic, RecordKind::Tick)
-        .await
-        .unwrap();
-    let (k, t) = (kafka.clone(), topic.to_string());
+    let mut feed = Feed::new(kafka, registry, topic, cfg, symbols, count).await;
     tokio::task::spawn_blocking(move || {
-        let sink = KafkaSink::new(&k, &t).unwrap();
-        let encoder = Encoder::<Tick>::new(RecordKind::Tick, schema_id);
-        let summary = produce_ticks(ticks, &encoder, &sink, Pace::default(), |_| {}).unwrap();
-        assert_eq!(summary.ticks, count);
         if end_watermarks {
-            end_of_input(&k, &t, &summary).unwrap();
+            feed.finish();
+        } else {
+            feed.send(count);
+            assert_eq!(feed.produced(), count);
         }
     })
     .await
     .unwrap();
+}
+
+/// `count` simulated ticks of `symbols` symbols, produced into `topic` (8 partitions) in
+/// parts when the test says so: a test can let its engines run dry between parts, so that
+/// what it does to them happens mid-stream however fast the machine is. Its methods block.
+pub struct Feed {
+    ticks: TickStream,
+    sink: KafkaSink,
+    encoder: Encoder<Tick>,
+    kafka: KafkaConfig,
+    topic: String,
+    /// Ticks in the whole feed.
+    count: u64,
+    /// Ticks produced so far, and the range of their event times.
+    produced: RunSummary,
+}
+
+impl Feed {
+    /// Creates `topic` and registers its schema; produces nothing yet.
+    pub async fn new(
+        kafka: &KafkaConfig,
+        registry: &RegistryClient,
+        topic: &str,
+        cfg: SimConfig,
+        symbols: usize,
+        count: u64,
+    ) -> Self {
+        ensure_topic(kafka, topic, 8, &[]).await.unwrap();
+        let universe = universe(None, symbols).unwrap();
+        let ticks = TickStream::from_config(&cfg, universe, START, Some(count)).unwrap();
+        let schema_id = registry
+            .register_value(topic, RecordKind::Tick)
+            .await
+            .unwrap();
+        Self {
+            ticks,
+            sink: KafkaSink::new(kafka, topic).unwrap(),
+            encoder: Encoder::<Tick>::new(RecordKind::Tick, schema_id),
+            kafka: kafka.clone(),
+            topic: topic.to_string(),
+            count,
+            produced: RunSummary::default(),
+        }
+    }
+
+    /// Produces the next `n` ticks (fewer at the end of the stream) and waits for their
+    /// acknowledgements.
+    pub fn send(&mut self, n: u64) {
+        let ticks = self.ticks.by_ref().take(n as usize);
+        let part =
+            produce_ticks(ticks, &self.encoder, &self.sink, Pace::default(), |_| {}).unwrap();
+        self.produced.ticks += part.ticks;
+        self.produced.event_time_range =
+            match (self.produced.event_time_range, part.event_time_range) {
+                (Some((lo, hi)), Some((l, h))) => Some((lo.min(l), hi.max(h))),
+                (a, b) => a.or(b),
+            };
+    }
+
+    /// Produces the rest of the ticks, then the end-of-input watermark on every partition.
+    pub fn finish(mut self) {
+        self.send(u64::MAX);
+        assert_eq!(self.produced.ticks, self.count, "ticks in {}", self.topic);
+        end_of_input(&self.kafka, &self.topic, &self.produced).unwrap();
+    }
+
+    /// Ticks produced so far.
+    pub fn produced(&self) -> u64 {
+        self.produced.ticks
+    }
 }
 
 /// Reads `count` records of `topics` from the beginning with a fresh group (giving up when

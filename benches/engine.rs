@@ -27,7 +27,7 @@ fn main() {
         .unwrap()
         .map(|t| encoder.encode(&t).unwrap())
         .collect();
-    let spec: WindowSpec = serde_yaml::from_str(
+    let spec: WindowSpec = serde_saphyr::from_str(
         "id: bars\ninput: ticks\ntumbling: [1s, 1m, 5m]\ngrace: 5s\naggregates: [open, high, low, close, volume, vwap]\n",
     )
     .unwrap();

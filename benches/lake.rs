@@ -76,7 +76,7 @@ fn land(
         "url: file://{}\nformat: {format}\ncodec: {codec}\ntopics: [{{ topic: {TOPIC}, table: ticks }}]\n",
         dir.path().display()
     );
-    let spec: LakeSpec = serde_yaml::from_str(&yaml).unwrap();
+    let spec: LakeSpec = serde_saphyr::from_str(&yaml).unwrap();
     let mut writer = runtime
         .block_on(LakeWriter::open("bench", &spec, app, Metrics::new()))
         .unwrap();

@@ -97,7 +97,7 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
     let yaml = format!("url: {url}\ntopics: [{{ topic: {TOPIC}, table: ticks }}]\n");
-    let spec: LakeSpec = serde_yaml::from_str(&yaml).unwrap();
+    let spec: LakeSpec = serde_saphyr::from_str(&yaml).unwrap();
     let started = Instant::now();
     let days = build_lake(&runtime, &app, &spec, id);
     println!(

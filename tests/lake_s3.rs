@@ -527,7 +527,7 @@ async fn check_column_order(glue: &GlueCatalog, db: &str) {
       {"name":"open","type":"double"},{"name":"close","type":"double"}]}"#;
     const V2: &str = r#"{"type":"record","name":"Bar","fields":[{"name":"symbol","type":"string"},
       {"name":"venue","type":["null","string"],"default":null},{"name":"close","type":"double"}]}"#;
-    let spec: LakeSpec = serde_yaml::from_str(&format!(
+    let spec: LakeSpec = serde_saphyr::from_str(&format!(
         "url: s3://lake/x\ndatabase: {db}\ntopics: [{{topic: ordered}}]"
     ))
     .unwrap();

@@ -134,7 +134,7 @@ mod tests {
 
     fn def(id: u32, json: &str) -> TableDef {
         let spec: LakeSpec =
-            serde_yaml::from_str("url: file:///tmp/lake\ntopics: [{topic: bars}]").unwrap();
+            serde_saphyr::from_str("url: file:///tmp/lake\ntopics: [{topic: bars}]").unwrap();
         let schema = apache_avro::Schema::parse_str(json).unwrap();
         TableDef::of(
             &spec,

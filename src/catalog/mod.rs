@@ -260,7 +260,7 @@ mod tests {
 
     #[test]
     fn projection_maps_every_partition_key_to_its_directory() {
-        let mut spec: LakeSpec = serde_yaml::from_str(
+        let mut spec: LakeSpec = serde_saphyr::from_str(
             "url: s3://b/lake\ndatabase: db\ntopics: [{topic: bars.1m, partition_by: [symbol]}]\npartition_projection: {since: 2026-01-01}",
         )
         .unwrap();

@@ -339,7 +339,7 @@ mod tests {
     use super::*;
 
     fn spec(yaml: &str) -> LakeSpec {
-        serde_yaml::from_str(yaml).unwrap()
+        serde_saphyr::from_str(yaml).unwrap()
     }
 
     #[test]

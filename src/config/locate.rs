@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::Marker;
+use serde_saphyr::granit_parser::{Event, Marker, Parser, Span, SpannedEventReceiver};
 
 /// Line and column (both 1-based) of every node, keyed by path (`operators[1].window.input`).
 #[derive(Debug, Default)]
 pub struct Locations {
+    /// Each node's position: a map entry's key, else the node itself.
     at: HashMap<String, (usize, usize)>,
+    /// Each node's own position (a map entry's value, not its key).
+    values: HashMap<String, (usize, usize)>,
 }
 
 impl Locations {
@@ -17,7 +19,20 @@ impl Locations {
     pub fn of(text: &str) -> Self {
         let mut recv = Receiver::default();
         let _ = Parser::new_from_str(text).load(&mut recv, false);
-        Self { at: recv.at }
+        Self {
+            at: recv.at,
+            values: recv.values,
+        }
+    }
+
+    /// The position of the node at `path` itself (for a map entry: its value), if there is one.
+    pub fn value(&self, path: &str) -> Option<(usize, usize)> {
+        self.values.get(path).copied()
+    }
+
+    /// The position of `path` (for a map entry: its key), if there is one.
+    pub fn get(&self, path: &str) -> Option<(usize, usize)> {
+        self.at.get(path).copied()
     }
 
     /// The position of `path`, or of its nearest ancestor that exists, or 1:1.
@@ -44,6 +59,7 @@ enum Frame {
 struct Receiver {
     stack: Vec<Frame>,
     at: HashMap<String, (usize, usize)>,
+    values: HashMap<String, (usize, usize)>,
 }
 
 impl Receiver {
@@ -67,7 +83,9 @@ impl Receiver {
     }
 
     fn record(&mut self, path: String, mark: Marker) {
-        self.at.entry(path).or_insert((mark.line(), mark.col() + 1));
+        let pos = (mark.line(), mark.col() + 1);
+        self.values.insert(path.clone(), pos);
+        self.at.entry(path).or_insert(pos);
     }
 }
 
@@ -79,14 +97,15 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
-impl MarkedEventReceiver for Receiver {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+impl<'input> SpannedEventReceiver<'input> for Receiver {
+    fn on_event(&mut self, ev: Event<'input>, span: Span) {
+        let mark = span.start;
         match ev {
             Event::Scalar(value, ..) => match self.child_path() {
                 None => {
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
                         let full = join(path, &value);
-                        *key = Some(value);
+                        *key = Some(value.into_owned());
                         self.at.entry(full).or_insert((mark.line(), mark.col() + 1));
                     }
                 }
@@ -126,5 +145,9 @@ mod tests {
         assert_eq!(l.find("c"), (6, 1));
         assert_eq!(l.find("a.list[1].y.nothing"), (5, 7));
         assert_eq!(l.find("nowhere"), (1, 1));
+        assert_eq!(l.value("a.b"), Some((2, 6)));
+        assert_eq!(l.value("a.list[1].y"), Some((5, 10)));
+        assert_eq!(l.get("c"), Some((6, 1)));
+        assert_eq!(l.value("c"), Some((6, 4)));
     }
 }

@@ -391,30 +391,84 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     text: &str,
 ) -> Result<T, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let field = field_name(&err.path().to_string());
-        let inner = err.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
+    let mut path = String::new();
+    let parsed = serde_saphyr::with_deserializer_from_str(text, |de| {
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            path = err.path().to_string();
+            err.into_inner()
+        })
+    });
+    parsed.map_err(|err| {
+        let err = err.without_snippet();
+        let at = locate::Locations::of(text);
+        let path = variant_path(&at, &path, err);
+        let (line, column) = position(&at, &path, err);
         ConfigError::Invalid {
             file: file.to_string(),
             line,
             column,
-            message: strip_location(&strip_path(&inner.to_string(), &field)),
-            field,
+            message: strip_location(&yaml_message(err)),
+            field: field_name(&path),
         }
     })
 }
 
-/// serde_yaml starts some messages with the path of the map the error is in; the full field
-/// path is reported separately.
-fn strip_path(message: &str, field: &str) -> String {
-    match message.split_once(": ") {
-        Some((prefix, rest)) if field.starts_with(prefix) => rest.to_string(),
-        _ => message.to_string(),
+/// Where to point for `err` at `path`: the deserializer's position, except that a bad value
+/// it places at its field's key is shown at the value (`connect_timeout: soon` at `soon`).
+fn position(at: &locate::Locations, path: &str, err: &serde_saphyr::Error) -> (usize, usize) {
+    let Some(l) = err.location() else {
+        return (1, 1);
+    };
+    let reported = (l.line() as usize, l.column() as usize);
+    let about_a_key = matches!(
+        err,
+        serde_saphyr::Error::SerdeUnknownField { .. }
+            | serde_saphyr::Error::SerdeUnknownVariant { .. }
+            | serde_saphyr::Error::SerdeMissingField { .. }
+    );
+    match at.value(path) {
+        Some(value) if !about_a_key && at.get(path) == Some(reported) => value,
+        _ => reported,
+    }
+}
+
+/// The message of a YAML error; an unknown field or variant in serde's words, which name the
+/// expected ones in backticks.
+fn yaml_message(err: &serde_saphyr::Error) -> String {
+    let one_of = |expected: &[&str]| match expected {
+        [] => "there are none".to_string(),
+        [one] => format!("expected `{one}`"),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|e| format!("`{e}`")).collect();
+            format!("expected one of {}", quoted.join(", "))
+        }
+    };
+    match err {
+        serde_saphyr::Error::SerdeUnknownVariant {
+            variant, expected, ..
+        } => format!("unknown variant `{variant}`, {}", one_of(expected)),
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => format!("unknown field `{field}`, {}", one_of(expected)),
+        other => other.to_string(),
+    }
+}
+
+/// The path of an error: an unknown variant written as a single-key map (`- windoww: {...}`)
+/// is at its key, one path below where the deserializer stopped.
+fn variant_path(at: &locate::Locations, path: &str, err: &serde_saphyr::Error) -> String {
+    let serde_saphyr::Error::SerdeUnknownVariant { variant, .. } = err else {
+        return path.to_string();
+    };
+    let below = if path == "." || path.is_empty() {
+        variant.clone()
+    } else {
+        format!("{path}.{variant}")
+    };
+    if at.get(&below).is_some() {
+        below
+    } else {
+        path.to_string()
     }
 }
 
@@ -426,7 +480,8 @@ fn field_name(path: &str) -> String {
     }
 }
 
-/// serde_yaml appends " at line L column C" to messages; the location is reported separately.
+/// The YAML deserializer appends " at line L, column C" to messages; the location is
+/// reported separately.
 fn strip_location(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
@@ -471,9 +526,12 @@ fn env_overrides(env: impl IntoIterator<Item = (String, String)>) -> Vec<Overrid
     out
 }
 
+/// A configuration tree, to set overrides in before it is read again.
+type Json = serde_json::Value;
+
 fn apply_overrides(config: &AppConfig, overrides: &[Override]) -> Result<AppConfig, ConfigError> {
-    let mut tree = serde_yaml::to_value(config).expect("configuration serializes");
-    let fields = serde_yaml::to_value(AppConfig::default()).expect("configuration serializes");
+    let mut tree = serde_json::to_value(config).expect("configuration serializes");
+    let fields = serde_json::to_value(AppConfig::default()).expect("configuration serializes");
     for o in overrides {
         let (path, value) = from_file(o, &fields)?;
         tree = with_override(tree, &path, value);
@@ -507,12 +565,12 @@ fn touches(path: &[String], field: &str) -> bool {
 
 /// `value` set at `path` in `tree`: as text when the field takes text (a password stays
 /// `0x1F`, `1e3` or `null`, exactly as given), else read as YAML (numbers, booleans, lists).
-fn with_override(tree: serde_yaml::Value, path: &[String], value: String) -> serde_yaml::Value {
+fn with_override(tree: Json, path: &[String], value: String) -> Json {
     let mut as_text = tree.clone();
-    set_path(&mut as_text, path, serde_yaml::Value::String(value.clone()));
+    set_path(&mut as_text, path, Json::String(value.clone()));
     match serde_path_to_error::deserialize::<_, AppConfig>(as_text.clone()) {
         Err(err) if touches(path, &field_name(&err.path().to_string())) => {
-            let typed = serde_yaml::from_str(&value).unwrap_or(serde_yaml::Value::String(value));
+            let typed = serde_saphyr::from_str(&value).unwrap_or(Json::String(value));
             let mut tree = tree;
             set_path(&mut tree, path, typed);
             tree
@@ -525,10 +583,7 @@ fn with_override(tree: serde_yaml::Value, path: &[String], value: String) -> ser
 /// name ends in `_file` and is not itself a field (like `simulator.symbols_file`), the value
 /// of the field without `_file` is the file's content, less a trailing newline. Errors name
 /// the variable and the file, never the content.
-fn from_file(
-    o: &Override,
-    fields: &serde_yaml::Value,
-) -> Result<(Vec<String>, String), ConfigError> {
+fn from_file(o: &Override, fields: &Json) -> Result<(Vec<String>, String), ConfigError> {
     let last = o.path.last().expect("overrides have a section and a field");
     let Some(stem) = last.strip_suffix("_file") else {
         return Ok((o.path.clone(), o.value.clone()));
@@ -548,27 +603,27 @@ fn from_file(
     Ok((path, text.to_string()))
 }
 
-fn lookup<'a>(tree: &'a serde_yaml::Value, path: &[String]) -> Option<&'a serde_yaml::Value> {
+fn lookup<'a>(tree: &'a Json, path: &[String]) -> Option<&'a Json> {
     path.iter()
         .try_fold(tree, |node, key| node.get(key.as_str()))
 }
 
-fn set_path(tree: &mut serde_yaml::Value, path: &[String], value: serde_yaml::Value) {
+fn set_path(tree: &mut Json, path: &[String], value: Json) {
     let mut node = tree;
     for key in &path[..path.len() - 1] {
-        if !node.is_mapping() {
-            *node = serde_yaml::Value::Mapping(Default::default());
+        if !node.is_object() {
+            *node = Json::Object(Default::default());
         }
-        let map = node.as_mapping_mut().expect("mapping");
+        let map = node.as_object_mut().expect("object");
         node = map
-            .entry(serde_yaml::Value::String(key.clone()))
-            .or_insert(serde_yaml::Value::Mapping(Default::default()));
+            .entry(key.clone())
+            .or_insert(Json::Object(Default::default()));
     }
-    if !node.is_mapping() {
-        *node = serde_yaml::Value::Mapping(Default::default());
+    if !node.is_object() {
+        *node = Json::Object(Default::default());
     }
-    let last = serde_yaml::Value::String(path[path.len() - 1].clone());
-    node.as_mapping_mut().expect("mapping").insert(last, value);
+    let last = path[path.len() - 1].clone();
+    node.as_object_mut().expect("object").insert(last, value);
 }
 
 #[cfg(test)]
@@ -643,7 +698,8 @@ mod tests {
         let msg = AppConfig::from_yaml("c.yaml", text, no_env())
             .unwrap_err()
             .to_string();
-        assert!(msg.starts_with("c.yaml:3:1: "), "{msg}");
+        // At the quote that is never closed.
+        assert!(msg.starts_with("c.yaml:2:22: "), "{msg}");
     }
 
     #[test]

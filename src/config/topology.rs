@@ -136,7 +136,7 @@ pub enum ValueFormat {
 /// One operator, written as a single-key map: `- window: {...}`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(transparent)]
-pub struct OperatorEntry(#[serde(with = "serde_yaml::with::singleton_map")] pub OperatorSpec);
+pub struct OperatorEntry(pub OperatorSpec);
 
 impl std::ops::Deref for OperatorEntry {
     type Target = OperatorSpec;
@@ -208,7 +208,7 @@ pub struct Condition {
     /// Comparison.
     pub op: CompareOp,
     /// Constant: a number, a string, or a list of them for `in`.
-    pub value: serde_yaml::Value,
+    pub value: serde_json::Value,
 }
 
 /// Comparison operators.
@@ -263,10 +263,9 @@ pub struct WindowSpec {
     #[serde(default)]
     pub grace: DurationLit,
     /// What each bar holds: names, or single-key maps for field aggregates (`{max: price}`).
-    #[serde(with = "serde_yaml::with::singleton_map_recursive")]
     pub aggregates: Vec<Aggregate>,
     /// When bars are emitted.
-    #[serde(default, with = "serde_yaml::with::singleton_map")]
+    #[serde(default)]
     pub emit: Emit,
     /// Topic that receives ticks for windows already closed.
     pub late_topic: Option<String>,
@@ -675,7 +674,7 @@ fn check_filter(path: &str, f: &FilterSpec, out: &mut Vec<(String, String)>) {
         let at = format!("{path}.where[{i}]");
         let numeric = TICK_FIELDS.iter().any(|(n, num)| *n == c.field && *num);
         check_field(&format!("{at}.field"), &c.field, false, out);
-        let scalar_ok = |v: &serde_yaml::Value| {
+        let scalar_ok = |v: &serde_json::Value| {
             if numeric {
                 v.is_number()
             } else {
@@ -683,7 +682,7 @@ fn check_filter(path: &str, f: &FilterSpec, out: &mut Vec<(String, String)>) {
             }
         };
         let ok = match (c.op, &c.value) {
-            (CompareOp::In, serde_yaml::Value::Sequence(vs)) => {
+            (CompareOp::In, serde_json::Value::Array(vs)) => {
                 !vs.is_empty() && vs.iter().all(scalar_ok)
             }
             (CompareOp::In, _) => false,

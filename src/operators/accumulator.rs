@@ -212,7 +212,7 @@ mod tests {
         assert_eq!(a.turnover, turnover);
         assert_eq!(a.vwap(), turnover / 200.0);
         assert_eq!(Accumulator::from_bytes(&a.to_bytes()), Some(a));
-        let field = |s: &str| -> Aggregate { serde_yaml::from_str(s).unwrap() };
+        let field = |s: &str| -> Aggregate { serde_saphyr::from_str(s).unwrap() };
         assert_eq!(a.field_aggregate(&field("!max size")), Some(100.0));
         assert_eq!(
             a.field_aggregate(&field("!mean price")),

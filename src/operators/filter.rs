@@ -24,21 +24,20 @@ pub struct Filter {
     conditions: Vec<Compiled>,
 }
 
-fn operand(v: &serde_yaml::Value) -> Operand {
+fn operand(v: &serde_json::Value) -> Operand {
     match v.as_f64() {
         Some(n) => Operand::Number(n),
-        None => Operand::Text(v.as_str().map(str::to_string).unwrap_or_else(|| {
-            serde_yaml::to_string(v)
-                .unwrap_or_default()
-                .trim()
-                .to_string()
-        })),
+        None => Operand::Text(
+            v.as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string()),
+        ),
     }
 }
 
 fn compile(c: &Condition) -> Compiled {
     let values = match &c.value {
-        serde_yaml::Value::Sequence(vs) => vs.iter().map(operand).collect(),
+        serde_json::Value::Array(vs) => vs.iter().map(operand).collect(),
         v => vec![operand(v)],
     };
     Compiled {
@@ -104,7 +103,7 @@ mod tests {
 
     #[test]
     fn conditions_all_hold() {
-        let spec: FilterSpec = serde_yaml::from_str(
+        let spec: FilterSpec = serde_saphyr::from_str(
             "id: f\ninput: t\nwhere:\n  - {field: venue, op: in, value: [XNAS, XNYS]}\n  - {field: size, op: ge, value: 100}\n",
         )
         .unwrap();

@@ -327,7 +327,7 @@ mod tests {
         let url = format!("file://{}", dir.path().display());
         let store = LakeStore::open(&url, &Default::default()).await.unwrap();
         let spec: LakeSpec =
-            serde_yaml::from_str(&format!("url: {url}\ntopics: [{{topic: t}}]")).unwrap();
+            serde_saphyr::from_str(&format!("url: {url}\ntopics: [{{topic: t}}]")).unwrap();
         let catalog = Catalog::Local(LocalCatalog::new(store.clone()));
         for (id, json, hour, first, n) in [(1, OLD, "08", 0, 40), (2, MID, "09", 40, 25)] {
             let schema = apache_avro::Schema::parse_str(json).unwrap();
@@ -377,7 +377,7 @@ mod tests {
             let bytes = parquet(schema, first, n);
             store.put_new(&name, bytes).await.unwrap();
         }
-        let spec: LakeSpec = serde_yaml::from_str(&format!(
+        let spec: LakeSpec = serde_saphyr::from_str(&format!(
             "url: {url}\nformat: parquet\ntopics: [{{topic: t}}]"
         ))
         .unwrap();

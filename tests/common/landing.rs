@@ -285,5 +285,5 @@ pub fn lake_spec(
             "  - {{ topic: \"{topic}\", table: {table}, time_field: {time}{format} }}\n"
         ));
     }
-    serde_yaml::from_str(&yaml).unwrap()
+    serde_saphyr::from_str(&yaml).unwrap()
 }

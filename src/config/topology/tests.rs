@@ -81,7 +81,7 @@ fn unknown_field_is_located() {
 #[test]
 fn bad_duration_is_located() {
     let msg = errors_of("bad_duration.yaml");
-    assert!(msg.starts_with("tests/topologies/bad_duration.yaml:8:17: operators[0].window.tumbling[1]: `5 minutes please` is not a duration"), "{msg}");
+    assert!(msg.starts_with("tests/topologies/bad_duration.yaml:8:22: operators[0].window.tumbling[1]: `5 minutes please` is not a duration"), "{msg}");
 }
 
 #[test]

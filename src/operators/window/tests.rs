@@ -3,7 +3,7 @@ use super::*;
 const S: i64 = 1_000_000;
 
 fn spec(yaml: &str) -> WindowSpec {
-    serde_yaml::from_str(&format!("id: w\ninput: t\naggregates: [open]\n{yaml}")).unwrap()
+    serde_saphyr::from_str(&format!("id: w\ninput: t\naggregates: [open]\n{yaml}")).unwrap()
 }
 
 fn tick(key: &str, t: i64, price: f64) -> Tick {
@@ -270,7 +270,7 @@ fn changes_restore_the_same_state() {
 
 #[test]
 fn field_aggregates_land_in_extras() {
-    let spec: WindowSpec = serde_yaml::from_str(
+    let spec: WindowSpec = serde_saphyr::from_str(
         "id: w\ninput: t\ntumbling: [1m]\naggregates: [open, {max: price}, {mean: size}]\n",
     )
     .unwrap();

@@ -60,6 +60,7 @@ mod architecture {
                 "codec",
                 "config",
                 "lake",
+                "metrics",
                 "operators",
                 "topology",
             ],

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Where a stage of the process (the engine, the lake sink) is.
@@ -132,6 +132,14 @@ pub struct Metrics {
     /// Catalog calls, by operation (`ensure_table`, `add_partitions`) and outcome (`ok`,
     /// `error`).
     pub catalog_calls: IntCounterVec,
+    /// Athena queries this process ran, by outcome (`succeeded`, `failed`, `timed_out`).
+    pub athena_queries: IntCounterVec,
+    /// Bytes the Athena queries of this process scanned (what Athena bills).
+    pub athena_bytes_scanned: IntCounter,
+    /// Seconds an Athena query took, from its start to its last result page.
+    pub athena_query_seconds: Histogram,
+    /// Unix time at which the last Athena query of this process ended.
+    pub athena_last_query: Gauge,
     /// 1 when `/readyz` would answer 200, else 0 (set at each scrape).
     ready: IntGauge,
     /// 1 when `/healthz` would answer 200, else 0 (set at each scrape).
@@ -168,6 +176,9 @@ pub const DEAD_LETTER_REASONS: [&str; 9] = [
     "overflow",
     "bad_repartition_record",
 ];
+
+/// Every outcome of an Athena query, so that each series exists (at 0) before the first.
+pub const ATHENA_OUTCOMES: [&str; 3] = ["succeeded", "failed", "timed_out"];
 
 /// The git revision the binary was built from (`TICKFLOW_GIT_REVISION` at build time).
 const REVISION: &str = match option_env!("TICKFLOW_GIT_REVISION") {
@@ -364,6 +375,30 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            athena_queries: counter_vec(
+                &registry,
+                "tickflow_athena_queries_total",
+                "Athena queries by outcome (succeeded, failed, timed_out)",
+                &["outcome"],
+            ),
+            athena_bytes_scanned: counter(
+                &registry,
+                "tickflow_athena_bytes_scanned_total",
+                "Bytes Athena scanned for the queries",
+            ),
+            athena_query_seconds: histogram(
+                &registry,
+                "tickflow_athena_query_duration_seconds",
+                "Seconds from an Athena query's start to its last result page",
+            ),
+            athena_last_query: registered(
+                &registry,
+                Gauge::new(
+                    "tickflow_athena_last_query_timestamp_seconds",
+                    "Unix time at which the last Athena query ended",
+                )
+                .expect("valid metric"),
+            ),
             ready: gauge(
                 &registry,
                 "tickflow_ready",
@@ -391,6 +426,9 @@ impl Metrics {
         }
         for outcome in ["committed", "aborted"] {
             self.commits.with_label_values(&[outcome]);
+        }
+        for outcome in ATHENA_OUTCOMES {
+            self.athena_queries.with_label_values(&[outcome]);
         }
         for operation in ["ensure_table", "add_partitions"] {
             for outcome in ["ok", "error"] {
@@ -441,6 +479,32 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("exposition is UTF-8")
+    }
+
+    /// The Athena metrics (`tickflow_athena_*`) in Prometheus' text format, for the textfile
+    /// collector of node_exporter: a one-shot `tickflow query` has no endpoint to scrape, and
+    /// node_exporter exposes its own process metrics.
+    pub fn render_athena(&self) -> String {
+        let families: Vec<_> = self
+            .registry
+            .gather()
+            .into_iter()
+            .filter(|f| f.name().starts_with("tickflow_athena_"))
+            .collect();
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&families, &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("exposition is UTF-8")
+    }
+
+    /// Writes [`Metrics::render_athena`] to `path` atomically (a temporary file beside it,
+    /// then a rename), so that a collector never reads half a file.
+    pub fn write_athena_textfile(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        std::fs::write(&tmp, self.render_athena())?;
+        std::fs::rename(&tmp, path)
     }
 
     /// Serves `/metrics` (Prometheus text format), `/healthz` (200 unless a stage failed,

@@ -7,6 +7,7 @@
 //! one page). One test only: it sets the AWS environment of its process.
 
 use crate::common;
+use common::process::series;
 
 use std::process::{Command, Output};
 
@@ -34,6 +35,37 @@ fn tickflow(args: &[&str], env: &[(&str, &str)]) -> Output {
         cmd.env(k, v);
     }
     cmd.output().unwrap()
+}
+
+/// A metrics file `tickflow query --metrics-file` wrote: only `tickflow_athena_*` families
+/// (node_exporter has its own process metrics), in a format `promtool check metrics` accepts.
+fn textfile(path: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.starts_with("tickflow_athena_"), "{line}");
+    }
+    let mut check = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (installed by scripts/test.sh)");
+    use std::io::Write;
+    check
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let checked = check.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    text
 }
 
 /// The rows moto will answer the next query with: Athena's header row, then three bars.
@@ -130,6 +162,8 @@ lake:
         ("TICKFLOW_ATHENA__WORKGROUP", id.as_str()),
         ("TICKFLOW_ATHENA__OUTPUT_LOCATION", output.as_str()),
     ];
+    let prom = dir.path().join("tickflow_query.prom");
+    let prom_arg = prom.display().to_string();
     let args = [
         "query",
         "-t",
@@ -140,6 +174,8 @@ lake:
         "day=2026-11-26",
         "--format",
         "json",
+        "--metrics-file",
+        &prom_arg,
     ];
     let out = tickflow(&args, &env);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -188,13 +224,56 @@ lake:
         "{sql}"
     );
     assert!(!sql.contains("{{"), "placeholders bound: {sql}");
+    // The query's metrics, for node_exporter's textfile collector: what Athena reported.
+    let scanned = q.statistics().and_then(|s| s.data_scanned_in_bytes());
+    let metrics = textfile(&prom);
+    assert_eq!(
+        series(
+            &metrics,
+            "tickflow_athena_queries_total{outcome=\"succeeded\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "tickflow_athena_queries_total{outcome=\"failed\"}"
+        ),
+        0.0
+    );
+    assert_eq!(
+        series(&metrics, "tickflow_athena_query_duration_seconds_count"),
+        1.0
+    );
+    assert_eq!(
+        series(&metrics, "tickflow_athena_bytes_scanned_total"),
+        scanned.unwrap_or(0) as f64
+    );
+    assert!(series(&metrics, "tickflow_athena_last_query_timestamp_seconds") > 1.7e9);
 
-    // The error path: Athena's reason, exit code 3 (an external service failed).
+    // The error path: Athena's reason, exit code 3 (an external service failed), and the
+    // failure counted in the metrics file.
     let missing = [("TICKFLOW_ATHENA__WORKGROUP", "no-such-workgroup")];
-    let out = tickflow(&["query", "-t", &t, "SELECT 1"], &missing);
+    let args = ["query", "-t", &t, "SELECT 1", "--metrics-file", &prom_arg];
+    let out = tickflow(&args, &missing);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("WorkGroup does not exist"), "{stderr}");
+    let metrics = textfile(&prom);
+    assert_eq!(
+        series(
+            &metrics,
+            "tickflow_athena_queries_total{outcome=\"failed\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "tickflow_athena_queries_total{outcome=\"succeeded\"}"
+        ),
+        0.0
+    );
 
     // A local lake has no Glue tables for Athena to read.
     let local = dir.path().join("local.yaml");

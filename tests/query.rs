@@ -13,7 +13,7 @@ use std::process::{Command, Output};
 use apache_avro::types::Value;
 use common::golden::{Rules, expected_with, read_all, simulate_into, tick_log};
 use common::lake;
-use common::process::{start_engine_with, wait_scraping};
+use common::process::{series, start_engine_with, wait_scraping};
 use serde_json::Value as Json;
 use tickflow::codec::{Bar, RegistryClient, Tick};
 use tickflow::config::lake::LakeFormat;
@@ -188,17 +188,6 @@ fn documented_metrics() -> Vec<String> {
         .collect();
     assert!(names.len() >= 20, "{names:?}");
     names
-}
-
-/// The value of the series `series` (name and labels as exposed) in a scrape.
-fn series(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no series {series}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Every documented metric is exposed; the run's counters and histograms moved.

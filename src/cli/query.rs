@@ -12,6 +12,7 @@ use crate::catalog::{Catalog, GlueCatalog};
 use crate::config::lake::CatalogKind;
 use crate::config::{AppConfig, TopologySpec};
 use crate::lake::store::LakeStore;
+use crate::metrics::Metrics;
 use crate::query::athena::AthenaEngine;
 use crate::query::bar_table;
 use crate::query::chart::{Candle, ChartSpec, render};
@@ -48,6 +49,11 @@ pub struct QueryArgs {
     /// Also print, to stderr, how many files the scans read of how many the tables hold.
     #[arg(long)]
     pub stats: bool,
+    /// After an Athena query, succeeded or not, write its metrics (`tickflow_athena_*`) to
+    /// this file in Prometheus' text format, for node_exporter's textfile collector (e.g.
+    /// `/var/lib/node_exporter/textfile/tickflow_query.prom`).
+    #[arg(long)]
+    pub metrics_file: Option<PathBuf>,
 }
 
 /// The SQL engines.
@@ -139,11 +145,15 @@ pub async fn answer(args: &QueryArgs, app: &AppConfig) -> anyhow::Result<ResultS
         let catalog = Catalog::Glue(GlueCatalog::connect(&app.aws).await?);
         let store = LakeStore::open(&lake.url, &app.aws).await?;
         let sql = bind(&spec, &catalog, &store, &origin, &text, params).await?;
-        let athena = AthenaEngine::connect(&app.aws, &app.athena).await;
-        let (result, stats) = athena
-            .query(&lake.database, &sql)
-            .await
-            .with_context(|| format!("running {origin} on Athena"))?;
+        let metrics = Metrics::new();
+        let athena = AthenaEngine::connect(&app.aws, &app.athena, metrics.clone()).await;
+        let answered = athena.query(&lake.database, &sql).await;
+        if let Some(path) = &args.metrics_file {
+            metrics
+                .write_athena_textfile(path)
+                .with_context(|| format!("writing the query's metrics to {}", path.display()))?;
+        }
+        let (result, stats) = answered.with_context(|| format!("running {origin} on Athena"))?;
         eprintln!(
             "athena query {}: {:.1} MB scanned, about ${:.5} (at ${}/TB, 10 MB minimum); engine time {} ms",
             stats.query_id,

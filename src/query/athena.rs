@@ -15,6 +15,7 @@ use aws_sdk_athena::types::{
 
 use super::{QueryError, ResultSet};
 use crate::config::{AthenaConfig, AwsConfig};
+use crate::metrics::Metrics;
 
 /// Rows per result page (Athena's largest).
 const PAGE_SIZE: i32 = 1000;
@@ -61,12 +62,13 @@ struct Page {
 pub struct AthenaEngine {
     client: Client,
     config: AthenaConfig,
+    metrics: Metrics,
 }
 
 impl AthenaEngine {
     /// A client for `aws`'s region and endpoint, with up to 10 attempts per call (throttling
-    /// and 5xx answers are retried with backoff).
-    pub async fn connect(aws: &AwsConfig, config: &AthenaConfig) -> Self {
+    /// and 5xx answers are retried with backoff); each query is counted in `metrics`.
+    pub async fn connect(aws: &AwsConfig, config: &AthenaConfig, metrics: Metrics) -> Self {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(aws.region.clone()))
             .retry_config(RetryConfig::standard().with_max_attempts(10));
@@ -76,15 +78,39 @@ impl AthenaEngine {
         Self {
             client: Client::new(&loader.load().await),
             config: config.clone(),
+            metrics,
         }
     }
 
-    /// Runs `sql` in `database` and returns every row, with what it cost.
+    /// Runs `sql` in `database` and returns every row, with what it cost; counts the query,
+    /// its outcome, duration and bytes scanned in the metrics.
     pub async fn query(
         &self,
         database: &str,
         sql: &str,
     ) -> Result<(ResultSet, AthenaStats), QueryError> {
+        let started = std::time::Instant::now();
+        let result = self.run(database, sql).await;
+        let m = &self.metrics;
+        let outcome = match &result {
+            Ok((_, stats)) => {
+                m.athena_bytes_scanned
+                    .inc_by(stats.data_scanned.max(0) as u64);
+                "succeeded"
+            }
+            Err(QueryError::Timeout(_)) => "timed_out",
+            Err(_) => "failed",
+        };
+        m.athena_queries.with_label_values(&[outcome]).inc();
+        m.athena_query_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        m.athena_last_query
+            .set(now.map(|d| d.as_secs_f64()).unwrap_or(0.0));
+        result
+    }
+
+    async fn run(&self, database: &str, sql: &str) -> Result<(ResultSet, AthenaStats), QueryError> {
         let id = self.start(database, sql).await?;
         let polled = poll(
             || self.progress(&id),

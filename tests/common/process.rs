@@ -101,6 +101,18 @@ pub fn metric(port: u16, name: &str) -> Option<u64> {
 
 /// The series `name` of a scrape (with labels: that one), or the sum of every series of a
 /// bare name; `None` if there is none.
+/// The value of the series `series` (name and labels as exposed) in a scrape; panics when
+/// it is missing.
+pub fn series(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no series {series} in:\n{scrape}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 pub fn sum_of(scrape: &str, name: &str) -> Option<u64> {
     let bare = !name.contains('{');
     let mut found = None;

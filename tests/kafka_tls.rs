@@ -4,7 +4,8 @@
 //! certificates made by the `openssl` command, and `tickflow simulate` and `tail` as a user
 //! runs them. The client key's password and the SASL password come from files; at `trace` no
 //! log line holds them. MSK's IAM mode (SASL/OAUTHBEARER) has no server here: its token
-//! provider is unit-tested (`kafka::auth`).
+//! provider is unit-tested (`kafka::auth`). The schema registry is reached over HTTPS too
+//! (stunnel in front of `tickflow registry`), trusting the test CA through `SSL_CERT_FILE`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -156,21 +157,28 @@ fn stunnel_binary() -> &'static str {
 /// stunnel accepting TLS on `tls_port` and forwarding to the broker on `broker_port`;
 /// with `client_cert`, only from clients with a certificate signed by the test CA.
 fn start_stunnel(dir: &Path, tls_port: u16, broker_port: u16, client_cert: bool) -> Running {
+    stunnel(dir, "kafka", tls_port, broker_port, client_cert)
+}
+
+/// stunnel service `name` accepting TLS on `tls_port` (the test CA's server certificate for
+/// 127.0.0.1) and forwarding to `port`; its log is `stunnel-<name>.log`.
+fn stunnel(dir: &Path, name: &str, tls_port: u16, port: u16, client_cert: bool) -> Running {
     let verify = if client_cert {
         "verifyChain = yes\nrequireCert = yes\n"
     } else {
         ""
     };
     let conf = format!(
-        "foreground = yes\npid =\noutput = {log}\n[kafka]\naccept = 127.0.0.1:{tls_port}\n\
-         connect = 127.0.0.1:{broker_port}\ncert = {d}/server.pem\nkey = {d}/server.key\n\
+        "foreground = yes\npid =\noutput = {log}\n[{name}]\naccept = 127.0.0.1:{tls_port}\n\
+         connect = 127.0.0.1:{port}\ncert = {d}/server.pem\nkey = {d}/server.key\n\
          CAfile = {d}/ca.pem\n{verify}",
         d = dir.display(),
-        log = dir.join("stunnel.log").display(),
+        log = dir.join(format!("stunnel-{name}.log")).display(),
     );
-    std::fs::write(dir.join("stunnel.conf"), conf).unwrap();
+    let path = dir.join(format!("stunnel-{name}.conf"));
+    std::fs::write(&path, conf).unwrap();
     let child = Command::new(stunnel_binary())
-        .arg(dir.join("stunnel.conf"))
+        .arg(&path)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -258,6 +266,19 @@ fn registry(dir: &Path) -> (Running, String) {
     (Running(child), format!("http://127.0.0.1:{port}"))
 }
 
+/// The registry behind TLS (stunnel, the test CA's certificate): `https://127.0.0.1:<port>`.
+fn registry_over_tls(dir: &Path) -> (Running, Running, String) {
+    let (registry, url) = registry(dir);
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let tls_port = crate::common::free_port();
+    let proxy = stunnel(dir, "registry", tls_port, port, false);
+    wait_port(tls_port, "stunnel for the registry");
+    (registry, proxy, format!("https://127.0.0.1:{tls_port}"))
+}
+
+/// Kafka over mutual TLS, and the schema registry over HTTPS trusting the test CA through
+/// `SSL_CERT_FILE` (the registry client's rustls reads the system's roots, and that
+/// variable, as OpenSSL does).
 #[test]
 fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     let tmp = tempfile::tempdir().unwrap();
@@ -268,9 +289,33 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     wait_port(broker_port, "the broker");
     let _stunnel = start_stunnel(&dir, tls_port, broker_port, true);
     wait_port(tls_port, "stunnel");
-    let (_registry, registry_url) = registry(&dir);
-    let env = tls_env(&dir, tls_port, &registry_url, true);
+    let (_registry, _registry_tls, registry_url) = registry_over_tls(&dir);
+    let trust_test_ca = |mut env: Vec<(String, String)>| {
+        let ca = dir.join("ca.pem").display().to_string();
+        env.push(("SSL_CERT_FILE".into(), ca));
+        env
+    };
+    let env = trust_test_ca(tls_env(&dir, tls_port, &registry_url, true));
     simulate_and_tail(&dir, &env, "the key password");
+
+    // A registry whose certificate is not trusted is refused (the system's roots only).
+    let mut untrusted = tls_env(&dir, tls_port, &registry_url, true);
+    untrusted.push((
+        "SSL_CERT_FILE".into(),
+        "/etc/ssl/certs/ca-certificates.crt".into(),
+    ));
+    untrusted.push(("TICKFLOW_REGISTRY__RETRY_FOR".into(), "1s".into()));
+    let refused = tickflow(
+        &dir,
+        &["simulate", "--count", "1", "--topic", "tls.ticks"],
+        &untrusted,
+    );
+    let out = text(&refused);
+    assert!(
+        !refused.status.success(),
+        "an untrusted registry was used: {out}"
+    );
+    assert!(out.contains(&registry_url), "{out}");
 
     // Without a client certificate the TLS listener refuses the client, and tickflow says so
     // within its connect timeout instead of hanging.
@@ -278,7 +323,7 @@ fn simulate_and_tail_over_mutual_tls_without_leaking_the_key_password() {
     let refused = tickflow(
         &dir,
         &["simulate", "--count", "1", "--topic", "tls.ticks"],
-        &tls_env(&dir, tls_port, &registry_url, false),
+        &trust_test_ca(tls_env(&dir, tls_port, &registry_url, false)),
     );
     let out = text(&refused);
     assert!(
@@ -320,7 +365,7 @@ fn simulate_and_tail(dir: &Path, env: &[(String, String)], secret: &str) {
     assert!(
         produced.status.success(),
         "{out}\nstunnel: {}",
-        std::fs::read_to_string(dir.join("stunnel.log")).unwrap_or_default()
+        std::fs::read_to_string(dir.join("stunnel-kafka.log")).unwrap_or_default()
     );
     assert!(out.contains("produced 4 ticks to "), "{out}");
     assert!(!out.contains(MARKER), "{secret} is in simulate's output");

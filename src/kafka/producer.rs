@@ -13,6 +13,8 @@ use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{Message, TopicPartitionList};
 
+use backon::{BlockingRetryable, ExponentialBuilder};
+
 use crate::config::KafkaConfig;
 use crate::kafka::{Auth, client_config_with};
 
@@ -185,39 +187,41 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// Runs one transactional call, retrying it while librdkafka says it is retriable.
+    /// Runs one transactional call, retrying it while librdkafka says it is retriable: up to
+    /// four times, 200 ms apart and doubling.
     fn txn(
         &self,
         step: &'static str,
         call: impl Fn(&ThreadedProducer<TrackingContext>) -> KafkaResult<()>,
     ) -> Result<(), SinkError> {
-        let mut attempts = 0;
-        loop {
-            let err = match call(&self.producer) {
-                Ok(()) => return Ok(()),
-                Err(e) => e,
-            };
-            let unsupported = err.to_string().contains("not supported by broker");
-            let retriable = matches!(&err, RdError::Transaction(t) if t.is_retriable());
-            attempts += 1;
-            if retriable && !unsupported && attempts < 5 {
-                tracing::warn!(step, error = %err, "retrying a transactional call");
-                std::thread::sleep(Duration::from_millis(100 << attempts));
-                continue;
-            }
-            let fatal = matches!(&err, RdError::Transaction(t) if t.is_fatal());
-            return Err(SinkError::Transaction {
-                id: self.transactional_id.clone().unwrap_or_default(),
-                step,
-                message: if unsupported {
-                    format!(
-                        "{err} (this broker has no Kafka transactions: use `processing_guarantee: at_least_once`)"
-                    )
-                } else {
-                    err.to_string()
-                },
-                fatal: fatal || unsupported,
-            });
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_factor(2.0)
+            .with_max_times(4);
+        (|| call(&self.producer))
+            .retry(backoff)
+            .sleep(std::thread::sleep)
+            .when(|e| retriable(e) && !unsupported(e))
+            .notify(|e, pause| tracing::warn!(step, error = %e, ?pause, "retrying a transactional call"))
+            .call()
+            .map_err(|err| self.txn_error(step, err))
+    }
+
+    /// The error of a transactional call that failed for good.
+    fn txn_error(&self, step: &'static str, err: RdError) -> SinkError {
+        let fatal = matches!(&err, RdError::Transaction(t) if t.is_fatal());
+        let unsupported = unsupported(&err);
+        SinkError::Transaction {
+            id: self.transactional_id.clone().unwrap_or_default(),
+            step,
+            message: if unsupported {
+                format!(
+                    "{err} (this broker has no Kafka transactions: use `processing_guarantee: at_least_once`)"
+                )
+            } else {
+                err.to_string()
+            },
+            fatal: fatal || unsupported,
         }
     }
 
@@ -368,4 +372,14 @@ impl KafkaSink {
         }
         Ok(())
     }
+}
+
+/// Whether librdkafka says a transactional call may succeed if made again.
+fn retriable(err: &RdError) -> bool {
+    matches!(err, RdError::Transaction(t) if t.is_retriable())
+}
+
+/// Whether the broker has no transactions at all (Tansu 0.6).
+fn unsupported(err: &RdError) -> bool {
+    err.to_string().contains("not supported by broker")
 }

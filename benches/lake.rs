@@ -19,6 +19,7 @@ use support::{START, start_registry, universe};
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::lake::LakeSpec;
 use tickflow::config::{AppConfig, AwsConfig};
+use tickflow::kafka::record_of;
 use tickflow::lake::store::LakeStore;
 use tickflow::metrics::Metrics;
 use tickflow::sim::{SimConfig, TickStream};
@@ -88,7 +89,7 @@ fn land(
             }
             let started = Instant::now();
             for m in &messages {
-                writer.land(m).unwrap();
+                writer.land(&record_of(m)).unwrap();
             }
             writer.flush(None).unwrap();
             (writer, started.elapsed())

@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use support::{START, start_registry, universe};
 
+use tickflow::codec::SourceRecord;
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
-use tickflow::kafka::KafkaSink;
+use tickflow::kafka::{
+    ConsumerSettings, DriveOptions, Flow, Group, KafkaError, KafkaSink, Part, Stage, drive,
+};
 use tickflow::metrics::Metrics;
 use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks};
-use tickflow::source::KafkaSource;
 use tickflow::topology::runtime::{RunOptions, run};
 
 const TICKS: u64 = 1_000_000;
@@ -30,22 +32,71 @@ fn rate(n: u64, first: Instant, last: Instant) -> f64 {
     (n - 1) as f64 / (last - first).as_secs_f64()
 }
 
+/// The consume-only baseline: a stage on tickflow's consumer driver (the engine's) that
+/// touches every value and does nothing else.
+struct Touch {
+    want: u64,
+    seen: u64,
+    bytes: usize,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    deadline: Instant,
+}
+
+impl Stage for Touch {
+    type Error = KafkaError;
+
+    fn assigned(&mut self, _: &dyn Group, parts: &[Part]) -> Result<Vec<Option<i64>>, KafkaError> {
+        Ok(vec![None; parts.len()])
+    }
+
+    fn revoked(&mut self, _: &dyn Group, _: &[Part], _: bool) -> Result<(), KafkaError> {
+        Ok(())
+    }
+
+    fn record(&mut self, r: &SourceRecord<'_>) -> Result<bool, KafkaError> {
+        self.first.get_or_insert_with(Instant::now);
+        self.bytes += r.value.map_or(0, <[u8]>::len);
+        self.seen += 1;
+        self.last = Some(Instant::now());
+        Ok(true)
+    }
+
+    fn tick(&mut self) -> Result<Flow, KafkaError> {
+        let done = self.seen >= self.want || Instant::now() > self.deadline;
+        Ok(if done { Flow::Stop } else { Flow::Continue })
+    }
+
+    fn commit(&mut self, _: &dyn Group, _: bool) -> Result<(), KafkaError> {
+        Ok(())
+    }
+}
+
 /// Reads the whole topic with a fresh consumer group, touching every value.
 fn consume_only(kafka: &KafkaConfig, topic: &str, n: u64) -> f64 {
     let group = format!("bench-consume-{}", uuid::Uuid::new_v4().simple());
-    let source = KafkaSource::subscribe(kafka, &group, &[topic]).unwrap();
-    let (mut seen, mut bytes, mut first) = (0u64, 0usize, None);
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while seen < n && Instant::now() < deadline {
-        if let Some(r) = source.poll(Duration::from_millis(100)).unwrap() {
-            first.get_or_insert_with(Instant::now);
-            bytes += r.value.map_or(0, |v| v.len());
-            seen += 1;
-        }
-    }
-    assert_eq!(seen, n, "baseline read the whole topic");
-    std::hint::black_box(bytes);
-    rate(n, first.unwrap(), Instant::now())
+    let touch = Arc::new(std::sync::Mutex::new(Touch {
+        want: n,
+        seen: 0,
+        bytes: 0,
+        first: None,
+        last: None,
+        deadline: Instant::now() + Duration::from_secs(600),
+    }));
+    let options = DriveOptions::new("bench", vec![topic.to_string()], Duration::from_secs(1));
+    let settings = ConsumerSettings::member(&group);
+    drive(
+        kafka,
+        &settings,
+        touch.clone(),
+        &options,
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let touch = touch.lock().unwrap();
+    assert_eq!(touch.seen, n, "baseline read the whole topic");
+    std::hint::black_box(touch.bytes);
+    rate(n, touch.first.unwrap(), touch.last.unwrap())
 }
 
 /// Runs the flagship topology over the topic with a fresh application id and stops it once

@@ -18,6 +18,7 @@ use tickflow::catalog::{Catalog, LocalCatalog};
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::AppConfig;
 use tickflow::config::lake::LakeSpec;
+use tickflow::kafka::record_of;
 use tickflow::lake::store::LakeStore;
 use tickflow::metrics::Metrics;
 use tickflow::query::{LocalEngine, saved};
@@ -75,7 +76,7 @@ fn build_lake(
                     None,
                 );
                 next[p as usize] += 1;
-                writer.land(&m).unwrap();
+                writer.land(&record_of(&m)).unwrap();
             }
             writer.flush(None).unwrap();
             assert_eq!(writer.stats().records, TICKS);

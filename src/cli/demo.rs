@@ -17,7 +17,7 @@ use crate::codec::{Bar, Decoder, RecordKind, RegistryClient, Tick, split_header,
 use crate::config::TopologySpec;
 use crate::config::{AppConfig, KafkaConfig};
 use crate::metrics::Metrics;
-use crate::source::KafkaSource;
+use crate::source::{self, ReadUntil};
 use crate::topology::runtime::{RunOptions, RunStats};
 
 /// Flags of `tickflow demo`.
@@ -398,7 +398,12 @@ async fn read_topic(
     let (k, t) = (kafka.clone(), topic.to_string());
     let group = format!("tickflow-demo-{}", uuid::Uuid::new_v4().simple());
     let records = tokio::task::spawn_blocking(move || {
-        KafkaSource::subscribe(&k, &group, &[&t])?.read_up_to(count, Duration::from_secs(2))
+        source::read(
+            &k,
+            &group,
+            &[&t],
+            ReadUntil::count(count, Duration::from_secs(2)),
+        )
     })
     .await??;
     Ok(records.into_iter().filter_map(|r| r.value).collect())
@@ -421,8 +426,8 @@ async fn read_back(
 ) -> anyhow::Result<Vec<(i32, Tick)>> {
     let (k, t) = (kafka.clone(), topic.to_string());
     let records = tokio::task::spawn_blocking(move || {
-        KafkaSource::subscribe(&k, "tickflow-demo-readback", &[&t])?
-            .read_up_to(count, Duration::from_secs(10))
+        let until = ReadUntil::count(count, Duration::from_secs(10));
+        source::read(&k, "tickflow-demo-readback", &[&t], until)
     })
     .await??;
     let records: Vec<_> = records

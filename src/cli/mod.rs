@@ -228,6 +228,44 @@ mod tests {
     use crate::topology::engine::CommitStep;
     use crate::topology::runtime::RuntimeError;
 
+    /// Every error type that says its class is one `classify` knows: a new module's error
+    /// type left out of the list would exit with 1 whatever its class.
+    #[test]
+    fn every_classified_error_type_is_listed() {
+        fn classified(path: &std::path::Path, found: &mut Vec<String>) {
+            if path.is_dir() {
+                for entry in std::fs::read_dir(path).unwrap() {
+                    classified(&entry.unwrap().path(), found);
+                }
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(path).unwrap();
+                for (i, _) in text.match_indices("Classified for ") {
+                    let rest = &text[i + "Classified for ".len()..];
+                    let name = rest.split(|c: char| !c.is_alphanumeric()).next().unwrap();
+                    // (This test's own text names no type.)
+                    if !name.is_empty() {
+                        found.push(name.to_string());
+                    }
+                }
+            }
+        }
+        let mut found = Vec::new();
+        classified(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+            &mut found,
+        );
+        assert!(found.len() >= 20, "{found:?}");
+        let this = include_str!("mod.rs");
+        let list = &this[this.find("fn classify").unwrap()..this.find("fn init_logging").unwrap()];
+        let listed = |name: &str| {
+            list.lines()
+                .map(|l| l.trim().trim_end_matches([',', ')', ';']))
+                .any(|l| l == name || l.ends_with(&format!("::{name}")))
+        };
+        let missing: Vec<&String> = found.iter().filter(|n| !listed(n)).collect();
+        assert!(missing.is_empty(), "not in classify: {missing:?}");
+    }
+
     /// The outermost classified error decides, through contexts and wrappers; anything else
     /// is exit code 1.
     #[test]

@@ -9,7 +9,7 @@ use schema_registry_converter::async_impl::avro::AvroDecoder;
 use crate::codec::RegistryClient;
 use crate::config::AppConfig;
 use crate::kafka;
-use crate::source::KafkaSource;
+use crate::source::{self, ReadUntil};
 
 /// Flags of `tickflow tail`.
 #[derive(Debug, Clone, Args)]
@@ -32,7 +32,12 @@ pub async fn run(args: TailArgs, app: AppConfig) -> anyhow::Result<()> {
     let group = format!("tickflow-tail-{}", uuid::Uuid::new_v4());
     let (kcfg, topic) = (app.kafka.clone(), args.topic.clone());
     let records = tokio::task::spawn_blocking(move || {
-        KafkaSource::subscribe(&kcfg, &group, &[&topic])?.read_up_to(args.count, args.idle)
+        source::read(
+            &kcfg,
+            &group,
+            &[&topic],
+            ReadUntil::count(args.count, args.idle),
+        )
     })
     .await??;
     let registry = RegistryClient::from_config(&app.registry)?;

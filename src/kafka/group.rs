@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::Consumer;
 
-use super::{KafkaError, client_config, client_config_with, consumer};
+use super::consumer::{ConsumerSettings, Group, Part, Position};
+use super::{KafkaError, client_config, consumer};
 use crate::config::KafkaConfig;
 
 /// One member of a consumer group.
@@ -90,25 +90,14 @@ impl Reader<'_> {
 }
 
 /// The offsets `group` committed for `partitions` (topic, partition), in order; `None`
-/// where it has none.
+/// where it has none. Asked from outside the group, which this never joins.
 pub fn committed(
     cfg: &KafkaConfig,
     group: &str,
-    partitions: &[(String, i32)],
+    partitions: &[Part],
 ) -> Result<Vec<Option<i64>>, KafkaError> {
-    let consumer = consumer(cfg, &client_config_with(cfg, &[("group.id", group)]))?;
-    let mut tpl = TopicPartitionList::new();
-    for (topic, p) in partitions {
-        tpl.add_partition(topic, *p);
-    }
-    let got = consumer.committed_offsets(tpl, wait(cfg))?;
-    Ok(partitions
-        .iter()
-        .map(|(topic, p)| match got.find_partition(topic, *p)?.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        })
-        .collect())
+    let consumer = ConsumerSettings::reader(group).create(cfg)?;
+    Group::committed(&consumer, partitions)
 }
 
 /// Commits `offsets` (topic, partition, next offset) for `group` from outside it, as a
@@ -116,16 +105,10 @@ pub fn committed(
 pub fn commit_offsets(
     cfg: &KafkaConfig,
     group: &str,
-    offsets: &[(String, i32, i64)],
+    offsets: &[Position],
 ) -> Result<(), KafkaError> {
-    let settings = [("group.id", group), ("enable.auto.commit", "false")];
-    let consumer = consumer(cfg, &client_config_with(cfg, &settings))?;
-    let mut tpl = TopicPartitionList::new();
-    for (topic, p, offset) in offsets {
-        tpl.add_partition_offset(topic, *p, Offset::Offset(*offset))?;
-    }
-    consumer.commit(&tpl, CommitMode::Sync)?;
-    Ok(())
+    let consumer = ConsumerSettings::reader(group).create(cfg)?;
+    Group::commit(&consumer, offsets, true)
 }
 
 fn wait(cfg: &KafkaConfig) -> Duration {

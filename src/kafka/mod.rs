@@ -1,9 +1,10 @@
 //! The Kafka edge, shared by every stage: client configuration and authentication, a
 //! reachability check that fails fast, topic creation, partition ends and lag, and producing
-//! records with their delivery accounted for ([`KafkaSink`]), and consumer groups seen from
-//! outside ([`group`]).
+//! records with their delivery accounted for ([`KafkaSink`]), the one consumer driver every
+//! stage runs on ([`consumer`]), and consumer groups seen from outside ([`group`]).
 
 pub mod auth;
+pub mod consumer;
 mod error_log;
 pub mod group;
 mod producer;
@@ -21,6 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::KafkaConfig;
 
 pub use auth::{Auth, AuthContext};
+pub use consumer::{
+    ConsumerSettings, DriveOptions, Flow, Group, Part, Position, Stage, drive, record_of,
+};
 pub use error_log::ErrorLog;
 pub use producer::{KafkaSink, SinkError};
 

@@ -1,28 +1,33 @@
-//! A Kafka consumer-group member that hands out raw records with their coordinates.
+//! Reading records of topics for tools (`tail`, the demo's read-back): a member of a
+//! throw-away consumer group, run by the Kafka edge's consumer driver, that hands out raw
+//! records with their coordinates.
 
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use rdkafka::Message;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-
+use crate::codec::SourceRecord;
 use crate::config::KafkaConfig;
-use crate::kafka::{self, AuthContext, client_config_with};
+use crate::kafka::{self, ConsumerSettings, DriveOptions, Flow, Group, KafkaError, Part, Stage};
 
 /// Errors reading from Kafka (external).
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    /// The consumer could not be created or subscribed.
-    #[error("cannot consume {topics}: {message}")]
-    Subscribe { topics: String, message: String },
-    /// The broker reported an error while fetching.
-    #[error("fetch failed: {0}")]
-    Fetch(String),
+    /// The consumer could not be created, subscribed or fed.
+    #[error("cannot consume {topics}: {source}")]
+    Consume {
+        /// The topics read.
+        topics: String,
+        /// Why.
+        source: KafkaError,
+    },
 }
 
 impl crate::error::Classified for SourceError {
     fn class(&self) -> crate::error::ErrorClass {
-        // The broker.
-        crate::error::ErrorClass::External
+        match self {
+            SourceError::Consume { source, .. } => source.class(),
+        }
     }
 }
 
@@ -43,64 +48,107 @@ pub struct RawRecord {
     pub timestamp_ms: Option<i64>,
 }
 
-/// A member of consumer group `group` reading `topics` from the earliest offset the group
-/// has not committed.
-pub struct KafkaSource {
-    consumer: BaseConsumer<AuthContext>,
+impl RawRecord {
+    fn of(r: &SourceRecord<'_>) -> Self {
+        Self {
+            topic: r.topic.to_string(),
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key.map(<[u8]>::to_vec),
+            value: r.value.map(<[u8]>::to_vec),
+            timestamp_ms: (r.timestamp != 0).then_some(r.timestamp / 1000),
+        }
+    }
 }
 
-impl KafkaSource {
-    /// Joins `group` and subscribes to `topics`.
-    pub fn subscribe(cfg: &KafkaConfig, group: &str, topics: &[&str]) -> Result<Self, SourceError> {
-        let err = |e: rdkafka::error::KafkaError| SourceError::Subscribe {
+/// When a [`read`] stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadUntil {
+    /// The records wanted.
+    pub count: usize,
+    /// Give up when none arrived for this long before `count` are in (joining the group
+    /// counts: a topic that never gets a record ends the read too).
+    pub idle: Duration,
+    /// Once `count` are in, keep reading what follows until none arrived for this long; zero
+    /// stops at once, with exactly `count` records.
+    pub linger: Duration,
+}
+
+impl ReadUntil {
+    /// Up to `count` records, giving up after `idle` without one.
+    pub fn count(count: usize, idle: Duration) -> Self {
+        Self {
+            count,
+            idle,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+/// Reads `topics` as a member of consumer group `group`, from the earliest offset the group
+/// has not committed, until `until` says it has enough. Commits nothing.
+pub fn read(
+    cfg: &KafkaConfig,
+    group: &str,
+    topics: &[&str],
+    until: ReadUntil,
+) -> Result<Vec<RawRecord>, SourceError> {
+    let topic_names: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let stage = Arc::new(Mutex::new(Collect {
+        records: Vec::with_capacity(until.count.min(1 << 16)),
+        until,
+        last_seen: Instant::now(),
+    }));
+    let options = DriveOptions::new("source", topic_names, Duration::from_secs(1));
+    let settings = ConsumerSettings::member(group);
+    let stop = AtomicBool::new(false);
+    kafka::drive(cfg, &settings, stage.clone(), &options, &stop).map_err(|source| {
+        SourceError::Consume {
             topics: topics.join(","),
-            message: e.to_string(),
+            source,
+        }
+    })?;
+    let records = std::mem::take(&mut stage.lock().expect("source lock").records);
+    Ok(records)
+}
+
+/// Keeps the records a [`read`] wants, and says when it has them.
+struct Collect {
+    records: Vec<RawRecord>,
+    until: ReadUntil,
+    last_seen: Instant,
+}
+
+impl Stage for Collect {
+    type Error = KafkaError;
+
+    fn assigned(&mut self, _: &dyn Group, parts: &[Part]) -> Result<Vec<Option<i64>>, KafkaError> {
+        Ok(vec![None; parts.len()])
+    }
+
+    fn revoked(&mut self, _: &dyn Group, _: &[Part], _: bool) -> Result<(), KafkaError> {
+        Ok(())
+    }
+
+    fn record(&mut self, r: &SourceRecord<'_>) -> Result<bool, KafkaError> {
+        if self.records.len() < self.until.count || !self.until.linger.is_zero() {
+            self.records.push(RawRecord::of(r));
+        }
+        self.last_seen = Instant::now();
+        Ok(true)
+    }
+
+    fn tick(&mut self) -> Result<Flow, KafkaError> {
+        let quiet = self.last_seen.elapsed();
+        let done = if self.records.len() < self.until.count {
+            quiet >= self.until.idle
+        } else {
+            quiet >= self.until.linger
         };
-        let c = client_config_with(
-            cfg,
-            &[
-                ("group.id", group),
-                ("auto.offset.reset", "earliest"),
-                ("enable.auto.commit", "false"),
-                ("enable.partition.eof", "false"),
-                ("fetch.wait.max.ms", "50"),
-            ],
-        );
-        let consumer = kafka::consumer(cfg, &c).map_err(|e| SourceError::Subscribe {
-            topics: topics.join(","),
-            message: e.to_string(),
-        })?;
-        consumer.subscribe(topics).map_err(err)?;
-        Ok(Self { consumer })
+        Ok(if done { Flow::Stop } else { Flow::Continue })
     }
 
-    /// The next record, or `None` if none arrived within `timeout` (or the consumer served a
-    /// non-message event such as a rebalance: `None` does not mean the topic is drained).
-    pub fn poll(&self, timeout: Duration) -> Result<Option<RawRecord>, SourceError> {
-        match self.consumer.poll(timeout) {
-            None => Ok(None),
-            Some(Err(e)) => Err(SourceError::Fetch(e.to_string())),
-            Some(Ok(m)) => Ok(Some(RawRecord {
-                topic: m.topic().to_string(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                timestamp_ms: m.timestamp().to_millis(),
-            })),
-        }
-    }
-
-    /// Reads until `count` records have arrived or nothing arrives for `idle`.
-    pub fn read_up_to(&self, count: usize, idle: Duration) -> Result<Vec<RawRecord>, SourceError> {
-        let mut out = Vec::with_capacity(count.min(1 << 16));
-        let mut last_seen = std::time::Instant::now();
-        while out.len() < count && last_seen.elapsed() < idle {
-            if let Some(r) = self.poll(Duration::from_millis(100))? {
-                out.push(r);
-                last_seen = std::time::Instant::now();
-            }
-        }
-        Ok(out)
+    fn commit(&mut self, _: &dyn Group, _: bool) -> Result<(), KafkaError> {
+        Ok(())
     }
 }

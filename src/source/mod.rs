@@ -2,4 +2,4 @@
 
 mod kafka;
 
-pub use kafka::{KafkaSource, RawRecord, SourceError};
+pub use kafka::{RawRecord, ReadUntil, SourceError, read};

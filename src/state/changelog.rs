@@ -19,7 +19,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 
 use super::{Entry, StateError, WindowStore};
 use crate::config::KafkaConfig;
-use crate::kafka::{self, AuthContext, client_config_with};
+use crate::kafka::{AuthContext, ConsumerSettings};
 
 /// Key of the record that seals a commit in a changelog partition.
 pub const SEALED_KEY: &[u8] = b"m/sealed";
@@ -532,17 +532,11 @@ impl ChangelogPartition {
     }
 
     fn new_reader(&self) -> Result<BaseConsumer<AuthContext>, StateError> {
-        let config = client_config_with(
-            &self.kafka,
-            &[
-                ("group.id", "tickflow-restore"),
-                ("enable.auto.commit", "false"),
-                ("isolation.level", "read_committed"),
-                ("enable.partition.eof", bool_text(self.transactional)),
-                ("fetch.wait.max.ms", "50"),
-            ],
-        );
-        kafka::consumer(&self.kafka, &config).map_err(|e| self.err(e))
+        ConsumerSettings::reader("tickflow-restore")
+            .read_committed()
+            .partition_eof(self.transactional)
+            .create(&self.kafka)
+            .map_err(|e| self.err(e))
     }
 }
 
@@ -597,10 +591,6 @@ impl ChangelogLog for ChangelogPartition {
         consumer.unassign().map_err(|e| self.err(e))?;
         Ok(())
     }
-}
-
-fn bool_text(b: bool) -> &'static str {
-    if b { "true" } else { "false" }
 }
 
 #[cfg(test)]

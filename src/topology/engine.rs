@@ -256,8 +256,6 @@ pub struct Engine {
     pub stats: RunStats,
     /// The engine's metrics.
     pub metrics: Metrics,
-    /// A failure of the rebalance callback, for the processing loop to return.
-    pub failure: Option<RuntimeError>,
     pub(super) outputs: Vec<Output>,
     /// Buffer for repartition records' values.
     pub(super) envelope: Vec<u8>,
@@ -308,7 +306,6 @@ impl Engine {
             ticks: setup.ticks,
             stats: RunStats::default(),
             metrics: setup.metrics,
-            failure: None,
             outputs: Vec::new(),
             envelope: Vec::new(),
             writer,

@@ -10,7 +10,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::identity::fingerprint;
 use crate::config::KafkaConfig;
-use crate::kafka::{self, KafkaError, client_config_with};
+use crate::kafka::{ConsumerSettings, KafkaError};
 
 /// Reads each partition of `from` (topic, partition, first offset) from that offset up to
 /// its end as it is now, and returns the fingerprint of every record found there. Fails if
@@ -23,18 +23,7 @@ pub fn written_since(
     if from.is_empty() {
         return Ok(Vec::new());
     }
-    let config = client_config_with(
-        cfg,
-        &[
-            // librdkafka assigns partitions only to a consumer with a group id ("Unknown
-            // group" otherwise); this one never joins the group or commits.
-            ("group.id", "tickflow-read-back"),
-            ("enable.auto.commit", "false"),
-            ("enable.partition.eof", "false"),
-            ("fetch.wait.max.ms", "50"),
-        ],
-    );
-    let consumer = kafka::consumer(cfg, &config)?;
+    let consumer = ConsumerSettings::reader("tickflow-read-back").create(cfg)?;
     let mut tpl = TopicPartitionList::new();
     let mut ends: HashMap<(String, i32), i64> = HashMap::new();
     for (topic, partition, start) in from {

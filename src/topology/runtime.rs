@@ -1,18 +1,14 @@
 //! Running a topology on Kafka: one consumer-group member per process, one task per
 //! assigned input partition. The engine core (`engine`, `routing`) does the work; this
-//! module is its Kafka edge: the consumer loop and its rebalance callback, the producers,
-//! and [`KafkaCluster`], the core's view of the cluster.
+//! module is its Kafka edge: the engine as a stage of the Kafka edge's consumer driver
+//! ([`kafka::drive`]: the poll loop and the rebalance callback), the producers, and
+//! [`KafkaCluster`], the core's view of the cluster.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, ConsumerGroupMetadata, RebalanceProtocol,
-};
-use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::ConsumerGroupMetadata;
 
 use super::edge::{Cluster, Producer};
 use super::engine::{Engine, EngineSetup, writer_id};
@@ -23,7 +19,7 @@ use super::routing::TickDecoder;
 use crate::codec::{Bar, Encoder, RecordKind, RegistryClient, SourceRecord, WATERMARK_KEY};
 use crate::config::topology::{ProcessingGuarantee, TopologySpec};
 use crate::config::{AppConfig, KafkaConfig};
-use crate::kafka::{self, PartitionEnd, client_config_with};
+use crate::kafka::{self, ConsumerSettings, DriveOptions, Flow, Group, Part, PartitionEnd, Stage};
 use crate::kafka::{KafkaSink, SinkError};
 use crate::metrics::{Metrics, StageState};
 use crate::state::StateError;
@@ -54,81 +50,81 @@ impl Default for RunOptions {
     }
 }
 
-/// (topic, partition) of each element of a partition list.
-fn parts_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
-    tpl.elements()
-        .iter()
-        .map(|e| (e.topic().to_string(), e.partition()))
-        .collect()
-}
-
-/// `topic-partition` names of a partition list, for logs.
 /// The engine's name in `/healthz` and `/readyz`.
 pub const ENGINE: &str = "engine";
 
-/// Consumer context that opens and closes tasks as partitions come and go.
-struct EngineContext {
-    engine: Arc<Mutex<Engine>>,
+/// The engine as a stage of the consumer driver: tasks open and close as partitions come
+/// and go, and each commit runs the engine's commit protocol, then (unless transactions
+/// commit them) commits the input positions to the group.
+struct EngineStage {
+    engine: Engine,
     cluster: Arc<KafkaCluster>,
-    auth: kafka::Auth,
 }
 
-crate::oauth_client_context!(EngineContext);
+impl Stage for EngineStage {
+    type Error = RuntimeError;
 
-impl ConsumerContext for EngineContext {
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        tpl: &mut TopicPartitionList,
-    ) {
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
+    fn assigned(
+        &mut self,
+        _group: &dyn Group,
+        parts: &[Part],
+    ) -> Result<Vec<Option<i64>>, RuntimeError> {
+        let health = &self.engine.metrics.health;
+        let names: Vec<String> = parts.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+        health.set(
+            ENGINE,
+            StageState::Starting(format!("restoring {}", names.join(","))),
         );
-        let mut engine = self.engine.lock().expect("engine lock");
-        let result = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                tracing::info!(partitions = %kafka::describe(tpl), "partitions assigned");
-                let restoring = format!("restoring {}", kafka::describe(tpl));
-                engine
-                    .metrics
-                    .health
-                    .set(ENGINE, StageState::Starting(restoring));
-                let opened = engine.assign(&parts_of(tpl)).and_then(|resume| {
-                    engine.metrics.health.set(ENGINE, StageState::Ready);
-                    resume_at(tpl, &resume)
-                });
-                let assigned = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                opened.and(assigned.map_err(|e| RuntimeError::Consumer(e.to_string())))
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let lost = consumer.assignment_lost();
-                tracing::info!(partitions = %kafka::describe(tpl), lost, "partitions revoked");
-                self.cluster.set_group(consumer.group_metadata());
-                let closed = engine.revoke(&parts_of(tpl), lost);
-                if engine.idle() {
-                    let waiting = StageState::Starting("no partitions assigned".into());
-                    engine.metrics.health.set(ENGINE, waiting);
-                }
-                let unassigned = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                closed.and(unassigned.map_err(|e| RuntimeError::Consumer(e.to_string())))
-            }
-            other => Err(RuntimeError::Consumer(format!(
-                "rebalance failed: {other:?}"
-            ))),
-        };
-        if let Err(e) = result {
-            engine.failure.get_or_insert(e);
+        // The stores, not the group's committed offsets, say where tasks resume.
+        let resume = self.engine.assign(parts)?;
+        self.engine.metrics.health.set(ENGINE, StageState::Ready);
+        Ok(resume)
+    }
+
+    fn revoked(
+        &mut self,
+        group: &dyn Group,
+        parts: &[Part],
+        lost: bool,
+    ) -> Result<(), RuntimeError> {
+        self.cluster.set_group(group.metadata());
+        let closed = self.engine.revoke(parts, lost);
+        if self.engine.idle() {
+            let waiting = StageState::Starting("no partitions assigned".into());
+            self.engine.metrics.health.set(ENGINE, waiting);
         }
+        closed
+    }
+
+    fn record(&mut self, record: &SourceRecord<'_>) -> Result<bool, RuntimeError> {
+        self.engine.process(record)?;
+        // Watermarks (ours included) are not input: they do not end idleness.
+        Ok(record.key != Some(WATERMARK_KEY))
+    }
+
+    fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.engine.next_offset(topic, partition)
+    }
+
+    fn tick(&mut self) -> Result<Flow, RuntimeError> {
+        self.engine.idle_watermarks()?;
+        Ok(Flow::Continue)
+    }
+
+    fn commit(&mut self, group: &dyn Group, last: bool) -> Result<(), RuntimeError> {
+        if !last {
+            self.engine.clean_task_dirs();
+        }
+        let started = Instant::now();
+        self.cluster.set_group(group.metadata());
+        self.engine.commit(last)?;
+        tracing::debug!(took = ?started.elapsed(), last, "committed");
+        if !self.engine.transactional() {
+            // The group's positions only inform tools (lag, status): the stores say where
+            // tasks resume, so a failed commit here loses nothing.
+            let _ = group.commit(&self.engine.positions(), last);
+        }
+        Ok(())
     }
 }
 
@@ -378,45 +374,12 @@ impl Cluster for KafkaCluster {
         let group = group.as_ref().ok_or_else(|| {
             RuntimeError::Consumer("no consumer group metadata to commit a transaction".into())
         })?;
-        let offsets = partition_list(positions);
+        let offsets = kafka::consumer::partition_list(positions)?;
         Ok((self.outputs).commit_transaction(&offsets, group, KAFKA_WAIT, last)?)
     }
 }
 
-/// A partition list of (topic, partition, offset) positions.
-fn partition_list(positions: &[(String, i32, i64)]) -> TopicPartitionList {
-    let mut tpl = TopicPartitionList::new();
-    for (topic, p, offset) in positions {
-        let _ = tpl.add_partition_offset(topic, *p, Offset::Offset(*offset));
-    }
-    tpl
-}
-
-/// Sets where each newly assigned partition of `tpl` resumes (`resume`, in the same order):
-/// the stores, not the group's committed offsets, say where tasks start.
-fn resume_at(tpl: &mut TopicPartitionList, resume: &[Option<i64>]) -> Result<(), RuntimeError> {
-    for ((topic, p), next) in parts_of(tpl).into_iter().zip(resume) {
-        if let Some(next) = next {
-            tpl.set_partition_offset(&topic, p, Offset::Offset(*next))
-                .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
-        }
-    }
-    Ok(())
-}
-
-/// The record the engine core sees of a consumed message.
-fn record_of<'a>(m: &'a BorrowedMessage<'_>) -> SourceRecord<'a> {
-    SourceRecord {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key(),
-        value: m.payload(),
-        // The Kafka timestamp in UTC microseconds (0 if it has none).
-        timestamp: (m.timestamp().to_millis()).map_or(0, |ms| ms.saturating_mul(1000)),
-    }
-}
-
+/// Runs the engine on the consumer driver until `stop`, idleness or a failure.
 fn process_loop(
     engine: Engine,
     cluster: Arc<KafkaCluster>,
@@ -425,100 +388,20 @@ fn process_loop(
     stop: &AtomicBool,
 ) -> Result<RunStats, RuntimeError> {
     let group = engine.plan().application.clone();
-    let topics = engine.input_topics();
-    let engine = Arc::new(Mutex::new(engine));
-    let mut settings = vec![
-        ("group.id", group.as_str()),
-        ("auto.offset.reset", "earliest"),
-        ("enable.auto.commit", "false"),
-        ("enable.auto.offset.store", "false"),
-        // Under exactly_once_v2 upstream, an aborted transaction's records are never read.
-        ("isolation.level", "read_committed"),
-        ("fetch.wait.max.ms", "50"),
-        ("partition.assignment.strategy", "cooperative-sticky"),
-    ];
-    if let Some(id) = &options.instance_id {
-        settings.push(("group.instance.id", id.as_str()));
+    let mut drive = DriveOptions::new(ENGINE, engine.input_topics(), options.commit_interval);
+    drive.stop_when_idle = options.stop_when_idle;
+    drive.lag = Some(engine.metrics.consumer_lag.clone());
+    // Under exactly_once_v2 upstream, an aborted transaction's records are never read.
+    let settings = ConsumerSettings::member(&group)
+        .read_committed()
+        .static_member(options.instance_id.as_deref());
+    let stage = Arc::new(Mutex::new(EngineStage { engine, cluster }));
+    match kafka::drive(kafka, &settings, stage.clone(), &drive, stop) {
+        Err(RuntimeError::State(StateError::Interrupted)) => tracing::warn!(
+            "stopped while opening tasks; nothing more committed (the next owner replays what this run did not commit)"
+        ),
+        done => done?,
     }
-    let auth = kafka::Auth::of(kafka)?;
-    let consumer: BaseConsumer<EngineContext> = client_config_with(kafka, &settings)
-        .create_with_context(EngineContext {
-            engine: engine.clone(),
-            cluster: cluster.clone(),
-            auth: auth.clone(),
-        })
-        .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
-    auth.prime(consumer.client().native_client())?;
-    consumer
-        .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
-        .map_err(|e| RuntimeError::Consumer(e.to_string()))?;
-    let mut last_commit = Instant::now();
-    // Time spent waiting for records that did not come (commits do not count as idle).
-    let mut idle = Duration::ZERO;
-    let mut uncommitted = 0u64;
-    let (mut ends, mut errors) = (kafka::EndCheck::default(), kafka::ErrorLog::new(ENGINE));
-    while !stop.load(Ordering::Relaxed) {
-        let polled = Instant::now();
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                errors.ok();
-                engine
-                    .lock()
-                    .expect("engine lock")
-                    .process(&record_of(&m))?;
-                uncommitted += 1;
-                // Watermarks (ours included) are not input: they do not end idleness.
-                if m.key() != Some(WATERMARK_KEY) {
-                    idle = Duration::ZERO;
-                }
-            }
-            Some(Err(e)) => errors.error(&e),
-            // Idle only counts at the end of every assigned partition: joining the group, a
-            // restore or a slow fetch is not idleness.
-            None if options.stop_when_idle.is_some()
-                && ends.at_end(&consumer, |topic, p| {
-                    engine.lock().expect("engine lock").next_offset(topic, p)
-                }) =>
-            {
-                idle += polled.elapsed()
-            }
-            None => {}
-        }
-        if options.stop_when_idle.is_some() {
-            ends.explain(ENGINE, kafka::EXPLAIN_EVERY);
-        }
-        let mut e = engine.lock().expect("engine lock");
-        if let Some(f) = e.failure.take() {
-            if matches!(f, RuntimeError::State(StateError::Interrupted)) {
-                tracing::warn!(
-                    "stopped while opening tasks; nothing more committed (the next owner replays what this run did not commit)"
-                );
-                return Ok(e.stats.clone());
-            }
-            return Err(f);
-        }
-        e.idle_watermarks()?;
-        if uncommitted > 0 && last_commit.elapsed() >= options.commit_interval {
-            e.clean_task_dirs();
-            let started = Instant::now();
-            cluster.set_group(consumer.group_metadata());
-            e.commit(false)?;
-            tracing::debug!(records = uncommitted, took = ?started.elapsed(), "committed");
-            kafka::report_lag(&consumer, "engine", &e.metrics.consumer_lag);
-            if !e.transactional() {
-                let _ = consumer.commit(&partition_list(&e.positions()), CommitMode::Async);
-            }
-            (last_commit, uncommitted) = (Instant::now(), 0);
-        }
-        if options.stop_when_idle.is_some_and(|d| idle >= d) {
-            break;
-        }
-    }
-    let mut e = engine.lock().expect("engine lock");
-    cluster.set_group(consumer.group_metadata());
-    e.commit(true)?;
-    if !e.transactional() {
-        let _ = consumer.commit(&partition_list(&e.positions()), CommitMode::Sync);
-    }
-    Ok(e.stats.clone())
+    let stats = stage.lock().expect("engine lock").engine.stats.clone();
+    Ok(stats)
 }

@@ -111,7 +111,7 @@ pub fn session_rules() -> Rules<'static> {
 
 /// Market start of every simulation in the tests: Thursday 2026-11-26 09:30 New York.
 pub const START: i64 = 1_795_703_400_000_000;
-use tickflow::source::{KafkaSource, RawRecord};
+use tickflow::source::{RawRecord, ReadUntil};
 
 /// A tick or a watermark at its position in the log.
 pub enum Entry {
@@ -246,14 +246,12 @@ impl Feed {
 /// machine), then whatever follows within 2 s.
 fn read_from_start(kafka: &KafkaConfig, topics: &[&str], count: usize) -> Vec<RawRecord> {
     let group = super::unique("golden-reader");
-    let source = KafkaSource::subscribe(kafka, &group, topics).unwrap();
-    let mut records = source.read_up_to(count, Duration::from_secs(60)).unwrap();
-    records.extend(
-        source
-            .read_up_to(usize::MAX, Duration::from_secs(2))
-            .unwrap(),
-    );
-    records
+    let until = ReadUntil {
+        count,
+        idle: Duration::from_secs(60),
+        linger: Duration::from_secs(2),
+    };
+    tickflow::source::read(kafka, &group, topics, until).unwrap()
 }
 
 /// Reads exactly `count` records of `topics`: none missing, none extra.

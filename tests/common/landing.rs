@@ -10,10 +10,10 @@ use std::path::Path;
 
 use rdkafka::Timestamp;
 use rdkafka::message::OwnedMessage;
-use rdkafka::{Offset, TopicPartitionList};
 use tickflow::codec::{RecordKind, RegistryClient, WATERMARK_KEY};
 use tickflow::config::AppConfig;
 use tickflow::config::lake::{LakeSpec, LakeTopic};
+use tickflow::kafka::record_of;
 use tickflow::lake::decode_datum;
 use tickflow::lake::layout::{partition_of, partition_path};
 use tickflow::metrics::Metrics;
@@ -135,7 +135,7 @@ pub fn land_crashing(
                 let end = (cursors[i] + batch).min(queue.len());
                 while cursors[i] < end {
                     let r = &queue[cursors[i]];
-                    writer.land(&r.message).unwrap();
+                    writer.land(&record_of(&r.message)).unwrap();
                     cursors[i] += 1;
                     (handed, since_commit, progressed) = (handed + 1, since_commit + 1, true);
                     let new_file = r.dir.as_deref().is_some_and(|d| opened.insert((i, d)));
@@ -189,10 +189,7 @@ fn crash(
             writer.flush(None).unwrap();
         }
         LakeCrash::MidFlush => {
-            let mut half = TopicPartitionList::new();
-            for (t, p) in queues.keys().step_by(2) {
-                half.add_partition(t, *p);
-            }
+            let half: Vec<(String, i32)> = queues.keys().step_by(2).cloned().collect();
             writer.flush(Some(&half)).unwrap();
         }
     }
@@ -201,11 +198,8 @@ fn crash(
 
 /// Flushes and takes the positions as committed.
 fn commit(writer: &mut LakeWriter, committed: &mut BTreeMap<(String, i32), i64>) {
-    let positions = writer.flush(None).unwrap();
-    for e in positions.elements() {
-        if let Offset::Offset(o) = e.offset() {
-            committed.insert((e.topic().to_string(), e.partition()), o);
-        }
+    for (topic, p, next) in writer.flush(None).unwrap() {
+        committed.insert((topic, p), next);
     }
 }
 

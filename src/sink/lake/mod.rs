@@ -20,14 +20,11 @@
 pub mod writer;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use apache_avro::{Codec, Schema};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
-use rdkafka::message::Message;
-use rdkafka::{Offset, TopicPartitionList};
 
 use self::writer::{ClosedFile, Landing, PartitionFiles};
 use crate::catalog::{Catalog, CatalogError, GlueCatalog, LocalCatalog, PartitionDef, TableDef};
@@ -36,8 +33,10 @@ use crate::codec::{
 };
 use crate::config::lake::{CatalogKind, LakeCodec, LakeFormat, LakeSpec, LakeTopic};
 use crate::config::{AppConfig, KafkaConfig};
-use crate::kafka::client_config_with;
-use crate::kafka::{KafkaSink, SinkError};
+use crate::kafka::{
+    ConsumerSettings, DriveOptions, Flow, Group, KafkaError, KafkaSink, Part, Position, SinkError,
+    Stage,
+};
 use crate::lake::LakeError;
 use crate::lake::layout::{
     PartitionValues, catalog_values, first_offset_of, partition_of, partition_path,
@@ -60,8 +59,11 @@ pub enum LakeSinkError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
     /// Kafka failed.
-    #[error("kafka: {0}")]
-    Kafka(String),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    /// A bug: the sink's own invariant broke.
+    #[error("lake sink: {0}")]
+    Internal(String),
     /// The registry failed.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -77,14 +79,9 @@ impl crate::error::Classified for LakeSinkError {
             LakeSinkError::Catalog(e) => e.class(),
             LakeSinkError::Codec(e) => e.class(),
             LakeSinkError::DeadLetters(e) => e.class(),
-            LakeSinkError::Kafka(_) => crate::error::ErrorClass::External,
+            LakeSinkError::Kafka(e) => e.class(),
+            LakeSinkError::Internal(_) => crate::error::ErrorClass::Internal,
         }
-    }
-}
-
-impl LakeSinkError {
-    fn kafka(e: impl std::fmt::Display) -> Self {
-        Self::Kafka(e.to_string())
     }
 }
 
@@ -152,7 +149,8 @@ pub struct LakeWriter {
     dlq_topic: String,
     metrics: Metrics,
     stats: LakeStats,
-    failure: Option<LakeSinkError>,
+    /// When the buffer gauges were last set.
+    reported: Instant,
 }
 
 /// A registry schema, parsed once, with a decoder for its datums (building one resolves the
@@ -216,7 +214,6 @@ impl LakeWriter {
         })
     }
 
-    /// Starts the files of newly assigned partitions at their committed positions.
     /// The next offset of `partition` of `topic` to land: after the last record read, else
     /// the position committed when it was assigned (`None` if neither is known).
     fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
@@ -224,16 +221,6 @@ impl LakeWriter {
         files
             .next_offset
             .or((files.committed >= 0).then_some(files.committed))
-    }
-
-    fn assign(&mut self, committed: &TopicPartitionList) {
-        for e in committed.elements() {
-            let position = match e.offset() {
-                Offset::Offset(o) => Some(o),
-                _ => None,
-            };
-            self.start_partition(e.topic(), e.partition(), position);
-        }
     }
 
     /// Starts landing `partition` of `topic` from the committed `position` (`None`: nothing
@@ -260,15 +247,15 @@ impl LakeWriter {
     }
 
     /// Lands one record, or sends it to the dead-letter topic.
-    pub fn land(&mut self, m: &impl Message) -> Result<(), LakeSinkError> {
-        if watermark_of(m.key(), m.payload()).is_some() {
+    pub fn land(&mut self, m: &SourceRecord<'_>) -> Result<(), LakeSinkError> {
+        if watermark_of(m.key, m.value).is_some() {
             return Ok(());
         }
         let format = self
             .tables
-            .get(m.topic())
+            .get(m.topic)
             .map(|t| self.spec.format_of(&t.spec));
-        let Some((id, datum)) = m.payload().and_then(framed) else {
+        let Some((id, datum)) = m.value.and_then(framed) else {
             return self.dead_letter(
                 m,
                 Reason::Undecodable,
@@ -297,24 +284,24 @@ impl LakeWriter {
             },
             _ => None,
         };
-        let table = &self.tables[m.topic()];
+        let table = &self.tables[m.topic];
         let (time, partition) = match partition_of(&table.spec, &value) {
             Ok(x) => x,
             Err(detail) => return self.dead_letter(m, Reason::MissingField, detail),
         };
         let datum = rewritten.as_deref().unwrap_or(datum);
         if table.schema_id.is_none_or(|known| id > known) {
-            let t = self.tables.get_mut(m.topic()).expect("known topic");
+            let t = self.tables.get_mut(m.topic).expect("known topic");
             (t.schema_id, t.registered) = (Some(id), None);
         }
-        let key = (m.topic().to_string(), m.partition());
+        let key = (m.topic.to_string(), m.partition);
         self.recover(&key, &partition)?;
         let files = self.files.get_mut(&key).ok_or_else(|| {
-            LakeSinkError::kafka(format!("record of unassigned {}-{}", key.0, key.1))
+            LakeSinkError::Internal(format!("record of unassigned {}-{}", key.0, key.1))
         })?;
         let before = files.skipped;
         let closed = files.add(Landing {
-            offset: m.offset(),
+            offset: m.offset,
             schema_id: id,
             datum,
             time,
@@ -424,16 +411,9 @@ impl LakeWriter {
 
     /// Closes and writes every open file (of every partition, or of `only`), registers new
     /// tables and partitions, and returns the positions that may now be committed.
-    pub fn flush(
-        &mut self,
-        only: Option<&TopicPartitionList>,
-    ) -> Result<TopicPartitionList, LakeSinkError> {
-        let keys: Vec<(String, i32)> = match only {
-            Some(tpl) => tpl
-                .elements()
-                .iter()
-                .map(|e| (e.topic().to_string(), e.partition()))
-                .collect(),
+    pub fn flush(&mut self, only: Option<&[Part]>) -> Result<Vec<Position>, LakeSinkError> {
+        let keys: Vec<Part> = match only {
+            Some(parts) => parts.to_vec(),
             None => self.files.keys().cloned().collect(),
         };
         for key in &keys {
@@ -448,18 +428,14 @@ impl LakeWriter {
         }
         self.register()?;
         self.dlq.flush(Duration::from_secs(60))?;
-        let mut tpl = TopicPartitionList::new();
-        for key in &keys {
-            if let Some(next) = self
-                .files
-                .get_mut(key)
-                .and_then(PartitionFiles::commit_position)
-            {
-                tpl.add_partition_offset(&key.0, key.1, Offset::Offset(next))
-                    .map_err(LakeSinkError::kafka)?;
-            }
-        }
-        Ok(tpl)
+        let positions = keys
+            .into_iter()
+            .filter_map(|key| {
+                let next = self.files.get_mut(&key)?.commit_position()?;
+                Some((key.0, key.1, next))
+            })
+            .collect();
+        Ok(positions)
     }
 
     /// Sets the gauges of the files open and the bytes they hold in memory.
@@ -542,36 +518,26 @@ impl LakeWriter {
         )?)
     }
 
+    /// Sends `m` to the dead-letter topic; its envelope carries the record's own time, so
+    /// that a replay writes the same envelope.
     fn dead_letter(
         &mut self,
-        m: &impl Message,
+        m: &SourceRecord<'_>,
         reason: Reason,
         detail: String,
     ) -> Result<(), LakeSinkError> {
-        let source = SourceRecord {
-            topic: m.topic(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key(),
-            value: m.payload(),
-            // The record's own time, so that a replay writes the same envelope.
-            timestamp: m
-                .timestamp()
-                .to_millis()
-                .map_or(0, |ms| ms.saturating_mul(1000)),
-        };
         let application = format!("{}-lake", self.application);
-        let envelope = DeadLetter::about(&source, reason, detail, &application);
+        let envelope = DeadLetter::about(m, reason, detail, &application);
         let bytes = self.dead_letters.encode(&envelope)?;
         self.dlq
-            .send_to(&self.dlq_topic, m.key().unwrap_or_default(), &bytes)?;
+            .send_to(&self.dlq_topic, m.key.unwrap_or_default(), &bytes)?;
         self.stats.dead_letters += 1;
         self.metrics
             .dead_letters
             .with_label_values(&["lake", reason.as_str()])
             .inc();
-        if let Some(f) = self.files.get_mut(&(m.topic().to_string(), m.partition())) {
-            f.next_offset = Some(m.offset() + 1);
+        if let Some(f) = self.files.get_mut(&(m.topic.to_string(), m.partition)) {
+            f.next_offset = Some(m.offset + 1);
         }
         Ok(())
     }
@@ -585,54 +551,67 @@ fn framed(value: &[u8]) -> Option<(u32, &[u8])> {
     }
 }
 
-/// Consumer context that flushes revoked partitions and starts assigned ones.
-struct LakeContext {
-    sink: Arc<Mutex<LakeWriter>>,
-    auth: crate::kafka::Auth,
-}
+/// The sink as a stage of the consumer driver: assigned partitions start at the group's
+/// committed positions; revoked ones and each commit flush their files, register them, and
+/// only then commit.
+impl Stage for LakeWriter {
+    type Error = LakeSinkError;
 
-crate::oauth_client_context!(LakeContext);
-
-impl ConsumerContext for LakeContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let mut sink = self.sink.lock().expect("sink lock");
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let lost = consumer.assignment_lost();
-            let partitions = crate::kafka::describe(tpl);
-            tracing::info!(stage = LAKE, %partitions, lost, "partitions revoked");
-            let result = if lost {
-                Ok(())
-            } else {
-                sink.flush(Some(tpl)).and_then(|positions| {
-                    if positions.count() == 0 {
-                        return Ok(());
-                    }
-                    consumer
-                        .commit(&positions, CommitMode::Sync)
-                        .map_err(LakeSinkError::kafka)
-                })
-            };
-            for e in tpl.elements() {
-                sink.files.remove(&(e.topic().to_string(), e.partition()));
-            }
-            if let Err(e) = result {
-                sink.failure.get_or_insert(e);
-            }
+    fn assigned(
+        &mut self,
+        group: &dyn Group,
+        parts: &[Part],
+    ) -> Result<Vec<Option<i64>>, LakeSinkError> {
+        let committed = group.committed(parts)?;
+        for ((topic, p), position) in parts.iter().zip(&committed) {
+            self.start_partition(topic, *p, *position);
         }
+        // Resume exactly where the files were started from.
+        Ok(committed)
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let partitions = crate::kafka::describe(tpl);
-            tracing::info!(stage = LAKE, %partitions, "partitions assigned");
-            let mut sink = self.sink.lock().expect("sink lock");
-            match consumer.committed_offsets((*tpl).clone(), Duration::from_secs(30)) {
-                Ok(committed) => sink.assign(&committed),
-                Err(e) => {
-                    sink.failure.get_or_insert(LakeSinkError::kafka(e));
-                }
-            }
+    fn revoked(
+        &mut self,
+        group: &dyn Group,
+        parts: &[Part],
+        lost: bool,
+    ) -> Result<(), LakeSinkError> {
+        // A lost partition belongs to another member already: what its open files hold is
+        // landed again by the new owner.
+        let flushed = if lost {
+            Ok(())
+        } else {
+            self.flush(Some(parts))
+                .and_then(|positions| Ok(group.commit(&positions, true)?))
+        };
+        for key in parts {
+            self.files.remove(key);
         }
+        flushed
+    }
+
+    fn record(&mut self, record: &SourceRecord<'_>) -> Result<bool, LakeSinkError> {
+        self.land(record)?;
+        Ok(watermark_of(record.key, record.value).is_none())
+    }
+
+    fn next_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        LakeWriter::next_offset(self, topic, partition)
+    }
+
+    fn tick(&mut self) -> Result<Flow, LakeSinkError> {
+        if self.reported.elapsed() >= Duration::from_millis(200) {
+            self.report_buffers();
+            self.reported = Instant::now();
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn commit(&mut self, group: &dyn Group, _last: bool) -> Result<(), LakeSinkError> {
+        let positions = self.flush(None)?;
+        group.commit(&positions, true)?;
+        self.report_buffers();
+        Ok(())
     }
 }
 
@@ -654,13 +633,12 @@ pub async fn run(
     let (k, wait) = (kafka.clone(), options.topic_wait);
     tokio::task::spawn_blocking(move || crate::kafka::await_topics(&k, &topics, wait))
         .await
-        .map_err(LakeSinkError::kafka)?
-        .map_err(LakeSinkError::kafka)?;
+        .map_err(|e| LakeSinkError::Internal(e.to_string()))??;
     health.set(LAKE, StageState::Ready);
     let group = format!("{application}-lake");
     tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
         .await
-        .map_err(LakeSinkError::kafka)?
+        .map_err(|e| LakeSinkError::Internal(e.to_string()))?
 }
 
 impl LakeWriter {
@@ -723,7 +701,7 @@ impl LakeWriter {
             dlq_topic,
             metrics,
             stats: LakeStats::default(),
-            failure: None,
+            reported: Instant::now(),
         })
     }
 
@@ -734,107 +712,24 @@ impl LakeWriter {
 }
 
 fn land_loop(
-    sink: LakeWriter,
+    writer: LakeWriter,
     kafka: &KafkaConfig,
     group: &str,
     options: &LakeOptions,
     stop: &AtomicBool,
 ) -> Result<LakeStats, LakeSinkError> {
-    let topics: Vec<String> = sink.spec.topics.iter().map(|t| t.topic.clone()).collect();
-    let interval = sink.spec.roll.flush_interval.value;
-    let sink = Arc::new(Mutex::new(sink));
-    let mut settings = vec![
-        ("group.id", group),
-        ("auto.offset.reset", "earliest"),
-        ("enable.auto.commit", "false"),
-        ("enable.auto.offset.store", "false"),
-        ("fetch.wait.max.ms", "50"),
-        ("partition.assignment.strategy", "cooperative-sticky"),
+    let topics: Vec<String> = writer.spec.topics.iter().map(|t| t.topic.clone()).collect();
+    let interval = writer.spec.roll.flush_interval.value;
+    let mut drive = DriveOptions::new(LAKE, topics, interval);
+    drive.stop_when_idle = options.stop_when_idle;
+    drive.upstream = options.upstream.clone();
+    drive.lag = Some(writer.metrics.consumer_lag.clone());
+    let settings = ConsumerSettings::member(group)
+        .static_member(options.instance_id.as_deref())
         // Landed topics that the engine creates at its start are picked up quickly.
-        ("topic.metadata.refresh.interval.ms", "5000"),
-    ];
-    if let Some(id) = &options.instance_id {
-        settings.push(("group.instance.id", id.as_str()));
-    }
-    let auth = crate::kafka::Auth::of(kafka).map_err(LakeSinkError::kafka)?;
-    let context = LakeContext {
-        sink: sink.clone(),
-        auth: auth.clone(),
-    };
-    let consumer: BaseConsumer<LakeContext> = client_config_with(kafka, &settings)
-        .create_with_context(context)
-        .map_err(LakeSinkError::kafka)?;
-    auth.prime(consumer.client().native_client())
-        .map_err(LakeSinkError::kafka)?;
-    consumer
-        .subscribe(&topics.iter().map(String::as_str).collect::<Vec<_>>())
-        .map_err(LakeSinkError::kafka)?;
-    let (mut last_flush, mut idle, mut pending) = (Instant::now(), Duration::ZERO, 0u64);
-    let mut last_report = Instant::now();
-    let mut ends = crate::kafka::EndCheck::default();
-    let mut errors = crate::kafka::ErrorLog::new(LAKE);
-    let upstream_running = || {
-        options
-            .upstream
-            .as_ref()
-            .is_some_and(|u| u.load(Ordering::Relaxed))
-    };
-    while !stop.load(Ordering::Relaxed) {
-        let polled = Instant::now();
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                errors.ok();
-                sink.lock().expect("sink lock").land(&m)?;
-                (idle, pending) = (Duration::ZERO, pending + 1);
-            }
-            Some(Err(e)) => errors.error(&e),
-            // Idle only at the end of every assigned partition, with the upstream stage done:
-            // a slow fetch, a rebalance or an engine still producing is not idleness.
-            None if options.stop_when_idle.is_some()
-                && !upstream_running()
-                && ends.at_end(&consumer, |t, p| {
-                    sink.lock().expect("sink lock").next_offset(t, p)
-                }) =>
-            {
-                idle += polled.elapsed()
-            }
-            None => {}
-        }
-        if options.stop_when_idle.is_some() {
-            ends.explain(LAKE, crate::kafka::EXPLAIN_EVERY);
-        }
-        let mut s = sink.lock().expect("sink lock");
-        if let Some(f) = s.failure.take() {
-            return Err(f);
-        }
-        if last_report.elapsed() >= Duration::from_millis(200) {
-            s.report_buffers();
-            last_report = Instant::now();
-        }
-        if pending > 0 && last_flush.elapsed() >= interval {
-            commit(&mut s, &consumer)?;
-            s.report_buffers();
-            crate::kafka::report_lag(&consumer, "lake", &s.metrics.consumer_lag);
-            (last_flush, pending) = (Instant::now(), 0);
-        }
-        if options.stop_when_idle.is_some_and(|d| idle >= d) {
-            break;
-        }
-    }
-    let mut s = sink.lock().expect("sink lock");
-    commit(&mut s, &consumer)?;
-    Ok(s.stats.clone())
-}
-
-fn commit(
-    sink: &mut LakeWriter,
-    consumer: &BaseConsumer<LakeContext>,
-) -> Result<(), LakeSinkError> {
-    let positions = sink.flush(None)?;
-    if positions.count() > 0 {
-        consumer
-            .commit(&positions, CommitMode::Sync)
-            .map_err(LakeSinkError::kafka)?;
-    }
-    Ok(())
+        .set("topic.metadata.refresh.interval.ms", "5000");
+    let writer = Arc::new(Mutex::new(writer));
+    crate::kafka::drive(kafka, &settings, writer.clone(), &drive, stop)?;
+    let stats = writer.lock().expect("sink lock").stats.clone();
+    Ok(stats)
 }

@@ -17,7 +17,7 @@ use tickflow::codec::SourceRecord;
 use tickflow::codec::{Encoder, RecordKind, RegistryClient, Tick};
 use tickflow::config::{AppConfig, KafkaConfig, TopologySpec};
 use tickflow::kafka::{
-    ConsumerSettings, DriveOptions, Flow, Group, KafkaError, KafkaSink, Part, Stage, drive,
+    ConsumerSettings, DriveOptions, Flow, Group, KafkaError, KafkaSink, Stage, drive,
 };
 use tickflow::metrics::Metrics;
 use tickflow::sim::{Pace, SimConfig, TickStream, end_of_input, produce_ticks};
@@ -45,14 +45,6 @@ struct Touch {
 
 impl Stage for Touch {
     type Error = KafkaError;
-
-    fn assigned(&mut self, _: &dyn Group, parts: &[Part]) -> Result<Vec<Option<i64>>, KafkaError> {
-        Ok(vec![None; parts.len()])
-    }
-
-    fn revoked(&mut self, _: &dyn Group, _: &[Part], _: bool) -> Result<(), KafkaError> {
-        Ok(())
-    }
 
     fn record(&mut self, r: &SourceRecord<'_>) -> Result<bool, KafkaError> {
         self.first.get_or_insert_with(Instant::now);

@@ -123,5 +123,5 @@ impl LocalCatalog {
 }
 
 fn store(e: crate::lake::LakeError) -> CatalogError {
-    CatalogError::Store(e.to_string())
+    CatalogError::Lake(e)
 }

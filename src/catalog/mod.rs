@@ -28,6 +28,9 @@ pub enum CatalogError {
     /// The catalog's storage failed.
     #[error("catalog store: {0}")]
     Store(String),
+    /// The local catalog's files in the lake cannot be read or written.
+    #[error("catalog store: {0}")]
+    Lake(#[from] crate::lake::LakeError),
     /// A catalog file is not what tickflow writes.
     #[error("catalog file {path}: {message}")]
     Corrupt {
@@ -43,6 +46,7 @@ impl crate::error::Classified for CatalogError {
         match self {
             // A record schema that cannot be a table.
             CatalogError::Schema(_) => crate::error::ErrorClass::User,
+            CatalogError::Lake(e) => e.class(),
             _ => crate::error::ErrorClass::External,
         }
     }

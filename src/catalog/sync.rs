@@ -27,7 +27,7 @@ pub struct TableSync {
 }
 
 fn store_err(e: crate::lake::LakeError) -> CatalogError {
-    CatalogError::Store(e.to_string())
+    CatalogError::Lake(e)
 }
 
 /// Creates or repairs every table of `spec` in `catalog` from the files in `store`.

@@ -284,7 +284,7 @@ mod tests {
         };
         let e = anyhow::Error::from(RuntimeError::Kafka(kafka));
         assert_eq!(class_of(&e), Some(ErrorClass::External));
-        let e = anyhow::Error::from(LakeSinkError::Lake(LakeError::Avro("bug".into())));
+        let e = anyhow::Error::from(LakeSinkError::Lake(LakeError::Parquet("bug".into())));
         assert_eq!(class_of(&e), Some(ErrorClass::Internal));
         let e = anyhow::Error::from(RuntimeError::Crashed(CommitStep::AfterFlush));
         assert_eq!(class_of(&e).map(ErrorClass::exit_code), Some(70));

@@ -154,7 +154,7 @@ pub enum CodecError {
     /// The Avro datum does not match its schema (bad data), or a value does not fit the schema
     /// (our bug).
     #[error("avro: {0}")]
-    Avro(String),
+    Avro(#[from] apache_avro::Error),
     /// The writer schema cannot be read as the record type tickflow expects.
     #[error("schema id {id} is incompatible with {record}: {message}")]
     Incompatible {
@@ -182,11 +182,5 @@ impl crate::error::Classified for CodecError {
             // The registry, or records written by something else than tickflow.
             _ => crate::error::ErrorClass::External,
         }
-    }
-}
-
-impl From<apache_avro::Error> for CodecError {
-    fn from(e: apache_avro::Error) -> Self {
-        CodecError::Avro(e.to_string())
     }
 }

@@ -179,17 +179,26 @@ pub trait Stage: Send + 'static {
     type Error: From<KafkaError> + Send + 'static;
 
     /// Partitions were assigned: opens them, and says where each resumes (in order;
-    /// `None`: at the group's committed position, else at its beginning).
+    /// `None`: at the group's committed position, else at its beginning). By default every
+    /// partition resumes at the group's position.
     fn assigned(
         &mut self,
-        group: &dyn Group,
+        _group: &dyn Group,
         parts: &[Part],
-    ) -> Result<Vec<Option<i64>>, Self::Error>;
+    ) -> Result<Vec<Option<i64>>, Self::Error> {
+        Ok(vec![None; parts.len()])
+    }
 
     /// Partitions are being taken away. `lost`: they already belong to another member (the
-    /// session expired), so nothing may be committed for them.
-    fn revoked(&mut self, group: &dyn Group, parts: &[Part], lost: bool)
-    -> Result<(), Self::Error>;
+    /// session expired), so nothing may be committed for them. By default nothing is done.
+    fn revoked(
+        &mut self,
+        _group: &dyn Group,
+        _parts: &[Part],
+        _lost: bool,
+    ) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// One record. Returns whether it is input: a record that is not (a watermark) does not
     /// end idleness.

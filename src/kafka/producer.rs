@@ -23,10 +23,27 @@ use crate::kafka::{Auth, client_config_with};
 pub enum SinkError {
     /// The producer could not be created (bad properties).
     #[error("cannot create Kafka producer: {0}")]
-    Create(String),
+    Create(#[from] rdkafka::error::KafkaError),
+    /// The producer's authentication could not be set up.
+    #[error(transparent)]
+    Auth(#[from] super::KafkaError),
     /// A record could not be handed to the producer.
+    #[error("cannot produce to {topic}: {source}")]
+    Send {
+        /// The record's topic.
+        topic: String,
+        /// librdkafka's refusal.
+        source: rdkafka::error::KafkaError,
+    },
+    /// A record cannot be written as asked (a tombstone without a partition, a partition
+    /// the topic does not have).
     #[error("cannot produce to {topic}: {message}")]
-    Send { topic: String, message: String },
+    Refused {
+        /// The record's topic.
+        topic: String,
+        /// Why.
+        message: String,
+    },
     /// Some records were not acknowledged by the broker.
     #[error("{failed} records to {topic} were not delivered; first error: {first}")]
     Delivery {
@@ -54,6 +71,9 @@ impl crate::error::Classified for SinkError {
         match self {
             // librdkafka refuses the client's settings.
             SinkError::Create(_) => crate::error::ErrorClass::User,
+            SinkError::Auth(e) => e.class(),
+            // A record tickflow itself asked for wrongly.
+            SinkError::Refused { .. } => crate::error::ErrorClass::Internal,
             _ => crate::error::ErrorClass::External,
         }
     }
@@ -246,16 +266,14 @@ impl KafkaSink {
             ("compression.type", "lz4"),
         ];
         settings.extend_from_slice(extra);
-        let auth = Auth::of(cfg).map_err(|e| SinkError::Create(e.to_string()))?;
+        let auth = Auth::of(cfg)?;
         let context = TrackingContext {
             tracker: tracker.clone(),
             auth: auth.clone(),
         };
-        let producer: ThreadedProducer<TrackingContext> = client_config_with(cfg, &settings)
-            .create_with_context(context)
-            .map_err(|e| SinkError::Create(e.to_string()))?;
-        auth.prime(producer.client().native_client())
-            .map_err(|e| SinkError::Create(e.to_string()))?;
+        let producer: ThreadedProducer<TrackingContext> =
+            client_config_with(cfg, &settings).create_with_context(context)?;
+        auth.prime(producer.client().native_client())?;
         Ok(Self {
             topic: topic.into(),
             producer,
@@ -333,10 +351,10 @@ impl KafkaSink {
                     record = r;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, r)) => {
+                Err((source, r)) => {
                     return Err(SinkError::Send {
                         topic: r.topic.to_string(),
-                        message: e.to_string(),
+                        source,
                     });
                 }
             }

@@ -26,8 +26,8 @@ use crate::config::lake::LakeCodec;
 /// Rows per Arrow batch while converting.
 const BATCH_ROWS: usize = 8192;
 
-fn err(e: impl std::fmt::Display) -> LakeError {
-    LakeError::Avro(format!("parquet: {e}"))
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> LakeError {
+    LakeError::Parquet(Box::new(e))
 }
 
 /// The Parquet file of the records of the Avro container file `avro`, its pages compressed
@@ -45,7 +45,7 @@ pub fn encode(
         .avro_header()
         .get(SCHEMA_METADATA_KEY.as_bytes())
         .map(|s| String::from_utf8_lossy(s).into_owned())
-        .ok_or_else(|| err("the container file has no schema"))?;
+        .ok_or_else(|| LakeError::Parquet("the container file has no schema".into()))?;
     let key_values = metadata
         .iter()
         .map(|(k, v)| KeyValue::new(k.to_string(), v.clone()))

@@ -35,8 +35,30 @@ pub const AVRO_SCHEMA_KEY: &str = "avro.schema";
 pub enum LakeError {
     /// Avro encoding failed.
     #[error("avro: {0}")]
-    Avro(String),
+    Avro(#[from] apache_avro::Error),
+    /// Converting between Avro and Parquet failed.
+    #[error("parquet: {0}")]
+    Parquet(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The object store failed.
+    #[error("lake store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// A lake's directory cannot be created or resolved.
+    #[error("lake store: {url}: {source}")]
+    Dir {
+        /// The lake's URL.
+        url: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A lake's files cannot be listed.
+    #[error("lake store: {root}: cannot list: {source}")]
+    List {
+        /// The lake's root.
+        root: String,
+        /// Why.
+        source: object_store::Error,
+    },
+    /// The lake cannot be used as configured (an unknown URL scheme, a missing object).
     #[error("lake store: {0}")]
     Store(String),
     /// A lake file cannot be read.
@@ -56,7 +78,7 @@ pub enum LakeError {
 impl crate::error::Classified for LakeError {
     fn class(&self) -> crate::error::ErrorClass {
         match self {
-            LakeError::Avro(_) => crate::error::ErrorClass::Internal,
+            LakeError::Avro(_) | LakeError::Parquet(_) => crate::error::ErrorClass::Internal,
             // The object store, or files someone else wrote.
             _ => crate::error::ErrorClass::External,
         }
@@ -65,11 +87,11 @@ impl crate::error::Classified for LakeError {
 
 impl LakeError {
     pub(crate) fn avro(e: apache_avro::Error) -> Self {
-        Self::Avro(e.to_string())
+        Self::Avro(e)
     }
 
     pub(crate) fn store(e: object_store::Error) -> Self {
-        Self::Store(e.to_string())
+        Self::ObjectStore(e)
     }
 }
 

@@ -56,9 +56,8 @@ impl LakeStore {
     /// from the standard AWS chain (environment, profile, EC2 instance role).
     pub async fn open(url: &str, aws: &AwsConfig) -> Result<Self, LakeError> {
         if let Some(dir) = url.strip_prefix("file://") {
-            std::fs::create_dir_all(dir).map_err(|e| LakeError::Store(format!("{url}: {e}")))?;
-            let abs =
-                std::fs::canonicalize(dir).map_err(|e| LakeError::Store(format!("{url}: {e}")))?;
+            std::fs::create_dir_all(dir).map_err(|source| dir_err(url, source))?;
+            let abs = std::fs::canonicalize(dir).map_err(|source| dir_err(url, source))?;
             let store = LocalFileSystem::new_with_prefix(&abs).map_err(LakeError::store)?;
             return Ok(Self {
                 store: Arc::new(store),
@@ -145,9 +144,10 @@ impl LakeStore {
     /// or refused credentials).
     pub async fn check(&self) -> Result<(), LakeError> {
         let mut list = self.store.list(Some(&object_key("_catalog")));
-        list.try_next()
-            .await
-            .map_err(|e| LakeError::Store(format!("{}: cannot list: {e}", self.root)))?;
+        list.try_next().await.map_err(|source| LakeError::List {
+            root: self.root.clone(),
+            source,
+        })?;
         Ok(())
     }
 
@@ -334,6 +334,14 @@ impl CredentialProvider for ChainCredentials {
 /// the S3 key (`A%252FB`) would not be where the catalog's location says.
 fn object_key(path: &str) -> ObjectPath {
     ObjectPath::parse(path).unwrap_or_else(|_| ObjectPath::from(path))
+}
+
+/// A lake directory that cannot be created or resolved.
+fn dir_err(url: &str, source: std::io::Error) -> LakeError {
+    LakeError::Dir {
+        url: url.to_string(),
+        source,
+    }
 }
 
 #[cfg(test)]

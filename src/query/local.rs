@@ -217,7 +217,7 @@ fn result_set(batches: &[RecordBatch], schema: &ArrowSchema) -> Result<ResultSet
             .iter()
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| QueryError::Sql(e.to_string()))?;
+            .map_err(datafusion::error::DataFusionError::from)?;
         for row in 0..batch.num_rows() {
             out.rows.push(
                 batch

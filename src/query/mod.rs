@@ -23,7 +23,7 @@ pub use local::LocalEngine;
 pub enum QueryError {
     /// The SQL engine rejected or failed the query (the engine's message).
     #[error("{0}")]
-    Sql(String),
+    Sql(#[from] datafusion::error::DataFusionError),
     /// The lake could not be read.
     #[error(transparent)]
     Lake(#[from] LakeError),
@@ -89,12 +89,6 @@ pub fn bar_table(plan: &Plan, lake: &LakeSpec, resolution: &str) -> Result<Strin
         .ok_or_else(|| {
             QueryError::Unsupported(format!("no bar topic of resolution {resolution} is landed"))
         })
-}
-
-impl From<datafusion::error::DataFusionError> for QueryError {
-    fn from(e: datafusion::error::DataFusionError) -> Self {
-        Self::Sql(e.to_string())
-    }
 }
 
 /// The answer of a query: column names, their SQL types (`varchar`, `bigint`, `double`,

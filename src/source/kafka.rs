@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::codec::SourceRecord;
 use crate::config::KafkaConfig;
-use crate::kafka::{self, ConsumerSettings, DriveOptions, Flow, Group, KafkaError, Part, Stage};
+use crate::kafka::{self, ConsumerSettings, DriveOptions, Flow, Group, KafkaError, Stage};
 
 /// Errors reading from Kafka (external).
 #[derive(Debug, thiserror::Error)]
@@ -121,14 +121,6 @@ struct Collect {
 
 impl Stage for Collect {
     type Error = KafkaError;
-
-    fn assigned(&mut self, _: &dyn Group, parts: &[Part]) -> Result<Vec<Option<i64>>, KafkaError> {
-        Ok(vec![None; parts.len()])
-    }
-
-    fn revoked(&mut self, _: &dyn Group, _: &[Part], _: bool) -> Result<(), KafkaError> {
-        Ok(())
-    }
 
     fn record(&mut self, r: &SourceRecord<'_>) -> Result<bool, KafkaError> {
         if self.records.len() < self.until.count || !self.until.linger.is_zero() {

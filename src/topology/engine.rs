@@ -99,6 +99,9 @@ pub enum RuntimeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A blocking task of the run panicked or was cancelled (a bug).
+    #[error("a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 impl crate::error::Classified for RuntimeError {
@@ -110,7 +113,7 @@ impl crate::error::Classified for RuntimeError {
             RuntimeError::Sink(e) => e.class(),
             RuntimeError::State(e) => e.class(),
             RuntimeError::Codec(e) => e.class(),
-            RuntimeError::Crashed(_) => crate::error::ErrorClass::Internal,
+            RuntimeError::Crashed(_) | RuntimeError::Task(_) => crate::error::ErrorClass::Internal,
             _ => crate::error::ErrorClass::External,
         }
     }

@@ -181,7 +181,7 @@ impl MemoryProducer {
 }
 
 fn no_partition(topic: &str, partition: i32) -> SinkError {
-    SinkError::Send {
+    SinkError::Refused {
         topic: topic.into(),
         message: format!("no partition {partition}"),
     }

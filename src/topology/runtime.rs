@@ -243,9 +243,7 @@ pub async fn run(
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RuntimeError> + Send + 'static,
 ) -> Result<T, RuntimeError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RuntimeError::Consumer(e.to_string()))?
+    tokio::task::spawn_blocking(work).await?
 }
 
 /// The engine core's view of a Kafka cluster.
@@ -323,7 +321,7 @@ impl Producer for KafkaSink {
         match (partition, value) {
             (Some(p), value) => self.send_entry(topic, p, key, value),
             (None, Some(value)) => self.send_to(topic, key, value),
-            (None, None) => Err(SinkError::Send {
+            (None, None) => Err(SinkError::Refused {
                 topic: topic.into(),
                 message: "a tombstone needs a partition".into(),
             }),

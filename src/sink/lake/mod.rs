@@ -64,6 +64,9 @@ pub enum LakeSinkError {
     /// A bug: the sink's own invariant broke.
     #[error("lake sink: {0}")]
     Internal(String),
+    /// A blocking task of the sink panicked or was cancelled (a bug).
+    #[error("lake sink: a blocking task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     /// The registry failed.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -80,7 +83,9 @@ impl crate::error::Classified for LakeSinkError {
             LakeSinkError::Codec(e) => e.class(),
             LakeSinkError::DeadLetters(e) => e.class(),
             LakeSinkError::Kafka(e) => e.class(),
-            LakeSinkError::Internal(_) => crate::error::ErrorClass::Internal,
+            LakeSinkError::Internal(_) | LakeSinkError::Task(_) => {
+                crate::error::ErrorClass::Internal
+            }
         }
     }
 }
@@ -631,14 +636,10 @@ pub async fn run(
     let kafka = app.kafka.clone();
     let topics: Vec<String> = spec.topics.iter().map(|t| t.topic.clone()).collect();
     let (k, wait) = (kafka.clone(), options.topic_wait);
-    tokio::task::spawn_blocking(move || crate::kafka::await_topics(&k, &topics, wait))
-        .await
-        .map_err(|e| LakeSinkError::Internal(e.to_string()))??;
+    tokio::task::spawn_blocking(move || crate::kafka::await_topics(&k, &topics, wait)).await??;
     health.set(LAKE, StageState::Ready);
     let group = format!("{application}-lake");
-    tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop))
-        .await
-        .map_err(|e| LakeSinkError::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || land_loop(writer, &kafka, &group, &options, &stop)).await?
 }
 
 impl LakeWriter {

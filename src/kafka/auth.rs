@@ -180,11 +180,12 @@ pub fn msk_region(bootstrap_servers: &str) -> Option<String> {
 }
 
 /// Implements `rdkafka::ClientContext` for a context type with an `auth: Auth` field, so that
-/// librdkafka's OAUTHBEARER refresh asks it for MSK IAM tokens.
+/// librdkafka's OAUTHBEARER refresh asks it for MSK IAM tokens. A generic context names its
+/// parameter after `where`: `oauth_client_context!(Context<S> where S: Stage)`.
 #[macro_export]
 macro_rules! oauth_client_context {
-    ($context:ty) => {
-        impl rdkafka::ClientContext for $context {
+    ($context:ty $(where $g:ident: $bound:path)?) => {
+        impl$(<$g: $bound>)? rdkafka::ClientContext for $context {
             const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
 
             fn generate_oauth_token(

@@ -268,16 +268,7 @@ struct DriverContext<S: Stage> {
     auth: Auth,
 }
 
-impl<S: Stage> rdkafka::ClientContext for DriverContext<S> {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _config: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.auth.token()
-    }
-}
+crate::oauth_client_context!(DriverContext<S> where S: Stage);
 
 impl<S: Stage> ConsumerContext for DriverContext<S> {
     fn rebalance(
@@ -309,7 +300,7 @@ impl<S: Stage> DriverContext<S> {
         tpl: &mut TopicPartitionList,
     ) -> Result<(), S::Error> {
         let parts = parts_of(tpl);
-        tracing::info!(stage = self.name, partitions = %super::describe(tpl), "partitions assigned");
+        tracing::info!(stage = self.name, partitions = %super::describe(&parts), "partitions assigned");
         let opened = lock(&self.stage)
             .assigned(consumer, &parts)
             .and_then(|resume| Ok(resume_at(tpl, &parts, &resume)?));
@@ -327,9 +318,9 @@ impl<S: Stage> DriverContext<S> {
         consumer: &BaseConsumer<Self>,
         tpl: &TopicPartitionList,
     ) -> Result<(), S::Error> {
-        let lost = consumer.assignment_lost();
-        tracing::info!(stage = self.name, partitions = %super::describe(tpl), lost, "partitions revoked");
-        let closed = lock(&self.stage).revoked(consumer, &parts_of(tpl), lost);
+        let (parts, lost) = (parts_of(tpl), consumer.assignment_lost());
+        tracing::info!(stage = self.name, partitions = %super::describe(&parts), lost, "partitions revoked");
+        let closed = lock(&self.stage).revoked(consumer, &parts, lost);
         let unassigned = if cooperative(consumer) {
             consumer.incremental_unassign(tpl)
         } else {

@@ -447,13 +447,9 @@ pub fn report_lag<C: ConsumerContext>(
     }
 }
 
-/// `topic-partition` names of a partition list, comma-separated, for logs.
-pub fn describe(tpl: &TopicPartitionList) -> String {
-    let names: Vec<String> = tpl
-        .elements()
-        .iter()
-        .map(|e| format!("{}-{}", e.topic(), e.partition()))
-        .collect();
+/// `topic-partition` names of partitions, comma-separated, for logs.
+pub fn describe(parts: &[Part]) -> String {
+    let names: Vec<String> = parts.iter().map(|(t, p)| format!("{t}-{p}")).collect();
     names.join(",")
 }
 

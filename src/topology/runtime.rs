@@ -69,12 +69,9 @@ impl Stage for EngineStage {
         _group: &dyn Group,
         parts: &[Part],
     ) -> Result<Vec<Option<i64>>, RuntimeError> {
+        let restoring = format!("restoring {}", kafka::describe(parts));
         let health = &self.engine.metrics.health;
-        let names: Vec<String> = parts.iter().map(|(t, p)| format!("{t}-{p}")).collect();
-        health.set(
-            ENGINE,
-            StageState::Starting(format!("restoring {}", names.join(","))),
-        );
+        health.set(ENGINE, StageState::Starting(restoring));
         // The stores, not the group's committed offsets, say where tasks resume.
         let resume = self.engine.assign(parts)?;
         self.engine.metrics.health.set(ENGINE, StageState::Ready);

@@ -17,11 +17,22 @@ type TansuBroker = Broker<Controller<StorageContainer>, StorageContainer>;
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
     /// A listener or storage URL is malformed.
-    #[error("bad broker URL {url}: {message}")]
-    Url { url: String, message: String },
-    /// The broker failed while starting.
+    #[error("bad broker URL {url}: {source}")]
+    Url {
+        url: String,
+        source: url::ParseError,
+    },
+    /// The broker cannot start as asked.
     #[error("embedded broker failed to start: {0}")]
     Start(String),
+    /// A step of starting the broker failed.
+    #[error("embedded broker failed to start: {what}: {source}")]
+    Failed {
+        /// The step.
+        what: &'static str,
+        /// Tansu's, the runtime's or the socket's error.
+        source: crate::error::BoxError,
+    },
     /// The broker did not accept connections in time.
     #[error("embedded broker did not listen on {addr} within {timeout:?}")]
     NotListening { addr: SocketAddr, timeout: Duration },
@@ -89,7 +100,7 @@ impl EmbeddedBroker {
             .authentication(scram.is_some())
             .build()
             .await
-            .map_err(|e| BrokerError::Start(e.to_string()))?;
+            .map_err(|e| failed("building the broker", e))?;
         let task = tokio::spawn(async move {
             if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
                 tracing::error!(error = %e, "embedded broker stopped");
@@ -188,7 +199,7 @@ fn store_scram_user_apart(
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| BrokerError::Start(format!("a runtime for the SCRAM user: {e}")))?;
+            .map_err(|e| failed("a runtime for the SCRAM user", e))?;
         let stored = runtime.block_on(store_scram_user(&storage, &advertised, &user));
         drop(runtime);
         stored
@@ -218,7 +229,7 @@ async fn store_scram_user(
         .silent(true)
         .build()
         .await
-        .map_err(|e| BrokerError::Start(e.to_string()))?;
+        .map_err(|e| failed("opening the storage for the SCRAM user", e))?;
     let salt = uuid::Uuid::new_v4();
     let (password, salt) = (user.password.as_bytes(), salt.as_bytes());
     let credentials = [
@@ -232,14 +243,14 @@ async fn store_scram_user(
         ),
     ];
     // The broker holds the same SQLite file: a write may find it busy, so try again.
-    let mut last = String::from("not stored");
+    let mut last = None;
     for _ in 0..50 {
         for (mechanism, credential) in credentials.clone() {
             if let Err(e) = store
                 .upsert_user_scram_credential(&user.name, mechanism, credential)
                 .await
             {
-                last = e.to_string();
+                last = Some(e);
             }
         }
         let stored = store
@@ -250,9 +261,10 @@ async fn store_scram_user(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(BrokerError::Start(format!(
-        "storing the SCRAM user: {last}"
-    )))
+    Err(match last {
+        Some(e) => failed("storing the SCRAM user", e),
+        None => BrokerError::Start("storing the SCRAM user: not found after writing it".into()),
+    })
 }
 
 /// The stored SCRAM credential of a password (RFC 5802): the salted password is
@@ -281,9 +293,9 @@ where
 }
 
 fn parse_url(s: &str) -> Result<Url, BrokerError> {
-    Url::parse(s).map_err(|e| BrokerError::Url {
+    Url::parse(s).map_err(|source| BrokerError::Url {
         url: s.into(),
-        message: e.to_string(),
+        source,
     })
 }
 
@@ -292,5 +304,12 @@ pub fn free_port() -> Result<u16, BrokerError> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .map_err(|e| BrokerError::Start(format!("no free port: {e}")))
+        .map_err(|e| failed("no free port", e))
+}
+
+fn failed(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> BrokerError {
+    BrokerError::Failed {
+        what,
+        source: Box::new(e),
+    }
 }

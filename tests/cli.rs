@@ -342,3 +342,19 @@ fn a_usage_error_exits_2() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no `lake:` section"), "{stderr}");
 }
+
+/// A failing command says each cause once, though DataFusion's error both prints its source
+/// and returns it, and SQL the engine cannot parse is the user's to fix (exit code 2).
+#[test]
+fn a_bad_query_names_its_error_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/topologies/ohlc_vwap.yaml");
+    let out = tickflow(dir.path(), &["query", "-t", topology, "SELEC 1"], &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr.matches("Expected: an SQL statement").count(),
+        1,
+        "{stderr}"
+    );
+}

@@ -16,6 +16,7 @@ use aws_sdk_glue::types::{
 use super::{CatalogError, Column, PartitionDef, TableDef};
 use crate::config::AwsConfig;
 use crate::config::lake::LakeFormat;
+use crate::error::BoxError;
 
 /// Hive's input format, output format and SerDe of a file format.
 struct HiveFormat {
@@ -57,8 +58,16 @@ pub struct GlueCatalog {
     client: Client,
 }
 
-fn err(what: &str, e: impl std::error::Error) -> CatalogError {
-    CatalogError::Store(format!("glue {what}: {}", DisplayErrorContext(e)))
+fn err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> CatalogError {
+    CatalogError::Glue {
+        what: what.into(),
+        source: Box::new(e),
+    }
+}
+
+/// An SDK error with its causes and details, as the SDK prints them.
+pub(super) fn in_full(e: &BoxError) -> String {
+    DisplayErrorContext(&**e).to_string()
 }
 
 impl GlueCatalog {

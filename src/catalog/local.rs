@@ -49,7 +49,7 @@ impl LocalCatalog {
             .map(Some)
             .map_err(|e| CatalogError::Corrupt {
                 path: self.store.location(&path),
-                message: e.to_string(),
+                source: e.into(),
             })
     }
 

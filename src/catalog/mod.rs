@@ -28,16 +28,24 @@ pub enum CatalogError {
     /// The catalog's storage failed.
     #[error("catalog store: {0}")]
     Store(String),
+    /// A Glue call failed.
+    #[error("glue {what}: {}", glue::in_full(.source))]
+    Glue {
+        /// The call and what it was for.
+        what: String,
+        /// The SDK's error.
+        source: crate::error::BoxError,
+    },
     /// The local catalog's files in the lake cannot be read or written.
     #[error("catalog store: {0}")]
     Lake(#[from] crate::lake::LakeError),
     /// A catalog file is not what tickflow writes.
-    #[error("catalog file {path}: {message}")]
+    #[error("catalog file {path}: {source}")]
     Corrupt {
         /// The file.
         path: String,
-        /// What is wrong.
-        message: String,
+        /// What is wrong with it: the JSON or lake reader's error.
+        source: crate::error::BoxError,
     },
 }
 

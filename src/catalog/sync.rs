@@ -95,7 +95,7 @@ async fn file_schema(store: &LakeStore, path: &str) -> Result<(u32, Schema), Cat
     let bytes = store.get(path).await.map_err(store_err)?;
     let info = file_info(path, &bytes).map_err(|e| CatalogError::Corrupt {
         path: store.location(path),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     Ok((info.schema_id, info.schema))
 }

@@ -102,7 +102,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::error::report(e.chain()));
             class_of(&e).map_or(ExitCode::FAILURE, |c| ExitCode::from(c.exit_code()))
         }
     }
@@ -128,6 +128,7 @@ fn classify(e: &(dyn std::error::Error + 'static)) -> Option<ErrorClass> {
         crate::operators::OpError,
         crate::topology::plan::PlanError,
         crate::kafka::KafkaError,
+        crate::kafka::auth::TokenError,
         crate::kafka::SinkError,
         crate::codec::CodecError,
         crate::codec::registry::RegistryError,

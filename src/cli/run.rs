@@ -141,8 +141,9 @@ pub fn spawn_lake(
         if let Err(e) = &landed {
             // The whole process stops: a container restarts it, and it resumes from the
             // last commit of each stage.
-            tracing::error!(error = %format!("{e:#}"), "the lake sink failed; stopping");
-            health.set(lake::LAKE, StageState::Failed(format!("{e:#}")));
+            let why = crate::error::report(e.chain());
+            tracing::error!(error = %why, "the lake sink failed; stopping");
+            health.set(lake::LAKE, StageState::Failed(why));
             stop.store(true, Ordering::Relaxed);
         }
         landed
@@ -182,8 +183,9 @@ pub async fn run_topology(
         .await
         .with_context(|| format!("running {}", spec.application));
     if let Err(e) = &ran {
-        tracing::error!(error = %format!("{e:#}"), "the engine failed; stopping");
-        health.set(runtime::ENGINE, StageState::Failed(format!("{e:#}")));
+        let why = crate::error::report(e.chain());
+        tracing::error!(error = %why, "the engine failed; stopping");
+        health.set(runtime::ENGINE, StageState::Failed(why));
     }
     ran
 }

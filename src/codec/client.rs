@@ -103,11 +103,11 @@ impl RegistryClient {
             .notify(|e, pause| tracing::warn!(error = %e, ?pause, "schema registry unavailable; retrying"))
             .await;
         fetched.map_err(|e| match e {
-            CodecError::RegistryUnavailable { url, message, .. } => {
+            CodecError::RegistryUnavailable { url, source, .. } => {
                 CodecError::RegistryUnavailable {
                     url,
                     waited: started.elapsed(),
-                    message,
+                    source,
                 }
             }
             other => other,
@@ -127,7 +127,7 @@ impl RegistryClient {
             Failure::Transient => CodecError::RegistryUnavailable {
                 url: self.url.clone(),
                 waited: Duration::ZERO,
-                message: describe(&e),
+                source: RegistryFailure(e),
             },
             Failure::Refused => registry_error(&self.url, e),
         })
@@ -188,7 +188,24 @@ fn describe(e: &SRCError) -> String {
 fn registry_error(url: &str, e: SRCError) -> CodecError {
     CodecError::Registry {
         url: without_credentials(url),
-        message: describe(&e),
+        source: RegistryFailure(e),
+    }
+}
+
+/// A failed call of `schema_registry_converter`: shown as its message and cause, with the
+/// HTTP client's error (when there was one) as its source.
+#[derive(Debug, Clone)]
+pub struct RegistryFailure(pub SRCError);
+
+impl std::fmt::Display for RegistryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&describe(&self.0))
+    }
+}
+
+impl std::error::Error for RegistryFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
     }
 }
 

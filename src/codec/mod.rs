@@ -8,7 +8,7 @@ mod model;
 pub mod registry;
 
 pub use avro::{Decoder, Encoder, RecordKind, split_header};
-pub use client::RegistryClient;
+pub use client::{RegistryClient, RegistryFailure};
 pub use model::{Bar, DeadLetter, ENVELOPE_COPY_LIMIT, Reason, SourceRecord, Tick};
 
 /// Key of a watermark control record: a record in a tick topic that tells the engine that no
@@ -163,15 +163,18 @@ pub enum CodecError {
         message: String,
     },
     /// The schema registry failed or refused the request (external).
-    #[error("schema registry at {url}: {message}")]
-    Registry { url: String, message: String },
+    #[error("schema registry at {url}: {source}")]
+    Registry {
+        url: String,
+        source: RegistryFailure,
+    },
     /// The schema registry did not answer or answered with a transient error (timeouts, 5xx,
     /// 429) for longer than `registry.retry_for` (external; never the record's fault).
-    #[error("schema registry at {url} unavailable for {waited:?}: {message}")]
+    #[error("schema registry at {url} unavailable for {waited:?}: {source}")]
     RegistryUnavailable {
         url: String,
         waited: std::time::Duration,
-        message: String,
+        source: RegistryFailure,
     },
 }
 

@@ -7,8 +7,7 @@
 //! (see [`Auth::prime`]), because librdkafka only asks from inside a poll and some requests
 //! (metadata, topic creation) come before any poll.
 
-use std::error::Error;
-use std::ffi::CString;
+use std::ffi::{CString, NulError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,52 @@ use crate::config::KafkaConfig;
 
 /// The principal name given with the token; MSK takes the identity from the signature.
 const PRINCIPAL: &str = "tickflow";
+
+/// Why a client has no OAUTHBEARER token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// OAUTHBEARER without MSK IAM or librdkafka's OIDC.
+    #[error(
+        "no OAUTHBEARER token source: set kafka.aws_iam for MSK IAM, or sasl.oauthbearer.method=oidc"
+    )]
+    NoSource,
+    /// The signer failed (no credentials in the AWS chain, most often).
+    #[error("signing an MSK IAM token: {0}")]
+    Sign(#[source] crate::error::BoxError),
+    /// The signer did not answer.
+    #[error("signing an MSK IAM token took over 30 s")]
+    SignTimeout,
+    /// The signing thread could not run.
+    #[error("a runtime for signing an MSK IAM token: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The signing thread panicked.
+    #[error("the MSK IAM signing thread panicked")]
+    Panicked,
+    /// A token or principal that librdkafka cannot take.
+    #[error("the token holds a NUL byte: {0}")]
+    Nul(#[from] NulError),
+    /// librdkafka refused the first token.
+    #[error("setting the first MSK IAM token failed ({code}): {message}")]
+    Refused {
+        /// librdkafka's error code.
+        code: String,
+        /// librdkafka's reason.
+        message: String,
+    },
+}
+
+impl crate::error::Classified for TokenError {
+    fn class(&self) -> crate::error::ErrorClass {
+        use crate::error::ErrorClass;
+        match self {
+            TokenError::NoSource | TokenError::Nul(_) => ErrorClass::User,
+            TokenError::Sign(_) | TokenError::SignTimeout | TokenError::Refused { .. } => {
+                ErrorClass::External
+            }
+            TokenError::Runtime(_) | TokenError::Panicked => ErrorClass::Internal,
+        }
+    }
+}
 
 /// How a client authenticates: nothing beyond its properties, or MSK IAM tokens.
 #[derive(Clone, Default)]
@@ -72,13 +117,9 @@ impl Auth {
     }
 
     /// A fresh token, for librdkafka's refresh event. Without IAM there is none to give.
-    pub fn token(&self) -> Result<OAuthToken, Box<dyn Error>> {
+    pub fn token(&self) -> Result<OAuthToken, TokenError> {
         let Some(iam) = &self.iam else {
-            return Err(
-                "no OAUTHBEARER token source: set kafka.aws_iam for MSK IAM, \
-                        or sasl.oauthbearer.method=oidc"
-                    .into(),
-            );
+            return Err(TokenError::NoSource);
         };
         let (token, lifetime_ms) = iam.sign()?;
         Ok(OAuthToken {
@@ -95,10 +136,9 @@ impl Auth {
         if self.iam.is_none() {
             return Ok(());
         }
-        let auth = |message: String| KafkaError::Auth { message };
-        let token = self.token().map_err(|e| auth(e.to_string()))?;
-        let value = CString::new(token.token).map_err(|e| auth(e.to_string()))?;
-        let principal = CString::new(token.principal_name).map_err(|e| auth(e.to_string()))?;
+        let token = self.token()?;
+        let value = CString::new(token.token).map_err(TokenError::from)?;
+        let principal = CString::new(token.principal_name).map_err(TokenError::from)?;
         let mut errstr = [0 as std::ffi::c_char; 512];
         // SAFETY: `client` is a live librdkafka handle owned by the caller; the strings and
         // the error buffer outlive the call, which copies what it keeps.
@@ -122,24 +162,25 @@ impl Auth {
         }
         // SAFETY: librdkafka writes a NUL-terminated message into the buffer on error.
         let message = unsafe { std::ffi::CStr::from_ptr(errstr.as_ptr()) };
-        Err(auth(format!(
-            "setting the first MSK IAM token failed ({code:?}): {}",
-            message.to_string_lossy()
-        )))
+        Err(TokenError::Refused {
+            code: format!("{code:?}"),
+            message: message.to_string_lossy().into_owned(),
+        }
+        .into())
     }
 }
 
 impl MskIam {
     /// Signs a token on a thread of its own: librdkafka asks from its poll, which may run on
     /// an async runtime's thread, where blocking on another runtime is not allowed.
-    fn sign(&self) -> Result<(String, i64), Box<dyn Error>> {
+    fn sign(&self) -> Result<(String, i64), TokenError> {
         let region = Region::new(self.region.clone());
         let credentials = self.credentials.clone();
-        let signed = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())?;
+                .map_err(TokenError::Runtime)?;
             runtime.block_on(async move {
                 let signing = async {
                     match credentials {
@@ -154,14 +195,13 @@ impl MskIam {
                 };
                 match tokio::time::timeout(Duration::from_secs(30), signing).await {
                     Ok(Ok(signed)) => Ok(signed),
-                    Ok(Err(e)) => Err(format!("signing an MSK IAM token: {e}")),
-                    Err(_) => Err("signing an MSK IAM token took over 30 s".to_string()),
+                    Ok(Err(e)) => Err(TokenError::Sign(e.into())),
+                    Err(_) => Err(TokenError::SignTimeout),
                 }
             })
         })
         .join()
-        .map_err(|_| "the MSK IAM signing thread panicked".to_string())?;
-        Ok(signed?)
+        .map_err(|_| TokenError::Panicked)?
     }
 }
 
@@ -192,7 +232,7 @@ macro_rules! oauth_client_context {
                 &self,
                 _config: Option<&str>,
             ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-                self.auth.token()
+                Ok(self.auth.token()?)
             }
         }
     };

@@ -38,9 +38,22 @@ pub enum KafkaError {
         timeout: Duration,
         message: String,
     },
-    /// Creating a topic failed.
+    /// The broker did not answer a metadata request in time.
+    #[error("cannot reach Kafka at {servers} within {timeout:?}: {source}")]
+    NoAnswer {
+        servers: String,
+        timeout: Duration,
+        source: Box<rdkafka::error::KafkaError>,
+    },
+    /// A created topic does not show in the broker's metadata.
     #[error("cannot create topic {topic}: {message}")]
     CreateTopic { topic: String, message: String },
+    /// The broker refused to create a topic.
+    #[error("cannot create topic {topic}: {source}")]
+    TopicRefused {
+        topic: String,
+        source: RDKafkaErrorCode,
+    },
     /// Any other client error.
     #[error("kafka: {0}")]
     Client(#[from] rdkafka::error::KafkaError),
@@ -52,6 +65,9 @@ pub enum KafkaError {
     /// Authentication could not be set up (MSK IAM).
     #[error("kafka authentication: {message}")]
     Auth { message: String },
+    /// No token for OAUTHBEARER authentication (MSK IAM).
+    #[error("kafka authentication: {0}")]
+    Token(#[from] auth::TokenError),
 }
 
 impl crate::error::Classified for KafkaError {
@@ -59,6 +75,7 @@ impl crate::error::Classified for KafkaError {
         match self {
             // Bad authentication settings (a missing token file, an unknown mechanism).
             KafkaError::Auth { .. } => crate::error::ErrorClass::User,
+            KafkaError::Token(e) => e.class(),
             _ => crate::error::ErrorClass::External,
         }
     }
@@ -88,21 +105,22 @@ pub fn client_config_with(cfg: &KafkaConfig, defaults: &[(&str, &str)]) -> Clien
     c
 }
 
-/// Fails with [`KafkaError::Unreachable`] unless a broker answers a metadata request within
+/// Fails with [`KafkaError::NoAnswer`] unless a broker answers a metadata request within
 /// `cfg.connect_timeout`.
 pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
-    let unreachable = |message: String| KafkaError::Unreachable {
-        servers: cfg.bootstrap_servers.clone(),
-        timeout: cfg.connect_timeout,
-        message,
-    };
     let mut config = client_config(cfg);
     config.set("socket.connection.setup.timeout.ms", "5000");
-    let consumer = consumer(cfg, &config).map_err(|e| unreachable(e.to_string()))?;
+    // A client that cannot be made is the settings' fault (a bad property, no IAM region),
+    // not the broker's.
+    let consumer = consumer(cfg, &config)?;
     consumer
         .fetch_metadata(None, cfg.connect_timeout)
         .map(|_| ())
-        .map_err(|e| unreachable(e.to_string()))
+        .map_err(|source| KafkaError::NoAnswer {
+            servers: cfg.bootstrap_servers.clone(),
+            timeout: cfg.connect_timeout,
+            source: Box::new(source),
+        })
 }
 
 /// A plain consumer (metadata, readers) of `config`, with `cfg`'s authentication set up: its
@@ -198,12 +216,7 @@ async fn create_topics(cfg: &KafkaConfig, topics: &[&TopicSpec<'_>]) -> Result<(
     for r in admin.create_topics(&new, &opts).await? {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => {
-                return Err(KafkaError::CreateTopic {
-                    topic,
-                    message: code.to_string(),
-                });
-            }
+            Err((topic, source)) => return Err(KafkaError::TopicRefused { topic, source }),
         }
     }
     Ok(())

@@ -45,11 +45,16 @@ pub enum SinkError {
         message: String,
     },
     /// Some records were not acknowledged by the broker.
-    #[error("{failed} records to {topic} were not delivered; first error: {first}")]
+    #[error(
+        "{failed} records to {topic} were not delivered; first error: {}",
+        .first.as_ref().map_or_else(|| "unknown".to_string(), ToString::to_string)
+    )]
     Delivery {
         topic: String,
         failed: u64,
-        first: String,
+        /// The first failure the delivery reports gave.
+        #[source]
+        first: Option<Box<rdkafka::error::KafkaError>>,
     },
     /// Outstanding records were not acknowledged before the timeout.
     #[error("flushing {topic} did not finish within {timeout:?}")]
@@ -57,11 +62,14 @@ pub enum SinkError {
     /// A Kafka transaction could not be started or committed; it was aborted if it could
     /// be. `fatal`: the producer can no longer be used, typically because a newer instance
     /// with the same transactional id fenced it (a zombie must stop).
-    #[error("transaction {id}: {step} failed: {message}")]
+    #[error("transaction {id}: {step} failed: {source}{advice}")]
     Transaction {
         id: String,
         step: &'static str,
-        message: String,
+        /// librdkafka's error.
+        source: Box<rdkafka::error::KafkaError>,
+        /// What to do about it, when tickflow knows (empty, or a sentence in parentheses).
+        advice: &'static str,
         fatal: bool,
     },
 }
@@ -85,7 +93,7 @@ impl crate::error::Classified for SinkError {
 struct DeliveryTracker {
     delivered: AtomicU64,
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    first_error: Mutex<Option<Box<RdError>>>,
     last_offsets: Option<Mutex<HashMap<String, HashMap<i32, i64>>>>,
 }
 
@@ -128,7 +136,7 @@ impl ProducerContext for TrackingContext {
             Err((e, _)) => {
                 self.tracker.failed.fetch_add(1, Ordering::Relaxed);
                 let mut first = self.tracker.first_error.lock().expect("tracker lock");
-                first.get_or_insert_with(|| e.to_string());
+                first.get_or_insert_with(|| Box::new(e.clone()));
             }
         }
     }
@@ -234,12 +242,11 @@ impl KafkaSink {
         SinkError::Transaction {
             id: self.transactional_id.clone().unwrap_or_default(),
             step,
-            message: if unsupported {
-                format!(
-                    "{err} (this broker has no Kafka transactions: use `processing_guarantee: at_least_once`)"
-                )
+            source: Box::new(err),
+            advice: if unsupported {
+                " (this broker has no Kafka transactions: use `processing_guarantee: at_least_once`)"
             } else {
-                err.to_string()
+                ""
             },
             fatal: fatal || unsupported,
         }
@@ -385,7 +392,7 @@ impl KafkaSink {
             return Err(SinkError::Delivery {
                 topic: self.topic.clone(),
                 failed,
-                first: first.unwrap_or_default(),
+                first,
             });
         }
         Ok(())

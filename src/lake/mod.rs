@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use self::offsets::OffsetRanges;
 use crate::config::lake::LakeFormat;
+use crate::error::BoxError;
 
 /// Metadata key of the offsets a file holds (`a-b,c-d`).
 pub const OFFSETS_KEY: &str = "tickflow.offsets";
@@ -68,6 +69,8 @@ pub enum LakeError {
         path: String,
         /// What is wrong.
         message: String,
+        /// The reader's error, when a library found it.
+        source: Option<crate::error::BoxError>,
     },
     /// A file with the same name and other content exists: another writer landed records
     /// of this partition.
@@ -115,13 +118,11 @@ pub struct FileInfo {
 
 /// The metadata of the lake file at `path` (Avro or Parquet, by the name's extension).
 pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
-    let bad = |message: String| LakeError::File {
-        path: path.into(),
-        message,
-    };
+    let bad = |message: String| file_error(path, message, None);
+    let broken = |e: BoxError| file_error(path, e.to_string(), Some(e));
     let (pairs, schema) = match LakeFormat::of_path(path) {
         Some(LakeFormat::Avro) => {
-            let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| bad(e.to_string()))?;
+            let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| broken(e.into()))?;
             let pairs: HashMap<String, String> = reader
                 .user_metadata()
                 .iter()
@@ -134,7 +135,7 @@ pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
             let text = pairs
                 .get(AVRO_SCHEMA_KEY)
                 .ok_or_else(|| bad(format!("no {AVRO_SCHEMA_KEY} metadata")))?;
-            let schema = Schema::parse_str(text).map_err(|e| bad(e.to_string()))?;
+            let schema = Schema::parse_str(text).map_err(|e| broken(e.into()))?;
             (pairs, schema)
         }
         None => return Err(bad("not a .avro or .parquet file".into())),
@@ -154,25 +155,31 @@ pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
     })
 }
 
-/// The metadata and the records of the lake file at `path`; as many records as offsets.
-pub fn file_records(path: &str, bytes: &Bytes) -> Result<(FileInfo, Vec<Value>), LakeError> {
-    let bad = |message: String| LakeError::File {
+fn file_error(path: &str, message: String, source: Option<BoxError>) -> LakeError {
+    LakeError::File {
         path: path.into(),
         message,
-    };
+        source,
+    }
+}
+
+/// The metadata and the records of the lake file at `path`; as many records as offsets.
+pub fn file_records(path: &str, bytes: &Bytes) -> Result<(FileInfo, Vec<Value>), LakeError> {
+    let bad = |message: String| file_error(path, message, None);
+    let broken = |e: BoxError| file_error(path, e.to_string(), Some(e));
     let info = file_info(path, bytes)?;
     let converted;
     let avro: &[u8] = if LakeFormat::of_path(path) == Some(LakeFormat::Parquet) {
-        let schema = serde_json::to_string(&info.schema).map_err(|e| bad(e.to_string()))?;
+        let schema = serde_json::to_string(&info.schema).map_err(|e| broken(e.into()))?;
         converted = columnar::to_avro(bytes.clone(), &schema)?;
         &converted
     } else {
         bytes
     };
-    let reader = apache_avro::Reader::new(avro).map_err(|e| bad(e.to_string()))?;
+    let reader = apache_avro::Reader::new(avro).map_err(|e| broken(e.into()))?;
     let values: Vec<Value> = reader
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| broken(e.into()))?;
     if values.len() as u64 != info.offsets.count() {
         let offsets = info.offsets.count();
         return Err(bad(format!("{} records, {offsets} offsets", values.len())));

@@ -258,8 +258,16 @@ impl AthenaEngine {
     }
 }
 
-fn athena(what: &str, e: impl std::error::Error) -> QueryError {
-    QueryError::Athena(format!("{what}: {}", DisplayErrorContext(e)))
+fn athena(what: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> QueryError {
+    QueryError::AthenaCall {
+        what,
+        source: Box::new(e),
+    }
+}
+
+/// An SDK error with its causes and details, as the SDK prints them.
+pub(super) fn in_full(e: &crate::error::BoxError) -> String {
+    DisplayErrorContext(&**e).to_string()
 }
 
 /// Estimated price of scanning `bytes`: Athena bills whole megabytes, at least 10 MB.

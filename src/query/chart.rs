@@ -55,7 +55,16 @@ pub struct ChartSpec<'a> {
 
 /// Draws `candles` into `path`: SVG when it ends in `.svg`, PNG when it ends in `.png`.
 pub fn render(path: &Path, spec: &ChartSpec<'_>, candles: &[Candle]) -> Result<(), QueryError> {
-    let err = |e: String| QueryError::Chart(format!("{}: {e}", path.display()));
+    let err = |message: String| QueryError::Chart {
+        path: path.display().to_string(),
+        message,
+        source: None,
+    };
+    let failed = |e: crate::error::BoxError| QueryError::Chart {
+        path: path.display().to_string(),
+        message: e.to_string(),
+        source: Some(e),
+    };
     if candles.is_empty() {
         return Err(err("no bars to draw".into()));
     }
@@ -63,13 +72,13 @@ pub fn render(path: &Path, spec: &ChartSpec<'_>, candles: &[Candle]) -> Result<(
     match path.extension().and_then(|e| e.to_str()) {
         Some("svg") => {
             let root = SVGBackend::new(path, spec.size).into_drawing_area();
-            draw(&root, spec, candles).map_err(|e| err(e.to_string()))?;
-            root.present().map_err(|e| err(e.to_string()))
+            draw(&root, spec, candles).map_err(|e| failed(e.into()))?;
+            root.present().map_err(|e| failed(e.into()))
         }
         Some("png") => {
             let root = BitMapBackend::new(path, spec.size).into_drawing_area();
-            draw(&root, spec, candles).map_err(|e| err(e.to_string()))?;
-            root.present().map_err(|e| err(e.to_string()))
+            draw(&root, spec, candles).map_err(|e| failed(e.into()))?;
+            root.present().map_err(|e| failed(e.into()))
         }
         _ => Err(err("the file name must end in .svg or .png".into())),
     }

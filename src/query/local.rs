@@ -164,13 +164,13 @@ fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, Quer
 /// The Arrow schema of the table's files: what arrow-avro's reader gives records of the
 /// table's Avro schema, which is also what Parquet lake files hold.
 fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
-    let bad = |message: String| QueryError::File {
+    let bad = |e: crate::error::BoxError| QueryError::File {
         path: format!("table {} schema", def.name),
-        message,
+        message: e.to_string(),
+        source: Some(e),
     };
-    let schema =
-        apache_avro::Schema::parse_str(&def.avro_schema).map_err(|e| bad(e.to_string()))?;
-    columnar::arrow_schema(&schema).map_err(|e| bad(e.to_string()))
+    let schema = apache_avro::Schema::parse_str(&def.avro_schema).map_err(|e| bad(e.into()))?;
+    columnar::arrow_schema(&schema).map_err(|e| bad(e.into()))
 }
 
 /// Files read by the file scans in `plan`, each counted once however many scans read it.

@@ -37,24 +37,43 @@ pub enum QueryError {
         path: String,
         /// What is wrong.
         message: String,
+        /// The file system's error, when reading failed.
+        source: Option<std::io::Error>,
     },
-    /// A lake file is not what the sink writes.
+    /// A lake file (or a table's schema) is not what the sink writes.
     #[error("{path}: {message}")]
     File {
         /// The file.
         path: String,
         /// What is wrong.
         message: String,
+        /// The reader's error, when a library found it.
+        source: Option<crate::error::BoxError>,
     },
     /// Athena refused, failed or cancelled the query (Athena's reason).
     #[error("athena: {0}")]
     Athena(String),
+    /// An Athena call failed.
+    #[error("athena: {what}: {}", athena::in_full(.source))]
+    AthenaCall {
+        /// The call.
+        what: &'static str,
+        /// The SDK's error.
+        source: crate::error::BoxError,
+    },
     /// The query ran longer than allowed and was cancelled.
     #[error("the query did not finish within {0:?}; it was cancelled")]
     Timeout(std::time::Duration),
     /// A chart could not be drawn.
-    #[error("chart {0}")]
-    Chart(String),
+    #[error("chart {path}: {message}")]
+    Chart {
+        /// The image file.
+        path: String,
+        /// What went wrong.
+        message: String,
+        /// The drawing library's error, when it failed.
+        source: Option<crate::error::BoxError>,
+    },
     /// The topology cannot be reconciled.
     #[error("{0}")]
     Unsupported(String),
@@ -68,7 +87,7 @@ impl crate::error::Classified for QueryError {
             }
             QueryError::Lake(e) => e.class(),
             QueryError::Catalog(e) => e.class(),
-            QueryError::Chart(_) => crate::error::ErrorClass::Internal,
+            QueryError::Chart { .. } => crate::error::ErrorClass::Internal,
             _ => crate::error::ErrorClass::External,
         }
     }

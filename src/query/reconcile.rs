@@ -297,17 +297,24 @@ fn file_records<T: DeserializeOwned>(
     path: &str,
     bytes: &bytes::Bytes,
 ) -> Result<(i32, Vec<(i64, T)>), QueryError> {
-    let bad = |message: String| QueryError::File {
+    let bad = |message: String, source: Option<crate::error::BoxError>| QueryError::File {
         path: path.to_string(),
         message,
+        source,
     };
     let name = path.rsplit('/').next().unwrap_or(path);
     let partition = name
         .rsplit('+')
         .nth(1)
         .and_then(|p| p.parse::<i32>().ok())
-        .ok_or_else(|| bad("the name is not <topic>+<partition>+<offset>.<ext>".into()))?;
-    let (info, values) = lake_file_records(path, bytes).map_err(|e| bad(e.to_string()))?;
+        .ok_or_else(|| {
+            bad(
+                "the name is not <topic>+<partition>+<offset>.<ext>".into(),
+                None,
+            )
+        })?;
+    // The lake's error names the file.
+    let (info, values) = lake_file_records(path, bytes)?;
     let records = info
         .offsets
         .iter()
@@ -315,7 +322,8 @@ fn file_records<T: DeserializeOwned>(
         .map(|(offset, value)| {
             // Avro lake files hold milliseconds; ticks and bars count in microseconds.
             let value = to_micros_value(value);
-            let record = apache_avro::from_value::<T>(&value).map_err(|e| bad(e.to_string()))?;
+            let record = apache_avro::from_value::<T>(&value)
+                .map_err(|e| bad(e.to_string(), Some(e.into())))?;
             Ok((offset, record))
         })
         .collect::<Result<Vec<_>, QueryError>>()?;

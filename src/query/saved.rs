@@ -38,11 +38,13 @@ pub fn bind(
         let value = params.get(&name).ok_or_else(|| QueryError::SavedQuery {
             path: origin.into(),
             message: format!("needs a value for {{{{{name}}}}}: pass --param {name}=VALUE"),
+            source: None,
         })?;
         if value.contains(['\'', '"', ';']) {
             return Err(QueryError::SavedQuery {
                 path: origin.into(),
                 message: format!("the value of {name} may not hold quotes or semicolons"),
+                source: None,
             });
         }
         for spelling in spellings(&out, &name) {
@@ -75,6 +77,7 @@ pub fn load(path: &Path) -> Result<String, QueryError> {
     std::fs::read_to_string(path).map_err(|e| QueryError::SavedQuery {
         path: path.display().to_string(),
         message: e.to_string(),
+        source: Some(e),
     })
 }
 

@@ -62,19 +62,19 @@ impl MarketSim {
         cfg.validate()?;
         let session = Session::from_config(cfg)?;
         let weights: Vec<f64> = universe.iter().map(|s| s.activity).collect();
-        let pick_symbol = WeightedAliasIndex::new(weights).map_err(|e| SimError::BadSetting {
+        let pick_symbol = WeightedAliasIndex::new(weights).map_err(|e| SimError::Distribution {
             field: "symbols",
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let venue_weights: Vec<f64> = cfg.venues.iter().map(|v| v.share).collect();
         let pick_venue =
-            WeightedAliasIndex::new(venue_weights).map_err(|e| SimError::BadSetting {
+            WeightedAliasIndex::new(venue_weights).map_err(|e| SimError::Distribution {
                 field: "venues",
-                reason: e.to_string(),
+                source: e.into(),
             })?;
-        let sizes = Pareto::new(1.0, cfg.size_tail_index).map_err(|e| SimError::BadSetting {
+        let sizes = Pareto::new(1.0, cfg.size_tail_index).map_err(|e| SimError::Distribution {
             field: "size_tail_index",
-            reason: e.to_string(),
+            source: e.into(),
         })?;
         let symbols = universe
             .into_iter()

@@ -65,6 +65,12 @@ pub enum SimError {
     /// A simulator setting is out of range.
     #[error("simulator.{field}: {reason}")]
     BadSetting { field: &'static str, reason: String },
+    /// A simulator setting cannot make its random distribution (the library's reason).
+    #[error("simulator.{field}: {source}")]
+    Distribution {
+        field: &'static str,
+        source: crate::error::BoxError,
+    },
 }
 
 impl crate::error::Classified for SimError {

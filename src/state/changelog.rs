@@ -499,6 +499,14 @@ impl ChangelogPartition {
         changelog_err(self, message)
     }
 
+    fn kafka_err(&self, e: impl Into<crate::kafka::KafkaError>) -> StateError {
+        StateError::ChangelogRead {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            source: e.into(),
+        }
+    }
+
     /// [`await_handover`] of this partition; nil under transactions, where fencing does
     /// the work.
     pub fn await_handover(
@@ -536,7 +544,7 @@ impl ChangelogPartition {
             .read_committed()
             .partition_eof(self.transactional)
             .create(&self.kafka)
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.kafka_err(e))
     }
 }
 
@@ -553,7 +561,7 @@ impl ChangelogLog for ChangelogPartition {
         let consumer = self.reader()?;
         let (_, end) = consumer
             .fetch_watermarks(&self.topic, self.partition, Duration::from_secs(30))
-            .map_err(|e| self.err(e))?;
+            .map_err(|e| self.kafka_err(e))?;
         Ok(end)
     }
 
@@ -564,8 +572,8 @@ impl ChangelogLog for ChangelogPartition {
         let consumer = self.reader()?;
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(start))
-            .map_err(|e| self.err(e))?;
-        consumer.assign(&tpl).map_err(|e| self.err(e))?;
+            .map_err(|e| self.kafka_err(e))?;
+        consumer.assign(&tpl).map_err(|e| self.kafka_err(e))?;
         let (mut next, mut last_seen) = (start, Instant::now());
         while next < end {
             if last_seen.elapsed() > Duration::from_secs(60) {
@@ -576,7 +584,7 @@ impl ChangelogLog for ChangelogPartition {
                 // Past the last committed record, only transaction markers (or aborted
                 // records) are left: they are never delivered.
                 Some(Err(KafkaError::PartitionEOF(_))) if self.transactional => break,
-                Some(m) => m.map_err(|e| self.err(e))?,
+                Some(m) => m.map_err(|e| self.kafka_err(e))?,
             };
             last_seen = Instant::now();
             if m.offset() < start {
@@ -588,7 +596,7 @@ impl ChangelogLog for ChangelogPartition {
             }
         }
         // The next read assigns its own start; nothing of this one may be delivered to it.
-        consumer.unassign().map_err(|e| self.err(e))?;
+        consumer.unassign().map_err(|e| self.kafka_err(e))?;
         Ok(())
     }
 }

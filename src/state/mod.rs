@@ -43,14 +43,25 @@ impl Default for SourceMark {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// RocksDB failed.
-    #[error("state store {path}: {message}")]
-    Db { path: String, message: String },
-    /// Reading a changelog partition failed (external).
+    #[error("state store {path}: {source}")]
+    Db {
+        path: String,
+        source: rocksdb::Error,
+    },
+    /// A changelog partition is not what restoring needs (a record without a key, a record
+    /// that never arrives).
     #[error("changelog {topic}-{partition}: {message}")]
     Changelog {
         topic: String,
         partition: i32,
         message: String,
+    },
+    /// Kafka failed while reading a changelog partition (external).
+    #[error("changelog {topic}-{partition}: {source}")]
+    ChangelogRead {
+        topic: String,
+        partition: i32,
+        source: crate::kafka::KafkaError,
     },
     /// The process is stopping (SIGTERM) while a task waited for its hand-over or restored.
     #[error("stopped while opening a task (waiting for its hand-over or restoring it)")]
@@ -62,8 +73,11 @@ pub enum StateError {
 
 impl crate::error::Classified for StateError {
     fn class(&self) -> crate::error::ErrorClass {
-        // The disk, RocksDB or the changelog topic.
-        crate::error::ErrorClass::External
+        match self {
+            StateError::ChangelogRead { source, .. } => source.class(),
+            // The disk, RocksDB or the changelog topic.
+            _ => crate::error::ErrorClass::External,
+        }
     }
 }
 
@@ -94,9 +108,9 @@ impl WindowStore {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let db = DB::open(&opts, dir).map_err(|e| StateError::Db {
+        let db = DB::open(&opts, dir).map_err(|source| StateError::Db {
             path: dir.display().to_string(),
-            message: e.to_string(),
+            source,
         })?;
         Ok(Self {
             db,
@@ -104,10 +118,10 @@ impl WindowStore {
         })
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StateError {
+    fn err(&self, source: rocksdb::Error) -> StateError {
         StateError::Db {
             path: self.path.display().to_string(),
-            message: e.to_string(),
+            source,
         }
     }
 

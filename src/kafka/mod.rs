@@ -45,6 +45,17 @@ pub enum KafkaError {
         timeout: Duration,
         source: Box<rdkafka::error::KafkaError>,
     },
+    /// The broker refused the client's credentials (a wrong SASL password or user name, a
+    /// mechanism the listener does not offer, an MSK IAM identity without access).
+    #[error(
+        "Kafka at {servers} refused the client's authentication ({source}): check \
+         sasl.mechanism, sasl.username and the password (sasl.password or sasl.password_file), \
+         or the MSK IAM role's permissions"
+    )]
+    AuthRefused {
+        servers: String,
+        source: RDKafkaErrorCode,
+    },
     /// A created topic does not show in the broker's metadata.
     #[error("cannot create topic {topic}: {message}")]
     CreateTopic { topic: String, message: String },
@@ -74,7 +85,9 @@ impl crate::error::Classified for KafkaError {
     fn class(&self) -> crate::error::ErrorClass {
         match self {
             // Bad authentication settings (a missing token file, an unknown mechanism).
-            KafkaError::Auth { .. } => crate::error::ErrorClass::User,
+            KafkaError::Auth { .. } | KafkaError::AuthRefused { .. } => {
+                crate::error::ErrorClass::User
+            }
             KafkaError::Token(e) => e.class(),
             _ => crate::error::ErrorClass::External,
         }
@@ -106,7 +119,8 @@ pub fn client_config_with(cfg: &KafkaConfig, defaults: &[(&str, &str)]) -> Clien
 }
 
 /// Fails with [`KafkaError::NoAnswer`] unless a broker answers a metadata request within
-/// `cfg.connect_timeout`.
+/// `cfg.connect_timeout`, or with [`KafkaError::AuthRefused`] when it refused the client's
+/// credentials meanwhile.
 pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
     let mut config = client_config(cfg);
     config.set("socket.connection.setup.timeout.ms", "5000");
@@ -116,11 +130,35 @@ pub fn check_reachable(cfg: &KafkaConfig) -> Result<(), KafkaError> {
     consumer
         .fetch_metadata(None, cfg.connect_timeout)
         .map(|_| ())
-        .map_err(|source| KafkaError::NoAnswer {
-            servers: cfg.bootstrap_servers.clone(),
-            timeout: cfg.connect_timeout,
-            source: Box::new(source),
+        .map_err(|source| match auth_refusal(&consumer) {
+            Some(source) => KafkaError::AuthRefused {
+                servers: cfg.bootstrap_servers.clone(),
+                source,
+            },
+            None => KafkaError::NoAnswer {
+                servers: cfg.bootstrap_servers.clone(),
+                timeout: cfg.connect_timeout,
+                source: Box::new(source),
+            },
         })
+}
+
+/// The authentication failure among the errors `consumer` has queued, if any: librdkafka
+/// reports a refused SASL handshake there, while the request that waited on it only times
+/// out.
+fn auth_refusal<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Option<RDKafkaErrorCode> {
+    use rdkafka::error::KafkaError as RdError;
+    // A poll serves one event and says nothing (None) of a log line, so an empty answer does
+    // not mean an empty queue: serve a bounded number (the queue holds the logs and errors
+    // of the few connection attempts made so far).
+    (0..1000).find_map(|_| match consumer.poll(Duration::ZERO) {
+        Some(Err(RdError::MessageConsumption(code) | RdError::MessageConsumptionFatal(code)))
+            if code == RDKafkaErrorCode::Authentication =>
+        {
+            Some(code)
+        }
+        _ => None,
+    })
 }
 
 /// A plain consumer (metadata, readers) of `config`, with `cfg`'s authentication set up: its

@@ -65,8 +65,8 @@ fn err(what: &str, e: impl std::error::Error + Send + Sync + 'static) -> Catalog
     }
 }
 
-/// An SDK error with its causes and details, as the SDK prints them.
-pub(super) fn in_full(e: &BoxError) -> String {
+/// An AWS SDK error (Glue's, Athena's) with its causes and details, as the SDKs print them.
+pub(crate) fn in_full(e: &BoxError) -> String {
     DisplayErrorContext(&**e).to_string()
 }
 

@@ -42,7 +42,7 @@ impl LocalCatalog {
         table: &str,
     ) -> Result<Option<TableFile>, CatalogError> {
         let path = Self::path(database, table);
-        let Some(bytes) = self.store.get_opt(&path).await.map_err(store)? else {
+        let Some(bytes) = self.store.get_opt(&path).await? else {
             return Ok(None);
         };
         serde_json::from_slice(&bytes)
@@ -59,8 +59,7 @@ impl LocalCatalog {
         for name in self
             .store
             .list_names(&format!("_catalog/{database}"))
-            .await
-            .map_err(store)?
+            .await?
         {
             if let Some(table) = name.strip_suffix(".json")
                 && let Some(t) = self.table(database, table).await?
@@ -74,7 +73,7 @@ impl LocalCatalog {
     async fn save(&self, file: &TableFile) -> Result<(), CatalogError> {
         let bytes = serde_json::to_vec_pretty(file).expect("serializable");
         let path = Self::path(&file.table.database, &file.table.name);
-        self.store.put(&path, bytes).await.map_err(store)
+        Ok(self.store.put(&path, bytes).await?)
     }
 
     /// Creates the table, or updates its definition when `table` has a newer schema; returns
@@ -120,8 +119,4 @@ impl LocalCatalog {
         }
         self.save(&file).await
     }
-}
-
-fn store(e: crate::lake::LakeError) -> CatalogError {
-    CatalogError::Lake(e)
 }

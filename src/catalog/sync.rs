@@ -26,10 +26,6 @@ pub struct TableSync {
     pub schema_id: Option<u32>,
 }
 
-fn store_err(e: crate::lake::LakeError) -> CatalogError {
-    CatalogError::Lake(e)
-}
-
 /// Creates or repairs every table of `spec` in `catalog` from the files in `store`.
 pub async fn sync(
     spec: &LakeSpec,
@@ -41,8 +37,7 @@ pub async fn sync(
         let table = topic.table_name();
         let files: Vec<String> = store
             .list_all(&format!("{table}/"))
-            .await
-            .map_err(store_err)?
+            .await?
             .into_iter()
             .filter(|p| LakeFormat::of_path(p) == Some(spec.format_of(topic)))
             .collect();
@@ -92,7 +87,7 @@ pub async fn sync(
 
 /// The schema and schema id a lake file was written with.
 async fn file_schema(store: &LakeStore, path: &str) -> Result<(u32, Schema), CatalogError> {
-    let bytes = store.get(path).await.map_err(store_err)?;
+    let bytes = store.get(path).await?;
     let info = file_info(path, &bytes).map_err(|e| CatalogError::Corrupt {
         path: store.location(path),
         source: e.into(),

@@ -106,9 +106,9 @@ pub fn to_avro(bytes: Bytes, avro_schema: &str) -> Result<Vec<u8>, LakeError> {
 
 /// The Arrow schema Parquet files of `avro_schema` have (what `encode` writes).
 pub fn arrow_schema(avro_schema: &apache_avro::Schema) -> Result<Arc<ArrowSchema>, LakeError> {
-    let mut writer = apache_avro::Writer::new(avro_schema, Vec::new()).map_err(LakeError::avro)?;
-    writer.flush().map_err(LakeError::avro)?;
-    let bytes = writer.into_inner().map_err(LakeError::avro)?;
+    let mut writer = apache_avro::Writer::new(avro_schema, Vec::new()).map_err(LakeError::Avro)?;
+    writer.flush().map_err(LakeError::Avro)?;
+    let bytes = writer.into_inner().map_err(LakeError::Avro)?;
     let reader = ReaderBuilder::new()
         .build(Cursor::new(bytes))
         .map_err(err)?;

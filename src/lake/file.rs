@@ -70,7 +70,7 @@ impl AvroFile {
             return Ok(());
         }
         let mut data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_BYTES));
-        self.codec.compress(&mut data).map_err(LakeError::avro)?;
+        self.codec.compress(&mut data).map_err(LakeError::Avro)?;
         write_long(self.block_records, &mut self.blocks);
         write_long(data.len() as i64, &mut self.blocks);
         self.blocks.extend_from_slice(&data);
@@ -98,7 +98,7 @@ impl AvroFile {
             .user_metadata(user_metadata)
             .build()
             .and_then(Writer::into_inner)
-            .map_err(LakeError::avro)?;
+            .map_err(LakeError::Avro)?;
         let mut out = header;
         out.extend_from_slice(&self.blocks);
         Ok(out)

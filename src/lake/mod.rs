@@ -39,7 +39,7 @@ pub enum LakeError {
     Avro(#[from] apache_avro::Error),
     /// Converting between Avro and Parquet failed.
     #[error("parquet: {0}")]
-    Parquet(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Parquet(#[source] BoxError),
     /// The object store failed.
     #[error("lake store: {0}")]
     ObjectStore(#[from] object_store::Error),
@@ -70,7 +70,7 @@ pub enum LakeError {
         /// What is wrong.
         message: String,
         /// The reader's error, when a library found it.
-        source: Option<crate::error::BoxError>,
+        source: Option<BoxError>,
     },
     /// A file with the same name and other content exists: another writer landed records
     /// of this partition.
@@ -89,12 +89,23 @@ impl crate::error::Classified for LakeError {
 }
 
 impl LakeError {
-    pub(crate) fn avro(e: apache_avro::Error) -> Self {
-        Self::Avro(e)
+    /// A lake file that is not what tickflow writes, as tickflow found.
+    fn bad_file(path: &str, message: String) -> Self {
+        Self::File {
+            path: path.into(),
+            message,
+            source: None,
+        }
     }
 
-    pub(crate) fn store(e: object_store::Error) -> Self {
-        Self::ObjectStore(e)
+    /// A lake file a library could not read.
+    fn unreadable_file(path: &str, e: impl Into<BoxError>) -> Self {
+        let e = e.into();
+        Self::File {
+            path: path.into(),
+            message: e.to_string(),
+            source: Some(e),
+        }
     }
 }
 
@@ -118,11 +129,11 @@ pub struct FileInfo {
 
 /// The metadata of the lake file at `path` (Avro or Parquet, by the name's extension).
 pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
-    let bad = |message: String| file_error(path, message, None);
-    let broken = |e: BoxError| file_error(path, e.to_string(), Some(e));
+    let bad = |message: String| LakeError::bad_file(path, message);
     let (pairs, schema) = match LakeFormat::of_path(path) {
         Some(LakeFormat::Avro) => {
-            let reader = apache_avro::Reader::new(&bytes[..]).map_err(|e| broken(e.into()))?;
+            let reader = apache_avro::Reader::new(&bytes[..])
+                .map_err(|e| LakeError::unreadable_file(path, e))?;
             let pairs: HashMap<String, String> = reader
                 .user_metadata()
                 .iter()
@@ -135,7 +146,8 @@ pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
             let text = pairs
                 .get(AVRO_SCHEMA_KEY)
                 .ok_or_else(|| bad(format!("no {AVRO_SCHEMA_KEY} metadata")))?;
-            let schema = Schema::parse_str(text).map_err(|e| broken(e.into()))?;
+            let schema =
+                Schema::parse_str(text).map_err(|e| LakeError::unreadable_file(path, e))?;
             (pairs, schema)
         }
         None => return Err(bad("not a .avro or .parquet file".into())),
@@ -155,31 +167,23 @@ pub fn file_info(path: &str, bytes: &Bytes) -> Result<FileInfo, LakeError> {
     })
 }
 
-fn file_error(path: &str, message: String, source: Option<BoxError>) -> LakeError {
-    LakeError::File {
-        path: path.into(),
-        message,
-        source,
-    }
-}
-
 /// The metadata and the records of the lake file at `path`; as many records as offsets.
 pub fn file_records(path: &str, bytes: &Bytes) -> Result<(FileInfo, Vec<Value>), LakeError> {
-    let bad = |message: String| file_error(path, message, None);
-    let broken = |e: BoxError| file_error(path, e.to_string(), Some(e));
+    let bad = |message: String| LakeError::bad_file(path, message);
     let info = file_info(path, bytes)?;
     let converted;
     let avro: &[u8] = if LakeFormat::of_path(path) == Some(LakeFormat::Parquet) {
-        let schema = serde_json::to_string(&info.schema).map_err(|e| broken(e.into()))?;
+        let schema =
+            serde_json::to_string(&info.schema).map_err(|e| LakeError::unreadable_file(path, e))?;
         converted = columnar::to_avro(bytes.clone(), &schema)?;
         &converted
     } else {
         bytes
     };
-    let reader = apache_avro::Reader::new(avro).map_err(|e| broken(e.into()))?;
+    let reader = apache_avro::Reader::new(avro).map_err(|e| LakeError::unreadable_file(path, e))?;
     let values: Vec<Value> = reader
         .collect::<Result<_, _>>()
-        .map_err(|e| broken(e.into()))?;
+        .map_err(|e| LakeError::unreadable_file(path, e))?;
     if values.len() as u64 != info.offsets.count() {
         let offsets = info.offsets.count();
         return Err(bad(format!("{} records, {offsets} offsets", values.len())));

@@ -58,7 +58,7 @@ impl LakeStore {
         if let Some(dir) = url.strip_prefix("file://") {
             std::fs::create_dir_all(dir).map_err(|source| dir_err(url, source))?;
             let abs = std::fs::canonicalize(dir).map_err(|source| dir_err(url, source))?;
-            let store = LocalFileSystem::new_with_prefix(&abs).map_err(LakeError::store)?;
+            let store = LocalFileSystem::new_with_prefix(&abs).map_err(LakeError::ObjectStore)?;
             return Ok(Self {
                 store: Arc::new(store),
                 root: format!("file://{}", abs.display()),
@@ -94,7 +94,7 @@ impl LakeStore {
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
         }
-        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(LakeError::store)?);
+        let s3: Arc<dyn ObjectStore> = Arc::new(builder.build().map_err(LakeError::ObjectStore)?);
         let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
             s3
         } else {
@@ -170,7 +170,7 @@ impl LakeStore {
                     Err(LakeError::Conflict(self.location(path)))
                 }
             }
-            Err(e) => Err(LakeError::store(e)),
+            Err(e) => Err(LakeError::ObjectStore(e)),
         }
     }
 
@@ -217,12 +217,12 @@ impl LakeStore {
             .map_ok(|o| o.location)
             .try_collect()
             .await
-            .map_err(LakeError::store)?;
+            .map_err(LakeError::ObjectStore)?;
         for location in &stale {
             self.store
                 .delete(location)
                 .await
-                .map_err(LakeError::store)?;
+                .map_err(LakeError::ObjectStore)?;
         }
         Ok(stale.len())
     }
@@ -232,16 +232,16 @@ impl LakeStore {
         self.store
             .put(&object_key(path), PutPayload::from(bytes))
             .await
-            .map_err(LakeError::store)?;
+            .map_err(LakeError::ObjectStore)?;
         Ok(())
     }
 
     /// The object at `path`, or `None` if there is none.
     pub async fn get_opt(&self, path: &str) -> Result<Option<Bytes>, LakeError> {
         match self.store.get(&object_key(path)).await {
-            Ok(r) => Ok(Some(r.bytes().await.map_err(LakeError::store)?)),
+            Ok(r) => Ok(Some(r.bytes().await.map_err(LakeError::ObjectStore)?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(LakeError::store(e)),
+            Err(e) => Err(LakeError::ObjectStore(e)),
         }
     }
 
@@ -272,7 +272,7 @@ impl LakeStore {
         self.store
             .list_with_delimiter(Some(&object_key(dir)))
             .await
-            .map_err(LakeError::store)
+            .map_err(LakeError::ObjectStore)
     }
 
     /// Paths of every object under `prefix`, recursively.
@@ -282,7 +282,7 @@ impl LakeStore {
             .list(Some(&object_key(prefix)))
             .try_collect()
             .await
-            .map_err(LakeError::store)?;
+            .map_err(LakeError::ObjectStore)?;
         Ok(objects
             .into_iter()
             .map(|o| o.location.to_string())

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use aws_sdk_athena::Client;
 use aws_sdk_athena::config::retry::RetryConfig;
-use aws_sdk_athena::error::DisplayErrorContext;
 use aws_sdk_athena::types::{
     QueryExecutionContext, QueryExecutionState, ResultConfiguration, StatementType,
 };
@@ -263,11 +262,6 @@ fn athena(what: &'static str, e: impl std::error::Error + Send + Sync + 'static)
         what,
         source: Box::new(e),
     }
-}
-
-/// An SDK error with its causes and details, as the SDK prints them.
-pub(super) fn in_full(e: &crate::error::BoxError) -> String {
-    DisplayErrorContext(&**e).to_string()
 }
 
 /// Estimated price of scanning `bytes`: Athena bills whole megabytes, at least 10 MB.

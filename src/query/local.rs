@@ -164,10 +164,8 @@ fn listing_table(store: &LakeStore, def: &TableDef) -> Result<ListingTable, Quer
 /// The Arrow schema of the table's files: what arrow-avro's reader gives records of the
 /// table's Avro schema, which is also what Parquet lake files hold.
 fn arrow_schema(def: &TableDef) -> Result<Arc<ArrowSchema>, QueryError> {
-    let bad = |e: crate::error::BoxError| QueryError::File {
-        path: format!("table {} schema", def.name),
-        message: e.to_string(),
-        source: Some(e),
+    let bad = |e: crate::error::BoxError| {
+        QueryError::unreadable_file(format!("table {} schema", def.name), e)
     };
     let schema = apache_avro::Schema::parse_str(&def.avro_schema).map_err(|e| bad(e.into()))?;
     columnar::arrow_schema(&schema).map_err(|e| bad(e.into()))

@@ -54,7 +54,7 @@ pub enum QueryError {
     #[error("athena: {0}")]
     Athena(String),
     /// An Athena call failed.
-    #[error("athena: {what}: {}", athena::in_full(.source))]
+    #[error("athena: {what}: {}", crate::catalog::glue::in_full(.source))]
     AthenaCall {
         /// The call.
         what: &'static str,
@@ -77,6 +77,18 @@ pub enum QueryError {
     /// The topology cannot be reconciled.
     #[error("{0}")]
     Unsupported(String),
+}
+
+impl QueryError {
+    /// A file (or a table's schema) a library could not read.
+    fn unreadable_file(path: String, e: impl Into<crate::error::BoxError>) -> Self {
+        let e = e.into();
+        Self::File {
+            path,
+            message: e.to_string(),
+            source: Some(e),
+        }
+    }
 }
 
 impl crate::error::Classified for QueryError {

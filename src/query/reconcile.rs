@@ -297,22 +297,17 @@ fn file_records<T: DeserializeOwned>(
     path: &str,
     bytes: &bytes::Bytes,
 ) -> Result<(i32, Vec<(i64, T)>), QueryError> {
-    let bad = |message: String, source: Option<crate::error::BoxError>| QueryError::File {
+    let bad = |message: String| QueryError::File {
         path: path.to_string(),
         message,
-        source,
+        source: None,
     };
     let name = path.rsplit('/').next().unwrap_or(path);
     let partition = name
         .rsplit('+')
         .nth(1)
         .and_then(|p| p.parse::<i32>().ok())
-        .ok_or_else(|| {
-            bad(
-                "the name is not <topic>+<partition>+<offset>.<ext>".into(),
-                None,
-            )
-        })?;
+        .ok_or_else(|| bad("the name is not <topic>+<partition>+<offset>.<ext>".into()))?;
     // The lake's error names the file.
     let (info, values) = lake_file_records(path, bytes)?;
     let records = info
@@ -323,7 +318,7 @@ fn file_records<T: DeserializeOwned>(
             // Avro lake files hold milliseconds; ticks and bars count in microseconds.
             let value = to_micros_value(value);
             let record = apache_avro::from_value::<T>(&value)
-                .map_err(|e| bad(e.to_string(), Some(e.into())))?;
+                .map_err(|e| QueryError::unreadable_file(path.to_string(), e))?;
             Ok((offset, record))
         })
         .collect::<Result<Vec<_>, QueryError>>()?;
